@@ -1,0 +1,132 @@
+"""Config checks: out-of-range values fail at start, naming the field.
+
+`validate(config)` checks every block it knows; the generator and
+augmentation blocks are checked by their own modules' validators. Unknown
+fields are already refused by ml_collections (configs are locked) when given
+as `--config.field=value`.
+
+`check_workdir(config, workdir)` refuses to resume a workdir whose saved
+config differs in anything that changes the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from diff4rec_jax import models
+
+# Fields that may differ between a run and its resumption: they change how a
+# run is carried out or reported, not what it computes.
+RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps")
+
+
+def _err(field: str, msg: str, value) -> ValueError:
+  return ValueError(f"config.{field}: {msg}, got {value!r}")
+
+
+def _positive_int(c, field):
+  v = _get(c, field)
+  if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+    raise _err(field, "must be a positive integer", v)
+
+
+def _in_range(c, field, lo, hi, lo_open=False, hi_open=False):
+  v = _get(c, field)
+  if not isinstance(v, (int, float)) or isinstance(v, bool):
+    raise _err(field, "must be a number", v)
+  bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
+  if bad:
+    lb = "(" if lo_open else "["
+    rb = ")" if hi_open else "]"
+    raise _err(field, f"must be in {lb}{lo}, {hi}{rb}", v)
+
+
+def _choice(c, field, choices):
+  v = _get(c, field)
+  if v not in choices:
+    raise _err(field, f"must be one of {tuple(choices)}", v)
+
+
+def _get(c, field):
+  for part in field.split("."):
+    c = c[part]
+  return c
+
+
+def validate(config) -> None:
+  """Raises ValueError naming the first bad field."""
+  _choice(config, "mode", ("base", "aug", "diff4rec"))
+  if not isinstance(config.seed, int):
+    raise _err("seed", "must be an integer", config.seed)
+  _choice(config, "data.format", ("auto", "pair", "per_user"))
+  v = config.data.max_len
+  if not isinstance(v, int) or v < 2:
+    raise _err("data.max_len", "must be an integer >= 2", v)
+  _choice(config, "model.name", models.RECOMMENDERS)
+  for f in ("model.hidden", "model.num_blocks", "model.num_heads",
+            "model.caser_window", "model.caser_h_filters",
+            "model.caser_v_filters"):
+    _positive_int(config, f)
+  if config.model.hidden % config.model.num_heads:
+    raise _err("model.hidden", "must be divisible by model.num_heads "
+               f"({config.model.num_heads})", config.model.hidden)
+  _in_range(config, "model.dropout", 0.0, 1.0, hi_open=True)
+  _choice(config, "train.loss", ("ce", "bce"))
+  _choice(config, "train.optimizer", ("adam", "adamw"))
+  for f in ("train.batch_size", "train.num_epochs", "train.eval_every",
+            "train.patience", "train.checkpoint_every",
+            "train.eval_batch_size", "train.eval_item_chunk"):
+    _positive_int(config, f)
+  if config.train.eval_item_chunk % 32:
+    raise _err("train.eval_item_chunk", "must be a multiple of 32",
+               config.train.eval_item_chunk)
+  _in_range(config, "train.lr", 0.0, 10.0, lo_open=True)
+  _in_range(config, "train.b1", 0.0, 1.0, hi_open=True)
+  _in_range(config, "train.b2", 0.0, 1.0, hi_open=True)
+  _in_range(config, "train.weight_decay", 0.0, 10.0)
+  try:  # The generator and augmentation blocks check themselves.
+    from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+    if hasattr(generator, "validate_generator_config"):
+      generator.validate_generator_config(config)
+  except ImportError:
+    pass
+  try:
+    from diff4rec_jax import augment  # pylint: disable=g-import-not-at-top
+    if hasattr(augment, "validate_augment_config"):
+      augment.validate_augment_config(config)
+  except ImportError:
+    pass
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def check_workdir(config, workdir: str) -> None:
+  """Refuses a workdir whose config.json differs from `config`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    try:
+      saved = _flatten(json.load(f))
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: unreadable ({e}); use a fresh workdir") from e
+  now = _flatten(json.loads(json.dumps(config.to_dict())))
+  diffs = [k for k in sorted(set(saved) | set(now))
+           if k not in RESUMABLE_FIELDS and saved.get(k) != now.get(k)]
+  if diffs:
+    shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
+                      for k in diffs[:5])
+    raise ValueError(
+        f"workdir {workdir} belongs to a different config ({shown}"
+        f"{', ...' if len(diffs) > 5 else ''}); refusing to resume. Use "
+        "another --workdir or restore the original settings.")

@@ -1,0 +1,382 @@
+"""Datasets: reading interaction files, the leave-one-out split, padded arrays.
+
+This module owns everything between a file on disk and fixed-shape numpy
+arrays that the compiled steps consume:
+
+* `read_interactions` parses the two common text formats (plain or gzip):
+  the *pair* format (`user item` per line, time-ordered within a user) and the
+  *per-user* format (`user item item ...`, one line per user).
+* `SequenceData` holds every user's full, time-ordered sequence in CSR form
+  (`indptr [U+1]`, `items [nnz]`) and derives the leave-one-out split from it:
+  the last item is the test target, the second-to-last the validation target,
+  the rest is the training prefix.
+* `left_pad` / `SequenceData.train_arrays` / `SequenceData.eval_arrays` build
+  the `[U, L]` int32 arrays (most recent `max_len` items, left-padded with the
+  padding id 0) with vectorized index arithmetic: no Python loop over users.
+
+Item ids are 1-based; id 0 is padding everywhere in the project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import os
+import zlib
+from typing import Optional
+
+import numpy as np
+
+DATA_DIR_ENV = "DIFF4REC_DATA_DIR"
+
+# File names of the datasets, in the pair format, under the data directory.
+DATASET_FILES = {
+    "ml-100k": "ml-100k.txt",
+    "ml-1m": "ml-1m.txt.gz",
+    "beauty": "beauty.txt.gz",
+    "yelp": "yelp.txt.gz",
+    "steam": "steam.txt.gz",
+    "synthetic-steam": "synthetic-steam.txt.gz",
+}
+
+# The smallest sequence that can be split into train prefix + valid + test.
+MIN_SPLIT_LEN = 3
+
+
+class DataError(ValueError):
+  """A data file or data option is unusable. The message names file and line."""
+
+
+def default_data_dir() -> str:
+  """`$DIFF4REC_DATA_DIR` if set, else `./data`."""
+  return os.environ.get(DATA_DIR_ENV) or "data"
+
+
+def resolve_path(name: str, data_dir: Optional[str] = None,
+                 path: Optional[str] = None) -> str:
+  """Returns the interaction file for dataset `name`; a clear error if absent."""
+  data_dir = data_dir or default_data_dir()
+  if path:
+    candidates = [path if os.path.isabs(path) else os.path.join(data_dir, path)]
+    if not os.path.isabs(path):
+      candidates.append(path)
+  else:
+    if name not in DATASET_FILES:
+      raise DataError(
+          f"config.data.name: unknown dataset {name!r}; expected one of "
+          f"{sorted(DATASET_FILES)} or set config.data.path to a file.")
+    fname = DATASET_FILES[name]
+    candidates = [os.path.join(data_dir, fname)]
+    if fname.endswith(".gz"):
+      candidates.append(os.path.join(data_dir, fname[:-3]))
+    else:
+      candidates.append(os.path.join(data_dir, fname + ".gz"))
+  for c in candidates:
+    if os.path.isfile(c):
+      return c
+  looked = ", ".join(os.path.abspath(c) for c in candidates)
+  raise DataError(
+      f"dataset {name!r} not found; looked for: {looked}. Set "
+      f"config.data.dir or ${DATA_DIR_ENV} to the folder holding it, or get "
+      f"it with `python -m diff4rec_jax.prepare --dataset={name} "
+      f"--data_dir={data_dir}`.")
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise DataError(f"{path}: cannot read: {e}") from e
+  if raw[:2] == b"\x1f\x8b":
+    try:
+      raw = gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as e:
+      raise DataError(
+          f"{path}: gzip stream is corrupt or truncated ({e}); download the "
+          "file again.") from e
+  return raw
+
+
+_ALLOWED = np.zeros(256, dtype=bool)
+_ALLOWED[list(b"0123456789 \t\r\n")] = True
+_SPACE = np.zeros(256, dtype=bool)
+_SPACE[list(b" \t\r\n")] = True
+
+
+def parse_interactions(raw: bytes, source: str = "<bytes>",
+                       fmt: str = "auto"):
+  """Parses interaction text into parallel `users`, `items` arrays.
+
+  Both formats reduce to the same rule: on each non-blank line the first field
+  is the user and every following field an item, in time order. The pair
+  format additionally requires exactly two fields a line.
+
+  Args:
+    raw: the file's bytes (already decompressed).
+    source: file name used in error messages.
+    fmt: "pair", "per_user" or "auto" (pair if every line has two fields).
+
+  Returns:
+    (users [nnz] int64, items [nnz] int64, fmt) in file order.
+
+  Raises:
+    DataError naming the source and the 1-based line of the first problem.
+  """
+  if fmt not in ("auto", "pair", "per_user"):
+    raise DataError(f"config.data.format: {fmt!r} is not one of "
+                    "'auto', 'pair', 'per_user'")
+  buf = np.frombuffer(raw, dtype=np.uint8)
+  if buf.size == 0 or not (~_SPACE[buf]).any():
+    raise DataError(f"{source}: file is empty (no interactions).")
+  newline_cum = np.cumsum(buf == ord("\n"), dtype=np.int64)  # line index - 1
+  bad = ~_ALLOWED[buf]
+  if bad.any():
+    pos = int(np.argmax(bad))
+    line = int(newline_cum[pos] - (buf[pos] == ord("\n"))) + 1
+    text = raw[max(0, pos - 20):pos + 20].decode("utf-8", "replace")
+    kind = ("a negative id" if buf[pos] == ord("-") else
+            "a non-integer id" if buf[pos] == ord(".") else
+            f"unexpected byte {bytes([buf[pos]])!r}")
+    col = pos - (raw.rfind(b"\n", 0, pos) + 1) + 1
+    raise DataError(
+        f"{source}:{line}: {kind} (column {col} near {text!r}); expected whitespace-separated positive integer "
+        "ids.")
+  is_tok = ~_SPACE[buf]
+  starts = np.flatnonzero(is_tok & np.concatenate([[True], ~is_tok[:-1]]))
+  # Line number (0-based) of each token; a token never starts on '\n'.
+  tok_line = newline_cum[starts]
+  counts = np.bincount(tok_line)
+  lines_with = np.flatnonzero(counts)
+  if (counts[lines_with] < 2).any():
+    line = int(lines_with[np.argmax(counts[lines_with] < 2)]) + 1
+    raise DataError(f"{source}:{line}: expected a user id and at least one "
+                    "item id, found one field.")
+  if fmt == "auto":
+    fmt = "pair" if (counts[lines_with] == 2).all() else "per_user"
+  elif fmt == "pair" and (counts[lines_with] != 2).any():
+    line = int(lines_with[np.argmax(counts[lines_with] != 2)]) + 1
+    raise DataError(f"{source}:{line}: pair format expects exactly two fields "
+                    f"(user item), found {int(counts[line - 1])}; set "
+                    "config.data.format='per_user' for one line per user.")
+  toks = raw.split()
+  values = np.array(toks, dtype="S")
+  too_long = np.char.str_len(values) > 9
+  if too_long.any():
+    i = int(np.argmax(too_long))
+    raise DataError(f"{source}:{int(tok_line[i]) + 1}: id {toks[i]!r} is out "
+                    "of range (ids must be below 10^9).")
+  values = values.astype(np.int64)
+  if (values <= 0).any():
+    i = int(np.argmax(values <= 0))
+    raise DataError(f"{source}:{int(tok_line[i]) + 1}: id {int(values[i])} is "
+                    "not positive; ids start at 1 (0 is padding).")
+  first = np.concatenate([[True], tok_line[1:] != tok_line[:-1]])
+  line_user = values[first]
+  # Index of the line (in token-line order) that owns each token.
+  owner = np.cumsum(first) - 1
+  users = line_user[owner][~first]
+  items = values[~first]
+  return users, items, fmt
+
+
+@dataclasses.dataclass
+class SequenceData:
+  """Every user's full time-ordered sequence, in CSR form, plus the split.
+
+  Attributes:
+    name: dataset name.
+    user_ids: [U] int64 original user ids (row u of the arrays is user_ids[u]).
+    indptr: [U+1] int64; user u's items are items[indptr[u]:indptr[u+1]].
+    items: [nnz] int32 item ids in 1..num_items, time order within a user.
+    num_items: largest item id (the item vocabulary is 0..num_items).
+    source: where the data came from.
+  """
+  name: str
+  user_ids: np.ndarray
+  indptr: np.ndarray
+  items: np.ndarray
+  num_items: int
+  source: str = ""
+
+  @property
+  def num_users(self) -> int:
+    return len(self.user_ids)
+
+  @property
+  def lengths(self) -> np.ndarray:
+    return np.diff(self.indptr)
+
+  def stats(self) -> dict:
+    """Table-1 statistics: users, items, actions, average length, sparsity."""
+    n = int(self.items.size)
+    return {
+        "users": self.num_users,
+        "items": self.num_items,
+        "actions": n,
+        "avg_len": round(n / max(1, self.num_users), 2),
+        "min_len": int(self.lengths.min()),
+        "max_len": int(self.lengths.max()),
+        "sparsity": round(1.0 - n / (self.num_users * self.num_items), 6),
+    }
+
+  # -- the leave-one-out split --------------------------------------------
+  def split_end(self, split: str) -> np.ndarray:
+    """[U] exclusive end (into `items`) of the input history for `split`.
+
+    train: the prefix without valid and test items; valid: the same prefix
+    (its target is the second-to-last item); test: prefix + valid item.
+    """
+    off = {"train": 2, "valid": 2, "test": 1}[split]
+    return self.indptr[1:] - off
+
+  def targets(self, split: str) -> np.ndarray:
+    """[U] int32 target item of `split` ('valid' or 'test')."""
+    return self.items[self.split_end(split)]
+
+  def train_arrays(self, max_len: int):
+    """Next-item training pairs from each user's training prefix.
+
+    Returns:
+      inputs [U, L] int32: prefix[:-1], most recent L, left-padded with 0.
+      targets [U, L] int32: prefix[1:], aligned with inputs (0 = no target).
+    """
+    start = self.indptr[:-1]
+    end = self.split_end("train")
+    inputs = left_pad(self.items, start, end - 1, max_len)
+    targets = left_pad(self.items, start + 1, end, max_len)
+    return inputs, targets
+
+  def eval_arrays(self, split: str, max_len: int):
+    """Inputs [U, L] int32 (history before the target) and targets [U]."""
+    end = self.split_end(split)
+    return left_pad(self.items, self.indptr[:-1], end, max_len), self.targets(
+        split)
+
+  def history_csr(self, split: str):
+    """Unique items each user saw before the `split` target, target excluded.
+
+    Used to mask already-seen items out of the ranking. Returns (indptr [U+1]
+    int64, items [h] int32), each user's items sorted ascending.
+    """
+    end = self.split_end(split)
+    start = self.indptr[:-1]
+    lens = end - start
+    rows = np.repeat(np.arange(self.num_users), lens)
+    idx = _ranges(start, end)
+    items = self.items[idx]
+    tgt = self.targets(split)
+    keep = items != tgt[rows]
+    rows, items = rows[keep], items[keep]
+    order = np.lexsort((items, rows))
+    rows, items = rows[order], items[order]
+    uniq = np.ones(rows.size, dtype=bool)
+    uniq[1:] = (rows[1:] != rows[:-1]) | (items[1:] != items[:-1])
+    rows, items = rows[uniq], items[uniq]
+    indptr = np.zeros(self.num_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=self.num_users), out=indptr[1:])
+    return indptr, items.astype(np.int32)
+
+
+def _ranges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+  """Concatenation of arange(start[i], end[i]) for all i, vectorized."""
+  lens = np.maximum(end - start, 0)
+  total = int(lens.sum())
+  if total == 0:
+    return np.zeros(0, dtype=np.int64)
+  offs = np.repeat(start - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+  return np.arange(total, dtype=np.int64) + offs
+
+
+def left_pad(items: np.ndarray, start: np.ndarray, end: np.ndarray,
+             max_len: int) -> np.ndarray:
+  """Rows items[start[i]:end[i]], last `max_len` kept, left-padded with 0.
+
+  Args:
+    items: [nnz] flat item array.
+    start, end: [R] row bounds into `items` (end exclusive).
+    max_len: L, the output width.
+  Returns:
+    [R, L] int32.
+  """
+  start = np.asarray(start, dtype=np.int64)
+  end = np.asarray(end, dtype=np.int64)
+  idx = end[:, None] - max_len + np.arange(max_len, dtype=np.int64)[None, :]
+  valid = idx >= start[:, None]
+  out = np.where(valid, items[np.clip(idx, 0, max(0, items.size - 1))], 0)
+  return out.astype(np.int32)
+
+
+def pad_rows(indptr: np.ndarray, flat: np.ndarray, rows: np.ndarray,
+             width: int) -> np.ndarray:
+  """Rows `rows` of a CSR array as a [len(rows), width] int32 array, 0-padded.
+
+  Keeps the first `width` entries of each row (callers size `width` to the
+  longest row, so nothing is cut).
+  """
+  start = indptr[rows]
+  end = np.minimum(indptr[rows + 1], start + width)
+  idx = start[:, None] + np.arange(width, dtype=np.int64)[None, :]
+  valid = idx < end[:, None]
+  out = np.where(valid, flat[np.clip(idx, 0, max(0, flat.size - 1))], 0)
+  return out.astype(np.int32)
+
+
+def from_interactions(users: np.ndarray, items: np.ndarray, name: str,
+                      source: str = "", min_len: int = MIN_SPLIT_LEN,
+                      drop_short: bool = False) -> SequenceData:
+  """Groups parallel (user, item) arrays into per-user sequences.
+
+  Keeps file order within a user (stable sort), so a user split across
+  non-adjacent lines keeps its time order.
+  """
+  order = np.argsort(users, kind="stable")
+  users, items = users[order], items[order]
+  user_ids, counts = np.unique(users, return_counts=True)
+  short = counts < min_len
+  if short.any():
+    if not drop_short:
+      bad = user_ids[short]
+      raise DataError(
+          f"{source}: {int(short.sum())} user(s) have fewer than {min_len} "
+          f"interactions and cannot be split into train/valid/test (first: "
+          f"user {int(bad[0])} with {int(counts[short][0])}). Set "
+          "config.data.drop_short_users=True to drop them (the count is "
+          "logged).")
+    logging.warning("%s: dropped %d of %d users with fewer than %d "
+                    "interactions (config.data.drop_short_users=True).",
+                    source, int(short.sum()), len(user_ids), min_len)
+    keep_user = np.repeat(~short, counts)
+    users, items = users[keep_user], items[keep_user]
+    user_ids, counts = user_ids[~short], counts[~short]
+  indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
+  np.cumsum(counts, out=indptr[1:])
+  return SequenceData(name=name, user_ids=user_ids, indptr=indptr,
+                      items=items.astype(np.int32),
+                      num_items=int(items.max()), source=source)
+
+
+def read_interactions(path: str, name: str = "", fmt: str = "auto",
+                      min_len: int = MIN_SPLIT_LEN,
+                      drop_short: bool = False) -> SequenceData:
+  """Reads an interaction file (plain or gzip, pair or per-user format)."""
+  raw = _read_bytes(path)
+  users, items, _ = parse_interactions(raw, source=path, fmt=fmt)
+  return from_interactions(users, items, name=name or path, source=path,
+                           min_len=min_len, drop_short=drop_short)
+
+
+def load(data_config) -> SequenceData:
+  """Loads the dataset a `config.data` block names.
+
+  Fields used: name, dir (default $DIFF4REC_DATA_DIR or ./data), path
+  (optional explicit file), format, drop_short_users.
+  """
+  path = resolve_path(data_config.name, data_config.get("dir") or None,
+                      data_config.get("path") or None)
+  ds = read_interactions(path, name=data_config.name,
+                         fmt=data_config.get("format", "auto"),
+                         drop_short=data_config.get("drop_short_users", False))
+  logging.info("loaded %s from %s: %s", data_config.name, path, ds.stats())
+  return ds

@@ -1,0 +1,41 @@
+"""Command line: `python -m diff4rec_jax.main --config=configs/ml1m.py
+--workdir=runs/ml1m [--config.field=value ...]`."""
+
+import logging as std_logging
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None,
+                                          "Path to a config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, "
+                               "metrics and results; rerun to resume.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", os.environ.get("DIFF4REC_DISTRIBUTED", "") == "1",
+    "Call jax.distributed.initialize() first (multi-host runs).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # Orbax logs every save and restore at INFO; keep the run's own lines.
+  for handler in std_logging.getLogger().handlers:
+    handler.addFilter(lambda r: "orbax" not in r.pathname or
+                      r.levelno >= std_logging.WARNING)
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  logging.info("JAX devices: %s (process %d of %d)", jax.devices(),
+               jax.process_index(), jax.process_count())
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  logging.set_verbosity(logging.INFO)
+  app.run(main)

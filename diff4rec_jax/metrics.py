@@ -1,0 +1,146 @@
+"""Full-ranking evaluation: HR@k, NDCG@k and MRR over all items.
+
+Every user's target is ranked against every item (no sampled negatives).
+Scores are computed on device in fixed-size item chunks inside one
+`lax.scan`, so memory is O(batch x chunk) for scores, plus a bitset of the
+users' histories (O(batch x items / 32) 32-bit words).
+
+Rank definition (0-based) of the target t of a user with hidden state h:
+
+    rank = #{ i in 1..N : i != t, i not masked, score_i >= score_t }
+
+* Ties are ranked pessimistically: an item with a score equal to the
+  target's is counted ahead of it (a constant model ranks every target
+  last, never first). Scores are compared as float32 values as computed.
+* Masked items: the padding id 0, and with `mask_history` every item of the
+  user's input history (the items before the target, the target itself
+  excepted: a repeat of the target is still a hit).
+
+From the rank: HR@k = [rank < k], NDCG@k = [rank < k] / log2(rank + 2),
+MRR = 1 / (rank + 1); each averaged over users.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KS = (5, 10, 20)
+METRIC_NAMES = tuple([f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS] +
+                     ["MRR"])
+
+
+def padded_num_items(num_items: int, chunk: int) -> int:
+  """Rows of the item table after padding to a whole number of chunks."""
+  return int(math.ceil((num_items + 1) / chunk) * chunk)
+
+
+def history_bits(hist: jax.Array, num_words: int) -> jax.Array:
+  """Bitset of each row's items.
+
+  Args:
+    hist: [B, H] int32 unique item ids per row, 0 = padding (ignored).
+    num_words: W, the number of 32-bit words (items / 32, rounded up).
+  Returns:
+    [B, W] uint32 with bit (i % 32) of word (i // 32) set for item i.
+  """
+  b = hist.shape[0]
+  rows = jnp.broadcast_to(jnp.arange(b)[:, None], hist.shape)
+  bit = jnp.where(hist > 0, jnp.left_shift(jnp.uint32(1),
+                                           (hist % 32).astype(jnp.uint32)),
+                  jnp.uint32(0))
+  # Items are unique within a row, so add is bitwise or.
+  return jnp.zeros((b, num_words), jnp.uint32).at[rows, hist // 32].add(bit)
+
+
+def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
+                 hist: jax.Array | None, num_items: int,
+                 chunk: int) -> jax.Array:
+  """0-based pessimistic rank of each target among all items.
+
+  Args:
+    hidden: [B, D] float user states.
+    table: [N + 1, D] item embeddings (row 0 = padding).
+    targets: [B] int32 target ids in 1..N.
+    hist: [B, H] int32 unique history ids to mask (0 = pad), or None.
+    num_items: N.
+    chunk: C, items scored at once (a multiple of 32).
+  Returns:
+    [B] int32 ranks.
+  """
+  if chunk % 32:
+    raise ValueError(f"eval item chunk must be a multiple of 32, got {chunk}")
+  b = hidden.shape[0]
+  n_pad = padded_num_items(num_items, chunk)
+  table = jnp.pad(table, ((0, n_pad - table.shape[0]), (0, 0)))
+  s_t = jnp.sum(hidden * table[targets], axis=-1)               # [B]
+  words = (history_bits(hist, n_pad // 32) if hist is not None else None)
+  lane = jnp.arange(chunk, dtype=jnp.int32)
+
+  def body(count, c):
+    start = c * chunk
+    tab = jax.lax.dynamic_slice_in_dim(table, start, chunk, axis=0)
+    s = hidden @ tab.T                                          # [B, C]
+    ids = start + lane
+    ok = (ids >= 1) & (ids <= num_items)
+    ok = ok[None, :] & (ids[None, :] != targets[:, None])
+    if words is not None:
+      w = jax.lax.dynamic_slice_in_dim(words, start // 32, chunk // 32, 1)
+      bits = jnp.right_shift(w[:, :, None],
+                             jnp.arange(32, dtype=jnp.uint32)) & 1
+      ok = ok & (bits.reshape(b, chunk) == 0)
+    return count + jnp.sum(ok & (s >= s_t[:, None]), axis=1,
+                           dtype=jnp.int32), None
+
+  ranks, _ = jax.lax.scan(body, jnp.zeros(b, jnp.int32),
+                          jnp.arange(n_pad // chunk))
+  return ranks
+
+
+def metrics_from_ranks(ranks: jax.Array, weights: jax.Array,
+                       ks: Sequence[int] = KS) -> dict:
+  """Weighted sums of HR@k, NDCG@k, MRR and the weight total ('count')."""
+  r = ranks.astype(jnp.float32)
+  out = {}
+  for k in ks:
+    hit = (ranks < k).astype(jnp.float32)
+    out[f"HR@{k}"] = jnp.sum(hit * weights)
+    out[f"NDCG@{k}"] = jnp.sum(hit / jnp.log2(r + 2.0) * weights)
+  out["MRR"] = jnp.sum(weights / (r + 1.0))
+  out["count"] = jnp.sum(weights)
+  return out
+
+
+def finalize(sums: dict) -> dict:
+  """Averages accumulated sums into metrics (python floats)."""
+  sums = jax.device_get(sums)
+  n = float(sums["count"])
+  return {k: float(sums[k]) / max(n, 1.0) for k in METRIC_NAMES}
+
+
+def numpy_ranks(scores: np.ndarray, targets: np.ndarray,
+                history: Sequence[np.ndarray] | None) -> np.ndarray:
+  """Reference ranks from a dense score matrix (for tests and small checks).
+
+  Args:
+    scores: [B, N + 1] float scores (column 0 = padding).
+    targets: [B] target ids.
+    history: per row, item ids to mask (target excepted), or None.
+  """
+  scores = np.array(scores, dtype=np.float64, copy=True)
+  b = scores.shape[0]
+  scores[:, 0] = -np.inf
+  if history is not None:
+    for row in range(b):
+      h = np.asarray(history[row], dtype=np.int64)
+      h = h[(h > 0) & (h != targets[row])]
+      scores[row, h] = -np.inf
+  s_t = scores[np.arange(b), targets]
+  ahead = scores >= s_t[:, None]
+  ahead[np.arange(b), targets] = False
+  return ahead.sum(axis=1)

@@ -1,0 +1,73 @@
+"""SASRec (Kang & McAuley, 2018): causal self-attention over item sequences.
+
+Layout follows the reference implementation: item embedding (scaled by
+sqrt(D)) + learned position embedding, dropout, then per block
+`Q = LN(x); x = Q + MHA(Q, x, x); x = LN(x); x = x + FFN(x)`, padding zeroed
+after every block, and a final layer norm. Attention masks both future
+positions and padding keys, so the outputs at real positions do not depend on
+how much left padding there is (positions are counted from the right end),
+which lets evaluation and length-bucketed batches use narrower arrays.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+class PointWiseFFN(nn.Module):
+  hidden: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    y = nn.Dense(self.hidden, name="fc1")(x)
+    y = nn.Dropout(self.dropout)(nn.relu(y), deterministic=not train)
+    y = nn.Dense(self.hidden, name="fc2")(y)
+    y = nn.Dropout(self.dropout)(y, deterministic=not train)
+    return x + y
+
+
+class SASRec(nn.Module):
+  """Sequence `[B, L]` int32 (left-padded, 0 = pad) -> hidden `[B, L, D]`."""
+  num_items: int
+  hidden: int = 64
+  num_blocks: int = 2
+  num_heads: int = 1
+  max_len: int = 200
+  dropout: float = 0.2
+
+  def setup(self):
+    self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
+                               embedding_init=EMBED_INIT)
+    self.pos_embed = nn.Embed(self.max_len, self.hidden,
+                              embedding_init=EMBED_INIT)
+    self.emb_dropout = nn.Dropout(self.dropout)
+    self.attn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
+    self.attn = [
+        nn.MultiHeadDotProductAttention(num_heads=self.num_heads,
+                                        qkv_features=self.hidden,
+                                        out_features=self.hidden,
+                                        dropout_rate=self.dropout)
+        for _ in range(self.num_blocks)
+    ]
+    self.ffn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
+    self.ffn = [PointWiseFFN(self.hidden, self.dropout)
+                for _ in range(self.num_blocks)]
+    self.final_ln = nn.LayerNorm(epsilon=1e-8)
+
+  def __call__(self, seq, train: bool = False):
+    length = seq.shape[1]
+    valid = (seq > 0)[..., None]                                # [B, L, 1]
+    x = self.item_embed(seq) * (self.hidden ** 0.5)             # [B, L, D]
+    # Positions counted from the right end: the newest item is max_len - 1.
+    pos = jnp.arange(self.max_len - length, self.max_len)
+    x = x + self.pos_embed(pos)[None]
+    x = self.emb_dropout(x, deterministic=not train) * valid
+    causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+    mask = causal[None, None] & (seq > 0)[:, None, None, :]     # [B,1,L,L]
+    for i in range(self.num_blocks):
+      q = self.attn_ln[i](x)
+      x = q + self.attn[i](q, x, x, mask=mask, deterministic=not train)
+      x = self.ffn[i](self.ffn_ln[i](x), train) * valid
+    return self.final_ln(x)

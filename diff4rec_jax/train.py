@@ -1,0 +1,420 @@
+"""Training and evaluation: `train_and_evaluate(config, workdir)`.
+
+Owns the run's phases, the epoch loop, the evaluation cadence, early
+stopping, logging and the files a run writes:
+
+  workdir/config.json     the resolved config (a rerun must match it)
+  workdir/metrics.jsonl   one JSON object per evaluation
+  workdir/results.json    final: config, data statistics, best epoch,
+                          validation and test metrics, wall time
+  workdir/tb/             TensorBoard event files (tensorboardX)
+  workdir/ckpt/...        Orbax checkpoints (see checkpointing.py)
+
+The compiled pieces are pure: `train_step(state, batch, rng) -> (state,
+metrics)` (state donated, RNG folded with the step) and `eval_step(params,
+sums, batch) -> sums`. Rerunning the same command with the same workdir
+resumes from the latest checkpoint and ends with the same results as an
+uninterrupted run: shuffling is a function of (seed, epoch), dropout and
+negative sampling of (seed, step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from diff4rec_jax import checkpointing
+from diff4rec_jax import config_lib
+from diff4rec_jax import data as data_lib
+from diff4rec_jax import losses
+from diff4rec_jax import metrics as metrics_lib
+from diff4rec_jax import models
+from diff4rec_jax import sharding
+
+
+# ----------------------------------------------------------------------------
+# Compiled steps
+# ----------------------------------------------------------------------------
+def make_optimizer(tc) -> optax.GradientTransformation:
+  if tc.optimizer == "adam":
+    return optax.adam(tc.lr, b1=tc.b1, b2=tc.b2)
+  return optax.adamw(tc.lr, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
+
+
+def init_state(model, tx, rng, max_len: int) -> dict:
+  """Train state: a plain dict of params, optimizer state and step."""
+  params = model.init(rng, jnp.zeros((1, max_len), jnp.int32))["params"]
+  return {"params": params, "opt_state": tx.init(params),
+          "step": jnp.zeros((), jnp.int32)}
+
+
+def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
+                  num_items: int, train: bool = True):
+  """(loss_sum, count) of next-item prediction on [B, L] input/target pairs."""
+  drop_rng, neg_rng = jax.random.split(rng)
+  hidden = model.apply({"params": params}, inputs, train=train,
+                       rngs={"dropout": drop_rng})
+  table = models.item_table(params)
+  if loss_name == "ce":
+    return losses.ce_loss(hidden, table, targets)
+  seen = jnp.concatenate([inputs, targets[:, -1:]], axis=1)
+  neg = losses.sample_negatives(neg_rng, seen, num_items, targets.shape)
+  return losses.bce_loss(hidden, table, targets, neg)
+
+
+def make_train_step(model, tx, loss_name: str, num_items: int,
+                    aug_weight: float = 1.0) -> Callable:
+  """Builds `train_step(state, batch, rng) -> (state, metrics)`.
+
+  batch: {'inputs': [B, L], 'targets': [B, L]} int32, and optionally
+  {'aug_inputs': [A, L], 'aug_targets': [A, L]} augmented copies whose
+  next-item loss is added with weight `aug_weight` (Eq. 10). Rows whose
+  targets are all 0 (batch padding) contribute nothing.
+  """
+
+  def train_step(state, batch, rng):
+    rng = jax.random.fold_in(rng, state["step"])
+    r_orig, r_aug = jax.random.split(rng)
+
+    def loss_fn(params):
+      s, n = sequence_loss(model, params, batch["inputs"], batch["targets"],
+                           r_orig, loss_name, num_items)
+      loss = s / jnp.maximum(n, 1.0)
+      out = {"loss_orig": loss}
+      if "aug_inputs" in batch:
+        sa, na = sequence_loss(model, params, batch["aug_inputs"],
+                               batch["aug_targets"], r_aug, loss_name,
+                               num_items)
+        aug = sa / jnp.maximum(na, 1.0)
+        loss = loss + aug_weight * aug
+        out["loss_aug"] = aug
+      return loss, out
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new_state = {"params": params, "opt_state": opt_state,
+                 "step": state["step"] + 1}
+    return new_state, {"loss": loss, **aux}
+
+  return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_eval_step(model, num_items: int, chunk: int,
+                   mask_history: bool) -> Callable:
+  """Builds `eval_step(params, sums, batch) -> sums` (full ranking).
+
+  batch: {'inputs': [B, L], 'targets': [B], 'history': [B, H],
+  'weights': [B]}; padded rows have weight 0.
+  """
+
+  def eval_step(params, sums, batch):
+    hidden = model.apply({"params": params}, batch["inputs"], train=False)
+    ranks = metrics_lib.target_ranks(
+        hidden[:, -1], models.item_table(params), batch["targets"],
+        batch["history"] if mask_history else None, num_items, chunk)
+    new = metrics_lib.metrics_from_ranks(ranks, batch["weights"])
+    return jax.tree.map(jnp.add, sums, new)
+
+  return jax.jit(eval_step, donate_argnums=(1,))
+
+
+def zero_sums() -> dict:
+  return {k: jnp.zeros((), jnp.float32)
+          for k in metrics_lib.METRIC_NAMES + ("count",)}
+
+
+# ----------------------------------------------------------------------------
+# Host-side batching
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class EvalSet:
+  """Fixed-shape evaluation arrays of one split for all users."""
+  inputs: np.ndarray       # [U, L] int32
+  targets: np.ndarray      # [U] int32
+  hist_indptr: np.ndarray  # [U + 1] int64
+  hist_items: np.ndarray   # [h] int32
+  hist_width: int          # H, the longest history (static)
+
+  @classmethod
+  def build(cls, ds: data_lib.SequenceData, split: str, max_len: int):
+    inputs, targets = ds.eval_arrays(split, max_len)
+    indptr, items = ds.history_csr(split)
+    width = max(1, int(np.diff(indptr).max()))
+    return cls(inputs, targets, indptr, items, width)
+
+  def batches(self, batch_size: int):
+    """Yields padded batches covering every user exactly once."""
+    u = len(self.targets)
+    for start in range(0, u, batch_size):
+      rows = np.arange(start, start + batch_size)
+      weights = (rows < u).astype(np.float32)
+      rows = np.minimum(rows, u - 1)
+      yield {
+          "inputs": self.inputs[rows],
+          "targets": self.targets[rows],
+          "history": data_lib.pad_rows(self.hist_indptr, self.hist_items,
+                                       rows, self.hist_width),
+          "weights": weights,
+      }
+
+
+def evaluate(eval_step, params, evalset: EvalSet, batch_size: int,
+             mesh) -> dict:
+  """Full-ranking metrics of `params` on one split (all users)."""
+  sums = sharding.replicate(zero_sums(), mesh)
+  for batch in evalset.batches(batch_size):
+    sums = eval_step(params, sums, sharding.shard_batch(batch, mesh))
+  return metrics_lib.finalize(sums)
+
+
+def train_batches(inputs: np.ndarray, targets: np.ndarray, rows: np.ndarray,
+                  batch_size: int, seed: int, epoch: int):
+  """Shuffled fixed-size batches of `rows` for one epoch; last one padded."""
+  perm = np.random.default_rng([seed, epoch]).permutation(rows)
+  steps = math.ceil(len(perm) / batch_size)
+  pad = steps * batch_size - len(perm)
+  perm = np.concatenate([perm, np.full(pad, -1, dtype=perm.dtype)])
+  for i in range(steps):
+    idx = perm[i * batch_size:(i + 1) * batch_size]
+    live = (idx >= 0)[:, None]
+    idx = np.maximum(idx, 0)
+    yield {"inputs": np.where(live, inputs[idx], 0).astype(np.int32),
+           "targets": np.where(live, targets[idx], 0).astype(np.int32)}
+
+
+# ----------------------------------------------------------------------------
+# Run files
+# ----------------------------------------------------------------------------
+def is_chief() -> bool:
+  return jax.process_index() == 0
+
+
+class RunLog:
+  """metrics.jsonl + TensorBoard, written by process 0 only."""
+
+  def __init__(self, workdir: str, resume_epoch: int):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if not is_chief():
+      return
+    # Drop records newer than the checkpoint we resume from: they are redone.
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        keep = [l for l in f if l.strip() and
+                json.loads(l).get("epoch", 0) <= resume_epoch]
+      _atomic_write(self.path, "".join(keep))
+    try:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+    except ImportError:  # TensorBoard files are optional.
+      logging.warning("tensorboardX not installed: no TensorBoard files.")
+
+  def write(self, record: dict, step: int) -> None:
+    if not is_chief():
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self._tb is not None:
+      for k, v in record.items():
+        if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+          self._tb.add_scalar(k.replace("@", "_"), v, step)
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def _atomic_write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_json(path: str, obj: Any) -> None:
+  if is_chief():
+    _atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------
+# The recommender phase
+# ----------------------------------------------------------------------------
+class Interrupted(Exception):
+  """Raised when a run stops early on purpose (tests, preemption)."""
+
+
+def train_recommender(config: ml_collections.ConfigDict,
+                      ds: data_lib.SequenceData, workdir: str,
+                      stop_after_epochs: Optional[int] = None) -> dict:
+  """Trains the sequential recommender; returns the results dict.
+
+  Args:
+    config: the run config.
+    ds: the dataset.
+    workdir: run folder (checkpoints under workdir/ckpt/recommender).
+    stop_after_epochs: end this process after that many epochs have been
+      completed in total (a checkpoint is saved first), raising `Interrupted`:
+      a stand-in for a killed run in tests.
+  """
+  t0 = time.time()
+  tc, mc = config.train, config.model
+  max_len = config.data.max_len
+  mesh = sharding.make_mesh()
+  sharding.check_batch(tc.batch_size, mesh, "config.train.batch_size")
+  sharding.check_batch(tc.eval_batch_size, mesh, "config.train.eval_batch_size")
+
+  model = models.get_model(mc, ds.num_items, max_len)
+  tx = make_optimizer(tc)
+  key = jax.random.key(config.seed)
+  init_key, step_key = jax.random.split(key)
+  state = sharding.replicate(init_state(model, tx, init_key, max_len), mesh)
+  train_step = make_train_step(model, tx, tc.loss, ds.num_items)
+  eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
+                             tc.mask_history)
+
+  train_in, train_tg = ds.train_arrays(max_len)
+  rows = np.flatnonzero((train_tg > 0).any(axis=1))
+  valid_set = EvalSet.build(ds, "valid", max_len)
+  steps_per_epoch = math.ceil(len(rows) / tc.batch_size)
+
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
+                                                 "recommender"))
+  meta = {"epoch": 0, "best_ndcg10": -1.0, "best_epoch": 0, "bad_evals": 0,
+          "finished": False, "train_seconds": 0.0}
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(state)
+    logging.info("resumed from %s at epoch %d (step %d)", ckpt.directory,
+                 meta["epoch"], int(state["step"]))
+  log = RunLog(workdir, meta["epoch"])
+
+  def save(state, meta):
+    ckpt.save(int(state["step"]), state, meta)
+
+  epoch = meta["epoch"]
+  train_seconds = meta["train_seconds"]
+  while not meta["finished"] and epoch < tc.num_epochs:
+    epoch += 1
+    t_epoch = time.time()
+    loss_sum = jnp.zeros((), jnp.float32)
+    for batch in train_batches(train_in, train_tg, rows, tc.batch_size,
+                               config.seed, epoch):
+      state, m = train_step(state, sharding.shard_batch(batch, mesh),
+                            step_key)
+      loss_sum = loss_sum + m["loss"]
+    loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
+    dt = time.time() - t_epoch
+    train_seconds += dt
+    rate = len(rows) / dt
+    eta = (tc.num_epochs - epoch) * train_seconds / epoch
+    logging.info("epoch %d/%d  loss %.4f  %.0f seq/s  %.1fs  eta %s", epoch,
+                 tc.num_epochs, loss, rate, dt, _fmt_secs(eta))
+    record = {"epoch": epoch, "step": int(state["step"]), "train_loss": loss,
+              "seq_per_s": rate}
+
+    if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
+      valid = evaluate(eval_step, state["params"], valid_set,
+                       tc.eval_batch_size, mesh)
+      record.update({f"valid/{k}": v for k, v in valid.items()})
+      logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
+      if valid["NDCG@10"] > meta["best_ndcg10"]:
+        meta.update(best_ndcg10=valid["NDCG@10"], best_epoch=epoch,
+                    bad_evals=0)
+        ckpt.save_best(int(state["step"]), state,
+                       {"epoch": epoch, "valid": valid})
+      else:
+        meta["bad_evals"] += 1
+        if meta["bad_evals"] >= tc.patience:
+          logging.info("early stop at epoch %d: no better NDCG@10 in %d "
+                       "evaluations (best %.4f at epoch %d)", epoch,
+                       tc.patience, meta["best_ndcg10"], meta["best_epoch"])
+          meta["finished"] = True
+    log.write(record, int(state["step"]))
+    meta.update(epoch=epoch, train_seconds=train_seconds)
+    if epoch == tc.num_epochs:
+      meta["finished"] = True
+    if meta["finished"] or epoch % tc.checkpoint_every == 0 or (
+        stop_after_epochs is not None and epoch >= stop_after_epochs):
+      save(state, meta)
+    if stop_after_epochs is not None and epoch >= stop_after_epochs and (
+        not meta["finished"]):
+      log.close()
+      raise Interrupted(f"stopped after epoch {epoch}")
+
+  # Final: the best-validation parameters on validation and test.
+  if ckpt.best_step() is None:  # never evaluated (num_epochs < eval_every)
+    ckpt.save_best(int(state["step"]), state, {"epoch": epoch})
+    meta["best_epoch"] = epoch
+  best_state, _ = ckpt.restore_best(state)
+  test_set = EvalSet.build(ds, "test", max_len)
+  t_eval = time.time()
+  valid = evaluate(eval_step, best_state["params"], valid_set,
+                   tc.eval_batch_size, mesh)
+  test = evaluate(eval_step, best_state["params"], test_set,
+                  tc.eval_batch_size, mesh)
+  eval_seconds = time.time() - t_eval
+  logging.info("best epoch %d  valid %s", meta["best_epoch"],
+               _fmt_metrics(valid))
+  logging.info("best epoch %d  test  %s", meta["best_epoch"],
+               _fmt_metrics(test))
+  log.write({"epoch": epoch, "final": True,
+             **{f"best_valid/{k}": v for k, v in valid.items()},
+             **{f"test/{k}": v for k, v in test.items()}},
+            int(state["step"]))
+  log.close()
+  ckpt.close()
+  return {
+      "best_epoch": meta["best_epoch"],
+      "epochs_run": epoch,
+      "valid": valid,
+      "test": test,
+      "train_seconds": round(train_seconds, 2),
+      "final_eval_seconds": round(eval_seconds, 2),
+      "wall_seconds_this_process": round(time.time() - t0, 2),
+  }
+
+
+def _fmt_secs(s: float) -> str:
+  s = int(s)
+  return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
+
+
+def _fmt_metrics(m: dict) -> str:
+  return " ".join(f"{k} {v:.4f}" for k, v in m.items())
+
+
+# ----------------------------------------------------------------------------
+# Entry
+# ----------------------------------------------------------------------------
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_after_epochs: Optional[int] = None) -> dict:
+  """Runs every phase the config asks for and writes workdir/results.json."""
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  config_lib.check_workdir(config, workdir)
+  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  t0 = time.time()
+  ds = data_lib.load(config.data)
+  results = train_recommender(config, ds, workdir,
+                              stop_after_epochs=stop_after_epochs)
+  results.update({
+      "config": config.to_dict(),
+      "dataset": {"name": ds.name, "source": ds.source, **ds.stats()},
+      "devices": [str(d) for d in jax.devices()],
+      "wall_seconds_this_process": round(time.time() - t0, 2),
+  })
+  write_json(os.path.join(workdir, "results.json"), results)
+  return results
