@@ -17,4 +17,5 @@ def get_config():
   c.train.lr = 1e-3
   c.train.eval_every = 5
   c.train.patience = 5
+  c.train.length_buckets = (32, 64, 128)
   return c

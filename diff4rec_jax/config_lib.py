@@ -81,6 +81,14 @@ def validate(config) -> None:
   if config.train.eval_item_chunk % 32:
     raise _err("train.eval_item_chunk", "must be a multiple of 32",
                config.train.eval_item_chunk)
+  for w in config.train.length_buckets:
+    if not isinstance(w, int) or w < 1:
+      raise _err("train.length_buckets", "must hold positive integers",
+                 config.train.length_buckets)
+  if not isinstance(config.train.log_every_steps, int) or (
+      config.train.log_every_steps < 0):
+    raise _err("train.log_every_steps", "must be an integer >= 0",
+               config.train.log_every_steps)
   _in_range(config, "train.lr", 0.0, 10.0, lo_open=True)
   _in_range(config, "train.b1", 0.0, 1.0, hi_open=True)
   _in_range(config, "train.b2", 0.0, 1.0, hi_open=True)

@@ -40,6 +40,9 @@ DATASET_FILES = {
     "synthetic-steam": "synthetic-steam.txt.gz",
 }
 
+# Ids are stored as int32.
+MAX_ID = 2**31 - 1
+
 # The smallest sequence that can be split into train prefix + valid + test.
 MIN_SPLIT_LEN = 3
 
@@ -127,6 +130,9 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
   if fmt not in ("auto", "pair", "per_user"):
     raise DataError(f"config.data.format: {fmt!r} is not one of "
                     "'auto', 'pair', 'per_user'")
+  if raw.startswith(b"\xef\xbb\xbf"):
+    raise DataError(f"{source}:1: file starts with a UTF-8 byte-order mark; "
+                    "save it as plain ASCII without a BOM.")
   buf = np.frombuffer(raw, dtype=np.uint8)
   if buf.size == 0 or not (~_SPACE[buf]).any():
     raise DataError(f"{source}: file is empty (no interactions).")
@@ -135,11 +141,15 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
   if bad.any():
     pos = int(np.argmax(bad))
     line = int(newline_cum[pos] - (buf[pos] == ord("\n"))) + 1
-    text = raw[max(0, pos - 20):pos + 20].decode("utf-8", "replace")
+    line_start = raw.rfind(b"\n", 0, pos) + 1
+    line_end = raw.find(b"\n", pos)
+    line_end = len(raw) if line_end < 0 else line_end
+    text = raw[max(line_start, pos - 20):min(line_end, pos + 20)].decode(
+        "utf-8", "replace")
     kind = ("a negative id" if buf[pos] == ord("-") else
             "a non-integer id" if buf[pos] == ord(".") else
             f"unexpected byte {bytes([buf[pos]])!r}")
-    col = pos - (raw.rfind(b"\n", 0, pos) + 1) + 1
+    col = pos - line_start + 1
     raise DataError(
         f"{source}:{line}: {kind} (column {col} near {text!r}); expected whitespace-separated positive integer "
         "ids.")
@@ -153,7 +163,8 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
     line = int(lines_with[np.argmax(counts[lines_with] < 2)]) + 1
     raise DataError(f"{source}:{line}: expected a user id and at least one "
                     "item id, found one field.")
-  if fmt == "auto":
+  auto = fmt == "auto"
+  if auto:
     fmt = "pair" if (counts[lines_with] == 2).all() else "per_user"
   elif fmt == "pair" and (counts[lines_with] != 2).any():
     line = int(lines_with[np.argmax(counts[lines_with] != 2)]) + 1
@@ -162,18 +173,38 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
                     "config.data.format='per_user' for one line per user.")
   toks = raw.split()
   values = np.array(toks, dtype="S")
-  too_long = np.char.str_len(values) > 9
+  digits = np.char.str_len(np.char.lstrip(values, b"0"))
+  too_long = digits > 10
+  if not too_long.any():
+    values = values.astype(np.int64)
+    too_long = values > MAX_ID
   if too_long.any():
     i = int(np.argmax(too_long))
-    raise DataError(f"{source}:{int(tok_line[i]) + 1}: id {toks[i]!r} is out "
-                    "of range (ids must be below 10^9).")
-  values = values.astype(np.int64)
+    raise DataError(f"{source}:{int(tok_line[i]) + 1}: id "
+                    f"{toks[i].decode()} is out of range (ids must be at most "
+                    f"{MAX_ID}).")
   if (values <= 0).any():
     i = int(np.argmax(values <= 0))
     raise DataError(f"{source}:{int(tok_line[i]) + 1}: id {int(values[i])} is "
                     "not positive; ids start at 1 (0 is padding).")
   first = np.concatenate([[True], tok_line[1:] != tok_line[:-1]])
   line_user = values[first]
+  if fmt == "per_user":
+    uniq, first_at, cnt = np.unique(line_user, return_index=True,
+                                    return_counts=True)
+    if (cnt > 1).any():
+      # A user on several lines with 3+ fields: most likely a raw ratings
+      # file (user item rating timestamp), not one line per user.
+      dup = int(np.argmax(cnt > 1))
+      lines = lines_with[first_at[dup]] + 1
+      raise DataError(
+          f"{source}:{lines}: user {int(uniq[dup])} starts {int(cnt[dup])} "
+          "lines and some lines have more than two fields"
+          + (" (format auto-detected as per_user)" if auto else "") +
+          ". In the per-user format each user has one line `user item item "
+          "...`; in the pair format every line is `user item`. A raw ratings "
+          "file (user item rating timestamp) must be converted with "
+          "`python -m diff4rec_jax.prepare`.")
   # Index of the line (in token-line order) that owns each token.
   owner = np.cumsum(first) - 1
   users = line_user[owner][~first]
@@ -350,6 +381,15 @@ def from_interactions(users: np.ndarray, items: np.ndarray, name: str,
     keep_user = np.repeat(~short, counts)
     users, items = users[keep_user], items[keep_user]
     user_ids, counts = user_ids[~short], counts[~short]
+  max_item = int(items.max())
+  distinct = len(np.unique(items))
+  if max_item > 10**6 and max_item > 100 * distinct:
+    raise DataError(
+        f"{source}: item ids are sparse: the largest is {max_item} but only "
+        f"{distinct} distinct items occur, so the embedding table would have "
+        f"{max_item + 1} rows. Is this a raw file (e.g. with ratings or "
+        "timestamps as fields)? Renumber items 1..N with `python -m "
+        "diff4rec_jax.prepare`.")
   indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
   np.cumsum(counts, out=indptr[1:])
   return SequenceData(name=name, user_ids=user_ids, indptr=indptr,
@@ -373,8 +413,18 @@ def load(data_config) -> SequenceData:
   Fields used: name, dir (default $DIFF4REC_DATA_DIR or ./data), path
   (optional explicit file), format, drop_short_users.
   """
-  path = resolve_path(data_config.name, data_config.get("dir") or None,
-                      data_config.get("path") or None)
+  try:
+    path = resolve_path(data_config.name, data_config.get("dir") or None,
+                        data_config.get("path") or None)
+  except DataError:
+    if data_config.get("path") or not data_config.get("download", True):
+      raise
+    # Missing: get it from the public source (prepare.py says how if not).
+    from diff4rec_jax import prepare  # pylint: disable=g-import-not-at-top
+    logging.info("dataset %s not found locally; preparing it",
+                 data_config.name)
+    path = prepare.ensure_dataset(data_config.name,
+                                  data_config.get("dir") or None)
   ds = read_interactions(path, name=data_config.name,
                          fmt=data_config.get("format", "auto"),
                          drop_short=data_config.get("drop_short_users", False))

@@ -23,10 +23,13 @@ def ce_loss(hidden, table, targets):
   Returns:
     (loss_sum, count) float32 scalars.
   """
-  logits = jnp.einsum("bld,nd->bln", hidden, table)
-  logits = jnp.where(jnp.arange(table.shape[0]) == 0, -1e30, logits)
-  lse = jax.nn.logsumexp(logits, axis=-1)                       # [B, L]
-  tgt = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  # Classes are items 1..N; the padding row never enters the softmax. The
+  # target logit is a [B, L, D] gather, not a gather from [B, L, N] logits
+  # (whose gradient would be a scatter into the logits).
+  b, l, d = hidden.shape
+  logits = hidden.reshape(b * l, d) @ table[1:].T               # [B*L, N]
+  lse = jax.nn.logsumexp(logits, axis=-1).reshape(b, l)
+  tgt = jnp.sum(hidden * table[targets], axis=-1)
   w = (targets > 0).astype(jnp.float32)
   return jnp.sum((lse - tgt) * w), jnp.sum(w)
 

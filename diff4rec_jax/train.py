@@ -121,7 +121,8 @@ def make_eval_step(model, num_items: int, chunk: int,
   """
 
   def eval_step(params, sums, batch):
-    hidden = model.apply({"params": params}, batch["inputs"], train=False)
+    hidden = model.apply({"params": params}, batch["inputs"], train=False,
+                         last_only=True)
     ranks = metrics_lib.target_ranks(
         hidden[:, -1], models.item_table(params), batch["targets"],
         batch["history"] if mask_history else None, num_items, chunk)
@@ -155,15 +156,24 @@ class EvalSet:
     width = max(1, int(np.diff(indptr).max()))
     return cls(inputs, targets, indptr, items, width)
 
-  def batches(self, batch_size: int):
-    """Yields padded batches covering every user exactly once."""
+  def batches(self, batch_size: int, widths: np.ndarray):
+    """Yields padded batches covering every user exactly once.
+
+    Users go in order of history length so that each batch can be cut to
+    the narrowest bucket width that holds its longest input (the models'
+    outputs do not depend on the amount of left padding); one compile per
+    width in use.
+    """
     u = len(self.targets)
+    lengths = (self.inputs > 0).sum(axis=1)
+    order = np.argsort(lengths, kind="stable")
     for start in range(0, u, batch_size):
-      rows = np.arange(start, start + batch_size)
-      weights = (rows < u).astype(np.float32)
-      rows = np.minimum(rows, u - 1)
+      pos = np.arange(start, start + batch_size)
+      weights = (pos < u).astype(np.float32)
+      rows = order[np.minimum(pos, u - 1)]
+      width = int(widths[np.searchsorted(widths, lengths[rows].max())])
       yield {
-          "inputs": self.inputs[rows],
+          "inputs": self.inputs[rows, -width:],
           "targets": self.targets[rows],
           "history": data_lib.pad_rows(self.hist_indptr, self.hist_items,
                                        rows, self.hist_width),
@@ -171,28 +181,62 @@ class EvalSet:
       }
 
 
+def bucket_widths(config) -> np.ndarray:
+  """Sorted sequence widths used for batches; the last one is max_len."""
+  max_len = config.data.max_len
+  ws = {int(w) for w in config.train.length_buckets if 0 < int(w) < max_len}
+  return np.array(sorted(ws) + [max_len], dtype=np.int64)
+
+
 def evaluate(eval_step, params, evalset: EvalSet, batch_size: int,
-             mesh) -> dict:
+             widths: np.ndarray, mesh) -> dict:
   """Full-ranking metrics of `params` on one split (all users)."""
   sums = sharding.replicate(zero_sums(), mesh)
-  for batch in evalset.batches(batch_size):
+  for batch in evalset.batches(batch_size, widths):
     sums = eval_step(params, sums, sharding.shard_batch(batch, mesh))
   return metrics_lib.finalize(sums)
 
 
 def train_batches(inputs: np.ndarray, targets: np.ndarray, rows: np.ndarray,
-                  batch_size: int, seed: int, epoch: int):
-  """Shuffled fixed-size batches of `rows` for one epoch; last one padded."""
-  perm = np.random.default_rng([seed, epoch]).permutation(rows)
-  steps = math.ceil(len(perm) / batch_size)
-  pad = steps * batch_size - len(perm)
-  perm = np.concatenate([perm, np.full(pad, -1, dtype=perm.dtype)])
-  for i in range(steps):
-    idx = perm[i * batch_size:(i + 1) * batch_size]
+                  batch_size: int, seed: int, epoch: int,
+                  widths: np.ndarray):
+  """Shuffled fixed-size batches of `rows` for one epoch.
+
+  Rows are grouped by length bucket (`widths`, ascending, last = L); each
+  batch holds rows of one bucket cut to that bucket's width, the last batch
+  of a bucket padded with empty rows (no targets). The order of rows and of
+  batches is a function of (seed, epoch) only, so a resumed run replays it.
+
+  Yields:
+    {'inputs': [B, W] int32, 'targets': [B, W] int32}, W in `widths`.
+  """
+  rng = np.random.default_rng([seed, epoch])
+  lengths = (inputs[rows] > 0).sum(axis=1) + 1   # + 1: last target position
+  bucket = np.searchsorted(widths, np.minimum(lengths, widths[-1]))
+  perm = rng.permutation(len(rows))
+  perm = perm[np.argsort(bucket[perm], kind="stable")]
+  plan = []
+  for b in np.unique(bucket):
+    members = rows[perm[bucket[perm] == b]]
+    steps = -(-len(members) // batch_size)
+    members = np.concatenate(
+        [members, np.full(steps * batch_size - len(members), -1)])
+    plan += [(int(widths[b]), members[i * batch_size:(i + 1) * batch_size])
+             for i in range(steps)]
+  for i in rng.permutation(len(plan)):
+    width, idx = plan[i]
     live = (idx >= 0)[:, None]
     idx = np.maximum(idx, 0)
-    yield {"inputs": np.where(live, inputs[idx], 0).astype(np.int32),
-           "targets": np.where(live, targets[idx], 0).astype(np.int32)}
+    yield {"inputs": np.where(live, inputs[idx, -width:], 0).astype(np.int32),
+           "targets": np.where(live, targets[idx, -width:], 0).astype(
+               np.int32)}
+
+
+def num_train_steps(inputs, rows, batch_size, widths) -> int:
+  lengths = (inputs[rows] > 0).sum(axis=1) + 1
+  bucket = np.searchsorted(widths, np.minimum(lengths, widths[-1]))
+  counts = np.bincount(bucket)
+  return int(sum(-(-c // batch_size) for c in counts if c))
 
 
 # ----------------------------------------------------------------------------
@@ -289,7 +333,8 @@ def train_recommender(config: ml_collections.ConfigDict,
   train_in, train_tg = ds.train_arrays(max_len)
   rows = np.flatnonzero((train_tg > 0).any(axis=1))
   valid_set = EvalSet.build(ds, "valid", max_len)
-  steps_per_epoch = math.ceil(len(rows) / tc.batch_size)
+  widths = bucket_widths(config)
+  steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
 
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
                                                  "recommender"))
@@ -310,11 +355,18 @@ def train_recommender(config: ml_collections.ConfigDict,
     epoch += 1
     t_epoch = time.time()
     loss_sum = jnp.zeros((), jnp.float32)
-    for batch in train_batches(train_in, train_tg, rows, tc.batch_size,
-                               config.seed, epoch):
+    for i, batch in enumerate(train_batches(train_in, train_tg, rows,
+                                            tc.batch_size, config.seed, epoch,
+                                            widths)):
       state, m = train_step(state, sharding.shard_batch(batch, mesh),
                             step_key)
       loss_sum = loss_sum + m["loss"]
+      if tc.log_every_steps and (i + 1) % tc.log_every_steps == 0:
+        done = (i + 1) / steps_per_epoch      # syncs only at these steps
+        el = time.time() - t_epoch
+        logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s", epoch,
+                     i + 1, steps_per_epoch, float(loss_sum) / (i + 1),
+                     _fmt_secs(el / done - el))
     loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
     dt = time.time() - t_epoch
     train_seconds += dt
@@ -327,7 +379,7 @@ def train_recommender(config: ml_collections.ConfigDict,
 
     if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
       valid = evaluate(eval_step, state["params"], valid_set,
-                       tc.eval_batch_size, mesh)
+                       tc.eval_batch_size, widths, mesh)
       record.update({f"valid/{k}": v for k, v in valid.items()})
       logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
       if valid["NDCG@10"] > meta["best_ndcg10"]:
@@ -362,9 +414,9 @@ def train_recommender(config: ml_collections.ConfigDict,
   test_set = EvalSet.build(ds, "test", max_len)
   t_eval = time.time()
   valid = evaluate(eval_step, best_state["params"], valid_set,
-                   tc.eval_batch_size, mesh)
+                   tc.eval_batch_size, widths, mesh)
   test = evaluate(eval_step, best_state["params"], test_set,
-                  tc.eval_batch_size, mesh)
+                  tc.eval_batch_size, widths, mesh)
   eval_seconds = time.time() - t_eval
   logging.info("best epoch %d  valid %s", meta["best_epoch"],
                _fmt_metrics(valid))

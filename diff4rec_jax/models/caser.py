@@ -40,7 +40,7 @@ class Caser(nn.Module):
     self.drop = nn.Dropout(self.dropout)
     self.fc = nn.Dense(self.hidden, name="fc")
 
-  def __call__(self, seq, train: bool = False):
+  def __call__(self, seq, train: bool = False, last_only: bool = False):
     b, length = seq.shape
     w = self.window
     e = self.item_embed(seq) * (seq > 0)[..., None]             # [B, L, D]
@@ -60,5 +60,7 @@ class Caser(nn.Module):
         pooled = jnp.maximum(pooled, c_pad[:, s:s + length])
       horiz.append(pooled)
     x = jnp.concatenate([vert] + horiz, axis=-1)
+    if last_only:
+      x = x[:, -1:]
     x = self.drop(x, deterministic=not train)
     return nn.relu(self.fc(x))

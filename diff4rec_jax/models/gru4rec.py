@@ -41,10 +41,12 @@ class GRU4Rec(nn.Module):
     self.in_dropout = nn.Dropout(self.dropout)
     self.out_dropout = nn.Dropout(self.dropout)
 
-  def __call__(self, seq, train: bool = False):
+  def __call__(self, seq, train: bool = False, last_only: bool = False):
     valid = (seq > 0)[..., None]                                # [B, L, 1]
     x = self.in_dropout(self.item_embed(seq), deterministic=not train) * valid
     for layer in self.layers:
       carry = jnp.zeros((seq.shape[0], self.hidden), x.dtype)
       _, x = layer(carry, (x, valid))
+    if last_only:
+      x = x[:, -1:]
     return self.out_dropout(x, deterministic=not train)

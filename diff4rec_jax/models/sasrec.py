@@ -56,7 +56,9 @@ class SASRec(nn.Module):
                 for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(epsilon=1e-8)
 
-  def __call__(self, seq, train: bool = False):
+  def __call__(self, seq, train: bool = False, last_only: bool = False):
+    """Hidden states [B, L, D]; with `last_only`, [B, 1, D] of the newest
+    position (the last block then attends from that query alone)."""
     length = seq.shape[1]
     valid = (seq > 0)[..., None]                                # [B, L, 1]
     x = self.item_embed(seq) * (self.hidden ** 0.5)             # [B, L, D]
@@ -68,6 +70,8 @@ class SASRec(nn.Module):
     mask = causal[None, None] & (seq > 0)[:, None, None, :]     # [B,1,L,L]
     for i in range(self.num_blocks):
       q = self.attn_ln[i](x)
+      if last_only and i == self.num_blocks - 1:
+        q, mask, valid = q[:, -1:], mask[:, :, -1:], valid[:, -1:]
       x = q + self.attn[i](q, x, x, mask=mask, deterministic=not train)
       x = self.ffn[i](self.ffn_ln[i](x), train) * valid
     return self.final_ln(x)

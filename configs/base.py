@@ -1,0 +1,108 @@
+"""Defaults for every run: one table of hyperparameters.
+
+Dataset configs (ml1m.py, beauty.py, ...) start from `get_config()` here and
+override what differs. Any field can be overridden on the command line:
+`--config.train.batch_size=256`. Values are checked at start
+(`diff4rec_jax.config_lib.validate`); an unknown field is an error.
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # base: recommender alone | aug: + diffusion augmentation, random order
+  # ("w/o cur") | diff4rec: + curriculum order.
+  c.mode = "base"
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="ml-1m",            # key of data.DATASET_FILES
+      dir="",                  # '' -> $DIFF4REC_DATA_DIR or ./data
+      path="",                 # explicit file, overrides name lookup
+      format="auto",           # auto | pair | per_user
+      drop_short_users=False,  # users with < 3 actions: error unless True
+      download=True,           # missing data: fetch + preprocess (prepare.py)
+      max_len=200,             # most recent items fed to the recommender
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name="sasrec",           # sasrec | gru4rec | caser
+      hidden=64,
+      num_blocks=2,            # SASRec blocks / GRU layers
+      num_heads=1,
+      dropout=0.2,
+      caser_window=5,          # Caser: L, items per convolution window
+      caser_h_filters=16,      # Caser: horizontal filters per height
+      caser_v_filters=4,       # Caser: vertical filters
+  ))
+
+  c.train = ml_collections.ConfigDict(dict(
+      loss="ce",               # ce: full softmax | bce: one sampled negative
+      batch_size=128,
+      num_epochs=200,
+      optimizer="adam",        # adam | adamw
+      lr=1e-3,
+      b1=0.9,
+      b2=0.98,
+      weight_decay=0.0,
+      eval_every=5,            # epochs between validation evaluations
+      patience=5,              # evaluations without improvement before stop
+      checkpoint_every=5,      # epochs between 'latest' checkpoints
+      eval_batch_size=256,
+      eval_item_chunk=4096,    # items scored at once in full ranking
+      mask_history=True,       # drop already-seen items from the ranking
+      log_every_steps=0,       # 0: one progress line per epoch
+      # Batch widths: sequences are grouped by length and each batch is cut
+      # to the smallest width that holds it (one compile per width). () =
+      # every batch at data.max_len.
+      length_buckets=(),
+  ))
+
+  # The latent diffusion generator (paper section 3.2-3.3).
+  # Checked by diff4rec_jax.generator.validate_generator_config.
+  c.generator = ml_collections.ConfigDict(dict(
+      enabled=True,            # False: no generator phase (mode 'base')
+      # VAE (Eq. 1-2): Mult-VAE with an embedding-bag first layer.
+      latent_size=64,          # size of z
+      encoder_hidden=(300,),   # L-DiffRec's encoder width; first = the bag
+      decoder_hidden=(),       # () = one linear layer z -> items (L-DiffRec)
+      act="tanh",
+      dropout=0.5,             # input dropout on the bag (Mult-VAE)
+      encoder_input="bag",     # bag: O(nnz x hidden) | dense: multi-hot rows
+      history_cap=0,           # H: most recent unique train items fed to the
+                               # encoder; 0 = all (longest training prefix)
+      bag_chunk=128,           # bag columns gathered per scan step
+      kl_anneal_cap=0.2,       # beta ramps to this cap ...
+      kl_anneal_steps=2000,    # ... over this many steps (0: cap at once)
+      # Diffusion (Eq. 3-8).
+      time_emb_size=10,        # sinusoidal timestep embedding (DiffRec)
+      denoiser_hidden=(300,),
+      denoiser_dropout=0.0,
+      steps=5,                 # T
+      schedule="linear",       # linear | linear-var | cosine
+      noise_scale=0.1,         # betas in [scale*min, scale*max] (not cosine)
+      noise_min=1e-4,
+      noise_max=0.02,
+      predict="eps",           # eps (Eq. 7) | z0 (L-DiffRec's x0 mode)
+      lam=1.0,                 # lambda of Eq. 8
+      stop_grad_z0=False,      # True: noise loss does not train the encoder
+      # Inference (section 3.3).
+      inference_step=5,        # corrupt mu(x) to this step, denoise to 0
+      sampling_noise=False,    # False: mean-only reverse steps (DiffRec)
+      top_m=100,               # M candidate items kept per user
+      prob_norm="all",         # all: softmax over non-history items | topm
+      infer_batch_size=512,
+      # Optimization.
+      lr=1e-3,
+      weight_decay=0.0,        # AdamW decoupled decay
+      batch_size=256,          # users per step
+      epochs=50,
+      checkpoint_every=5,      # epochs between checkpoints (and at the end)
+      eval_at_end=True,        # validation HR/NDCG@10: generator vs VAE
+  ))
+
+  # Interaction/objective augmentation and the curriculum (section 3.4).
+  c.augment = ml_collections.ConfigDict(dict(
+  ))
+  return c
