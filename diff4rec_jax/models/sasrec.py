@@ -72,6 +72,6 @@ class SASRec(nn.Module):
       q = self.attn_ln[i](x)
       if last_only and i == self.num_blocks - 1:
         q, mask, valid = q[:, -1:], mask[:, :, -1:], valid[:, -1:]
-      x = q + self.attn[i](q, x, x, mask=mask, deterministic=not train)
+      x = q + self.attn[i](q, x, mask=mask, deterministic=not train)
       x = self.ffn[i](self.ffn_ln[i](x), train) * valid
     return self.final_ln(x)

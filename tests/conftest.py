@@ -1,0 +1,52 @@
+"""Shared test fixtures: where the staged datasets are, tiny configs."""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+
+def shared_data_dir():
+  """$DIFF4REC_DATA_DIR, else <repo>/../shared/data, if it holds ML-100K."""
+  for d in (os.environ.get("DIFF4REC_DATA_DIR"),
+            os.path.join(REPO, "..", "shared", "data")):
+    if d and os.path.exists(os.path.join(d, "ml-100k.txt")):
+      return os.path.abspath(d)
+  return None
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+  d = shared_data_dir()
+  if d is None:
+    pytest.skip("ML-100K not found: set DIFF4REC_DATA_DIR to the staged data")
+  return d
+
+
+@pytest.fixture()
+def tiny_config(data_dir):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  c = tiny.get_config()
+  c.data.dir = data_dir
+  return c
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache for the session's test runs.
+
+  Each training run builds fresh jitted closures; with the cache, a rerun
+  of the same computation (the resume tests) loads the compiled executable
+  instead of compiling again.
+  """
+  del config
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  cache = os.environ.get("DIFF4REC_TEST_JIT_CACHE") or tempfile.mkdtemp(
+      prefix="diff4rec_jit_cache_")
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

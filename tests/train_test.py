@@ -1,0 +1,165 @@
+"""End-to-end training on ML-100K: compile-once steps, results files,
+metrics against numpy, and exact resume."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diff4rec_jax import checkpointing
+from diff4rec_jax import config_lib
+from diff4rec_jax import data as data_lib
+from diff4rec_jax import metrics
+from diff4rec_jax import models
+from diff4rec_jax import sharding
+from diff4rec_jax import train
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, data_dir):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  c = tiny.get_config()
+  c.data.dir = data_dir
+  wd = str(tmp_path_factory.mktemp("straight"))
+  return c, wd, train.train_and_evaluate(c, wd)
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_train_step_compiles_once_per_width(tiny_config, loss):
+  c = tiny_config
+  c.train.loss = loss
+  c.train.length_buckets = (32,)
+  ds = data_lib.load(c.data)
+  mesh = sharding.make_mesh()
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  tx = train.make_optimizer(c.train)
+  state = sharding.replicate(train.init_state(model, tx, jax.random.key(0),
+                                              c.data.max_len), mesh)
+  step = train.make_train_step(model, tx, loss, ds.num_items)
+  inputs, targets = ds.train_arrays(c.data.max_len)
+  rows = np.flatnonzero((targets > 0).any(axis=1))
+  widths = train.bucket_widths(c)
+  seen, losses_ = set(), []
+  for epoch in (1,):
+    for b in train.train_batches(inputs, targets, rows, c.train.batch_size,
+                                 c.seed, epoch, widths):
+      assert b["inputs"].shape[0] == c.train.batch_size
+      seen.add(b["inputs"].shape[1])
+      state, m = step(state, sharding.shard_batch(b, mesh), jax.random.key(1))
+      losses_.append(m["loss"])
+  assert seen == {32, c.data.max_len}
+  # ~15 steps, a padded last batch per width, two widths: two compiles.
+  assert step._cache_size() == len(seen)  # pylint: disable=protected-access
+  assert np.isfinite(np.array(jax.device_get(losses_))).all()
+
+
+def test_batches_cover_every_trainable_user_once(tiny_config):
+  ds = data_lib.load(tiny_config.data)
+  inputs, targets = ds.train_arrays(50)
+  rows = np.flatnonzero((targets > 0).any(axis=1))
+  got = []
+  for b in train.train_batches(inputs, targets, rows, 64, 0, 3,
+                               np.array([8, 32, 50])):
+    live = b["targets"].any(axis=1)
+    got += [tuple(x[x > 0]) for x in b["targets"][live]]
+  # Rows are cut to their bucket width, which always holds every target.
+  want = [tuple(x[x > 0]) for x in targets[rows]]
+  assert sorted(got) == sorted(want)
+
+
+def test_results_files_and_numpy_metrics(straight_run):
+  c, wd, res = straight_run
+  for f in ("config.json", "metrics.jsonl", "results.json"):
+    assert os.path.exists(os.path.join(wd, f)), f
+  assert os.listdir(os.path.join(wd, "tb"))
+  with open(os.path.join(wd, "results.json")) as f:
+    saved = json.load(f)
+  assert saved["test"] == res["test"] and saved["dataset"]["users"] == 943
+  lines = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  assert [l["epoch"] for l in lines if "valid/NDCG@10" in l] == [2, 4]
+
+  # Recompute test metrics of the best checkpoint with numpy.
+  ds = data_lib.load(c.data)
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  tx = train.make_optimizer(c.train)
+  target = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  ckpt = checkpointing.Checkpointer(os.path.join(wd, "ckpt", "recommender"))
+  best, _ = ckpt.restore_best(target)
+  params = best["params"]
+  inputs, tg = ds.eval_arrays("test", c.data.max_len)
+  hidden = np.asarray(model.apply({"params": params}, jnp.array(inputs)))
+  table = np.asarray(models.item_table(params))
+  scores = hidden[:, -1].astype(np.float64) @ table.T.astype(np.float64)
+  indptr, items = ds.history_csr("test")
+  hist = [items[indptr[u]:indptr[u + 1]] for u in range(ds.num_users)]
+  ranks = metrics.numpy_ranks(scores, tg, hist)
+  want = {f"HR@{k}": np.mean(ranks < k) for k in (5, 10, 20)}
+  want.update({f"NDCG@{k}": np.mean(np.where(ranks < k,
+                                             1 / np.log2(ranks + 2), 0))
+               for k in (5, 10, 20)})
+  want["MRR"] = np.mean(1 / (ranks + 1))
+  for k, v in want.items():
+    # float32 on device vs float64 here: at most one user may flip.
+    assert abs(res["test"][k] - v) <= 1.01 / ds.num_users, (k, v)
+  assert res["test"]["HR@10"] > 0.03     # well above random (10/1682)
+
+
+def test_resume_gives_the_same_results(straight_run, tmp_path):
+  c, wd, res = straight_run
+  wd2 = str(tmp_path / "resumed")
+  with pytest.raises(train.Interrupted):
+    train.train_and_evaluate(c, wd2, stop_after_epochs=1)
+  with pytest.raises(train.Interrupted):
+    train.train_and_evaluate(c, wd2, stop_after_epochs=3)
+  res2 = train.train_and_evaluate(c, wd2)
+  assert res2["best_epoch"] == res["best_epoch"]
+  assert res2["valid"] == res["valid"]
+  assert res2["test"] == res["test"]
+  strip = lambda p: [{k: v for k, v in json.loads(l).items()
+                      if k != "seq_per_s"} for l in open(p)]
+  assert strip(os.path.join(wd2, "metrics.jsonl")) == strip(
+      os.path.join(wd, "metrics.jsonl"))
+
+
+def test_workdir_of_another_config_is_refused(straight_run):
+  c, wd, _ = straight_run
+  c2 = c.copy_and_resolve_references()
+  c2.train.lr = c.train.lr * 2
+  with pytest.raises(ValueError, match="different config.*train.lr"):
+    train.train_and_evaluate(c2, wd)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("data.max_len", 1), ("train.batch_size", -4), ("model.name", "bert"),
+    ("train.loss", "hinge"), ("model.dropout", 1.5), ("mode", "magic"),
+    ("train.eval_item_chunk", 100),
+])
+def test_bad_config_values_name_the_field(tiny_config, field, value):
+  c = tiny_config
+  block, name = field.split(".") if "." in field else (None, field)
+  if block:
+    c[block][name] = value
+  else:
+    c[name] = value
+  with pytest.raises(ValueError, match=f"config.{field}"):
+    config_lib.validate(c)
+
+
+def test_cli_overrides_and_unknown_field(data_dir, tmp_path):
+  env = dict(os.environ, DIFF4REC_DATA_DIR=data_dir, JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-m", "diff4rec_jax.main",
+         "--config=configs/tiny.py", f"--workdir={tmp_path}"]
+  bad = subprocess.run(cmd + ["--config.train.no_such_field=1"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "no_such_field" in bad.stderr
+  bad = subprocess.run(cmd + ["--config.train.batch_size=0"], cwd=REPO,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0
+  assert "config.train.batch_size" in bad.stderr
