@@ -32,7 +32,11 @@ def main(argv):
   logging.info("JAX devices: %s (process %d of %d)", jax.devices(),
                jax.process_index(), jax.process_count())
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except train.Interrupted as e:
+    # Preemption (SIGTERM/SIGINT): the checkpoint is saved; exit cleanly.
+    logging.warning("%s. Rerun the same command to resume.", e)
 
 
 if __name__ == "__main__":

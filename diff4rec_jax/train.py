@@ -21,9 +21,11 @@ negative sampling of (seed, step).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
-import math
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -349,62 +351,87 @@ def train_recommender(config: ml_collections.ConfigDict,
   def save(state, meta):
     ckpt.save(int(state["step"]), state, meta)
 
-  epoch = meta["epoch"]
-  train_seconds = meta["train_seconds"]
-  while not meta["finished"] and epoch < tc.num_epochs:
-    epoch += 1
-    t_epoch = time.time()
-    loss_sum = jnp.zeros((), jnp.float32)
-    for i, batch in enumerate(train_batches(train_in, train_tg, rows,
-                                            tc.batch_size, config.seed, epoch,
-                                            widths)):
-      state, m = train_step(state, sharding.shard_batch(batch, mesh),
-                            step_key)
-      loss_sum = loss_sum + m["loss"]
-      if tc.log_every_steps and (i + 1) % tc.log_every_steps == 0:
-        done = (i + 1) / steps_per_epoch      # syncs only at these steps
-        el = time.time() - t_epoch
-        logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s", epoch,
-                     i + 1, steps_per_epoch, float(loss_sum) / (i + 1),
-                     _fmt_secs(el / done - el))
-    loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
-    dt = time.time() - t_epoch
-    train_seconds += dt
-    rate = len(rows) / dt
-    eta = (tc.num_epochs - epoch) * train_seconds / epoch
-    logging.info("epoch %d/%d  loss %.4f  %.0f seq/s  %.1fs  eta %s", epoch,
-                 tc.num_epochs, loss, rate, dt, _fmt_secs(eta))
-    record = {"epoch": epoch, "step": int(state["step"]), "train_loss": loss,
-              "seq_per_s": rate}
+  def epoch_loop(state, meta, epoch, train_seconds, stop):
+    """Runs epochs until done, early stop, or a stop request."""
+    while not meta["finished"] and epoch < tc.num_epochs:
+      epoch += 1
+      t_epoch = time.time()
+      # A run preempted mid-epoch resumes after the batches it had done; the
+      # batch order is a function of (seed, epoch), so nothing is repeated.
+      skip = meta.pop("batches_done", 0)
+      loss_sum = jnp.asarray(meta.pop("loss_partial", 0.0), jnp.float32)
+      losses = []
+      batches = itertools.islice(
+          train_batches(train_in, train_tg, rows, tc.batch_size, config.seed,
+                        epoch, widths), skip, None)
+      for i, batch in enumerate(batches, start=skip):
+        state, m = train_step(state, sharding.shard_batch(batch, mesh),
+                              step_key)
+        losses.append(m["loss"])
+        loss_sum = loss_sum + m["loss"]
+        if tc.log_every_steps and (i + 1) % tc.log_every_steps == 0:
+          done = (i + 1 - skip) / (steps_per_epoch - skip)  # syncs only here
+          el = time.time() - t_epoch
+          logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s", epoch,
+                       i + 1, steps_per_epoch, float(loss_sum) / (i + 1),
+                       _fmt_secs(el / done - el))
+        if stop.requested and i + 1 < steps_per_epoch:
+          _check_finite(losses, state, ckpt)
+          meta.update(epoch=epoch - 1, batches_done=i + 1,
+                      loss_partial=float(loss_sum),
+                      train_seconds=train_seconds + time.time() - t_epoch)
+          save(state, meta)
+          log.close()
+          raise Interrupted(f"{stop.name}: checkpoint saved at epoch {epoch}, "
+                            f"step {int(state['step'])}; rerun to resume")
+      _check_finite(losses, state, ckpt)
+      loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
+      dt = time.time() - t_epoch
+      train_seconds += dt
+      rate = (steps_per_epoch - skip) / steps_per_epoch * len(rows) / dt
+      eta = (tc.num_epochs - epoch) * train_seconds / epoch
+      logging.info("epoch %d/%d  loss %.4f  %.0f seq/s  %.1fs  eta %s", epoch,
+                   tc.num_epochs, loss, rate, dt, _fmt_secs(eta))
+      record = {"epoch": epoch, "step": int(state["step"]), "train_loss": loss,
+                "seq_per_s": rate}
 
-    if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
-      valid = evaluate(eval_step, state["params"], valid_set,
-                       tc.eval_batch_size, widths, mesh)
-      record.update({f"valid/{k}": v for k, v in valid.items()})
-      logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
-      if valid["NDCG@10"] > meta["best_ndcg10"]:
-        meta.update(best_ndcg10=valid["NDCG@10"], best_epoch=epoch,
-                    bad_evals=0)
-        ckpt.save_best(int(state["step"]), state,
-                       {"epoch": epoch, "valid": valid})
-      else:
-        meta["bad_evals"] += 1
-        if meta["bad_evals"] >= tc.patience:
-          logging.info("early stop at epoch %d: no better NDCG@10 in %d "
-                       "evaluations (best %.4f at epoch %d)", epoch,
-                       tc.patience, meta["best_ndcg10"], meta["best_epoch"])
-          meta["finished"] = True
-    log.write(record, int(state["step"]))
-    meta.update(epoch=epoch, train_seconds=train_seconds)
-    if epoch == tc.num_epochs:
-      meta["finished"] = True
-    if meta["finished"] or epoch % tc.checkpoint_every == 0 or (
-        stop_after_epochs is not None and epoch >= stop_after_epochs):
-      save(state, meta)
-    if stop_after_epochs is not None and epoch >= stop_after_epochs and (
-        not meta["finished"]):
-      log.close()
-      raise Interrupted(f"stopped after epoch {epoch}")
+      if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
+        valid = evaluate(eval_step, state["params"], valid_set,
+                         tc.eval_batch_size, widths, mesh)
+        record.update({f"valid/{k}": v for k, v in valid.items()})
+        logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
+        if valid["NDCG@10"] > meta["best_ndcg10"]:
+          meta.update(best_ndcg10=valid["NDCG@10"], best_epoch=epoch,
+                      bad_evals=0)
+          ckpt.save_best(int(state["step"]), state,
+                         {"epoch": epoch, "valid": valid})
+        else:
+          meta["bad_evals"] += 1
+          if meta["bad_evals"] >= tc.patience:
+            logging.info("early stop at epoch %d: no better NDCG@10 in %d "
+                         "evaluations (best %.4f at epoch %d)", epoch,
+                         tc.patience, meta["best_ndcg10"], meta["best_epoch"])
+            meta["finished"] = True
+      log.write(record, int(state["step"]))
+      meta.update(epoch=epoch, train_seconds=train_seconds)
+      if epoch == tc.num_epochs:
+        meta["finished"] = True
+      halt = stop.requested or (stop_after_epochs is not None and
+                                epoch >= stop_after_epochs)
+      if meta["finished"] or halt or epoch % tc.checkpoint_every == 0:
+        save(state, meta)
+      if halt and not meta["finished"]:
+        log.close()
+        raise Interrupted(f"stopped after epoch {epoch}"
+                          + (f" ({stop.name})" if stop.requested else ""))
+    return state, meta, epoch, train_seconds
+
+  stop = _StopSignal()
+  try:
+    state, meta, epoch, train_seconds = epoch_loop(
+        state, meta, meta["epoch"], meta["train_seconds"], stop)
+  finally:
+    stop.restore()
 
   # Final: the best-validation parameters on validation and test.
   if ckpt.best_step() is None:  # never evaluated (num_epochs < eval_every)
@@ -437,6 +464,57 @@ def train_recommender(config: ml_collections.ConfigDict,
       "final_eval_seconds": round(eval_seconds, 2),
       "wall_seconds_this_process": round(time.time() - t0, 2),
   }
+
+
+class _StopSignal:
+  """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits.
+
+  TPU VMs and most schedulers announce preemption with SIGTERM. A second
+  signal falls through to the previous handler.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self.name = ""
+    self._old = {}
+    if threading.current_thread() is not threading.main_thread():
+      return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._old[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    if self.requested:      # second signal: default behaviour
+      self.restore()
+      signal.raise_signal(signum)
+      return
+    self.requested = True
+    self.name = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint and stopping",
+                    self.name)
+
+  def restore(self):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+    self._old = {}
+
+
+def _check_finite(losses, state, ckpt) -> None:
+  """Stops the run at the first non-finite loss, naming the step.
+
+  `losses` are the device scalars of the last len(losses) steps; one host
+  transfer for all of them. The state is not saved, so the latest
+  checkpoint stays the last good one.
+  """
+  if not losses:
+    return
+  values = np.asarray(jax.device_get(jnp.stack(losses)))
+  bad = np.flatnonzero(~np.isfinite(values))
+  if bad.size:
+    step = int(state["step"]) - len(losses) + int(bad[0]) + 1
+    raise FloatingPointError(
+        f"loss is {values[bad[0]]} at step {step}; stopping. The last good "
+        f"checkpoint (step {ckpt.latest_step()}) is kept in "
+        f"{ckpt.directory}; lower train.lr or check the data.")
 
 
 def _fmt_secs(s: float) -> str:
