@@ -27,6 +27,17 @@ def data_dir():
   return d
 
 
+@pytest.fixture(scope="session")
+def straight_run(tmp_path_factory, data_dir):
+  """An uninterrupted tiny run: (config, workdir, results)."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  c = tiny.get_config()
+  c.data.dir = data_dir
+  wd = str(tmp_path_factory.mktemp("straight"))
+  return c, wd, train.train_and_evaluate(c, wd)
+
+
 @pytest.fixture()
 def tiny_config(data_dir):
   from configs import tiny  # pylint: disable=g-import-not-at-top
@@ -47,6 +58,10 @@ def pytest_configure(config):
   import jax  # pylint: disable=g-import-not-at-top
   cache = os.environ.get("DIFF4REC_TEST_JIT_CACHE") or tempfile.mkdtemp(
       prefix="diff4rec_jit_cache_")
+  # Subprocesses (CLI tests) inherit the cache through the environment.
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

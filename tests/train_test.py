@@ -22,15 +22,6 @@ from diff4rec_jax import train
 from conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory, data_dir):
-  from configs import tiny  # pylint: disable=g-import-not-at-top
-  c = tiny.get_config()
-  c.data.dir = data_dir
-  wd = str(tmp_path_factory.mktemp("straight"))
-  return c, wd, train.train_and_evaluate(c, wd)
-
-
 @pytest.mark.parametrize("loss", ["ce", "bce"])
 def test_train_step_compiles_once_per_width(tiny_config, loss):
   c = tiny_config
