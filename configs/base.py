@@ -70,9 +70,9 @@ def get_config():
       act="tanh",
       dropout=0.5,             # input dropout on the bag (Mult-VAE)
       encoder_input="bag",     # bag: O(nnz x hidden) | dense: multi-hot rows
-      history_cap=0,           # H: most recent unique train items fed to the
-                               # encoder; 0 = all (longest training prefix)
-      bag_chunk=128,           # bag columns gathered per scan step
+      history_cap=0,           # most recent unique train items fed to the
+                               # encoder; 0 = the whole training prefix
+      bag_chunk=4096,          # bag entries gathered per scan step; 0 = all
       kl_anneal_cap=0.2,       # beta ramps to this cap ...
       kl_anneal_steps=2000,    # ... over this many steps (0: cap at once)
       # Diffusion (Eq. 3-8).
@@ -96,7 +96,9 @@ def get_config():
       # Optimization.
       lr=1e-3,
       weight_decay=0.0,        # AdamW decoupled decay
-      batch_size=256,          # users per step
+      batch_size=256,          # users per step (at most)
+      batch_tokens=0,          # items per step (at most): the static bag
+                               # size; 0 = 1.5 x batch_size x mean row length
       epochs=50,
       checkpoint_every=5,      # epochs between checkpoints (and at the end)
       eval_at_end=True,        # validation HR/NDCG@10: generator vs VAE
@@ -104,5 +106,24 @@ def get_config():
 
   # Interaction/objective augmentation and the curriculum (section 3.4).
   c.augment = ml_collections.ConfigDict(dict(
+      num_copies=10,           # K augmented copies per user (paper: 10)
+      ratio=0.2,               # fraction of a sequence replaced per copy
+      top_m=100,               # M candidates per user: must equal
+                               # generator.top_m (checked by the validator)
+      temperature=1.0,         # candidates drawn ~ prob ** (1 / temperature)
+      reorder=True,            # shuffle each copy (Algorithm 1 line 8)
+      copies_per_batch=1.0,    # copies drawn per step = this x batch_size
+      loss_weight=1.0,         # weight of the augmented loss (Eq. 10)
+      pacing="linear",         # linear | root | step: admitted pool fraction
+      pacing_start=0.2,        # fraction of the pool admitted at step 0
+      pacing_end=0.8,          # training fraction at which all are admitted
+      pacing_stages=4,         # 'step' pacing: number of increments
+      similarity_source="warmup",  # warmup: train a base recommender first
+                                   # | checkpoint: its embeddings from a file
+      similarity_checkpoint="",    # path, for similarity_source='checkpoint'
+      warmup_epochs=10,        # epochs of the 'warmup' base recommender
+      rescore_every=0,         # epochs between re-scoring with the current
+                               # model (0 = never)
+      batch_size=4096,         # users per compiled augmentation/scoring call
   ))
   return c

@@ -21,6 +21,7 @@ negative sampling of (seed, step).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -36,9 +37,12 @@ import ml_collections
 import numpy as np
 import optax
 
+from diff4rec_jax import augment
 from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
+from diff4rec_jax import curriculum
 from diff4rec_jax import data as data_lib
+from diff4rec_jax import generator
 from diff4rec_jax import losses
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
@@ -305,13 +309,16 @@ class Interrupted(Exception):
 
 def train_recommender(config: ml_collections.ConfigDict,
                       ds: data_lib.SequenceData, workdir: str,
-                      stop_after_epochs: Optional[int] = None) -> dict:
+                      stop_after_epochs: Optional[int] = None,
+                      pool: Optional["AugmentPool"] = None) -> dict:
   """Trains the sequential recommender; returns the results dict.
 
   Args:
     config: the run config.
     ds: the dataset.
     workdir: run folder (checkpoints under workdir/ckpt/recommender).
+    pool: augmented copies (modes 'aug' and 'diff4rec'): each step adds a
+      fixed number of copies drawn from the admitted part of the pool.
     stop_after_epochs: end this process after that many epochs have been
       completed in total (a checkpoint is saved first), raising `Interrupted`:
       a stand-in for a killed run in tests.
@@ -328,7 +335,8 @@ def train_recommender(config: ml_collections.ConfigDict,
   key = jax.random.key(config.seed)
   init_key, step_key = jax.random.split(key)
   state = sharding.replicate(init_state(model, tx, init_key, max_len), mesh)
-  train_step = make_train_step(model, tx, tc.loss, ds.num_items)
+  train_step = make_train_step(model, tx, tc.loss, ds.num_items,
+                               config.augment.loss_weight)
   eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                              tc.mask_history)
 
@@ -337,6 +345,9 @@ def train_recommender(config: ml_collections.ConfigDict,
   valid_set = EvalSet.build(ds, "valid", max_len)
   widths = bucket_widths(config)
   steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
+  total_steps = steps_per_epoch * tc.num_epochs
+  if pool is not None:
+    num_aug = aug_batch_size(config, mesh)
 
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
                                                  "recommender"))
@@ -365,6 +376,8 @@ def train_recommender(config: ml_collections.ConfigDict,
           train_batches(train_in, train_tg, rows, tc.batch_size, config.seed,
                         epoch, widths), skip, None)
       for i, batch in enumerate(batches, start=skip):
+        if pool is not None:
+          batch.update(pool.draw(int(state["step"]), total_steps, num_aug))
         state, m = train_step(state, sharding.shard_batch(batch, mesh),
                               step_key)
         losses.append(m["loss"])
@@ -527,6 +540,173 @@ def _fmt_metrics(m: dict) -> str:
 
 
 # ----------------------------------------------------------------------------
+# Augmentation (modes 'aug' and 'diff4rec')
+# ----------------------------------------------------------------------------
+AUGMENTED_FILE = "augmented.npz"
+
+
+def aug_batch_size(config, mesh) -> int:
+  """Copies per step: copies_per_batch x batch, a multiple of the devices."""
+  n = mesh.devices.size
+  a = int(round(config.augment.copies_per_batch * config.train.batch_size))
+  return max(n, -(-a // n) * n)
+
+
+@dataclasses.dataclass
+class AugmentPool:
+  """All U x K augmented copies and their curriculum order.
+
+  copies: [P, L] int32 flat pool (row u * K + r is copy r of user u).
+  order: [P] int32 pool indices, easy to hard (similarity descending); the
+    'aug' mode ("w/o cur") admits the whole pool from the first step.
+  """
+  copies: np.ndarray
+  order: np.ndarray
+  augment_config: ml_collections.ConfigDict
+  mode: str
+  seed: int
+
+  def admitted(self, step: int, total_steps: int) -> int:
+    p = step / max(1, total_steps)
+    return int(curriculum.admitted_count_from_config(
+        p, len(self.order), self.augment_config, self.mode))
+
+  def draw(self, step: int, total_steps: int, num: int) -> dict:
+    """A fixed-size batch of copies drawn uniformly from the admitted part.
+
+    Host-side, a function of (seed, step) only, so a resumed run draws the
+    same copies. Returns next-item pairs {'aug_inputs', 'aug_targets'}
+    [num, L] int32.
+    """
+    n = self.admitted(step, total_steps)
+    rng = np.random.default_rng([self.seed, 7, step])
+    idx = self.order[rng.integers(0, n, num)]
+    inputs, targets = augment.shift_pairs(self.copies[idx])
+    return {"aug_inputs": inputs, "aug_targets": targets}
+
+
+def _phase_config(config, **train_overrides):
+  c = config.copy_and_resolve_references()
+  c.mode = "base"
+  for k, v in train_overrides.items():
+    c.train[k] = v
+  return c
+
+
+def best_item_table(config, ds, phase_dir: str) -> np.ndarray:
+  """Item embeddings [N + 1, D] of the best checkpoint of a recommender run."""
+  model = models.get_model(config.model, ds.num_items, config.data.max_len)
+  target = init_state(model, make_optimizer(config.train), jax.random.key(0),
+                      config.data.max_len)
+  ckpt = checkpointing.Checkpointer(os.path.join(phase_dir, "ckpt",
+                                                 "recommender"))
+  try:
+    state, _ = ckpt.restore_best(target)
+  finally:
+    ckpt.close()
+  return np.asarray(models.item_table(state["params"]))
+
+
+def similarity_embeddings(config, ds, workdir: str) -> np.ndarray:
+  """Item embeddings used to score copies (Eq. 11), per config.augment."""
+  a = config.augment
+  if a.similarity_source == "checkpoint":
+    logging.info("similarity: item embeddings of %s", a.similarity_checkpoint)
+    return best_item_table(config, ds, a.similarity_checkpoint)
+  # 'warmup': a base recommender trained first, in its own folder.
+  wd = os.path.join(workdir, "warmup")
+  wc = _phase_config(config, num_epochs=a.warmup_epochs,
+                     eval_every=a.warmup_epochs, patience=1)
+  os.makedirs(wd, exist_ok=True)
+  logging.info("phase: warm-up recommender (%d epochs) in %s",
+               a.warmup_epochs, wd)
+  res = train_recommender(wc, ds, wd)
+  write_json(os.path.join(wd, "results.json"), res)
+  return best_item_table(wc, ds, wd)
+
+
+def _augment_hash(config, ds) -> str:
+  keys = {"seed": config.seed, "data": ds.name, "max_len": config.data.max_len,
+          "augment": config.augment.to_dict(),
+          "generator": config.generator.to_dict(), "model": (
+              config.model.to_dict() if config.augment.similarity_source ==
+              "warmup" else None)}
+  return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+
+
+def build_pool(config, ds, workdir: str) -> AugmentPool:
+  """Generator -> top-M -> K copies per user -> similarities -> order.
+
+  Every step is resumable: the generator phase resumes from its checkpoint
+  or reuses its top-M file; the copies and similarities are saved to
+  `workdir/augmented.npz` and reused when the config matches.
+
+  `augmented.npz` (an export other tools can read with numpy.load):
+    copies [U, K, L] int32  augmented training sequences, left-padded
+    orig   [U, L] int32     the original training sequence S_u
+    sim    [U, K] float32   Sim_{u,r} of Eq. 11 (cosine of mean embeddings)
+    rank   [U, K] int32     curriculum position (0 = easiest = most similar)
+    user_ids [U] int64      dataset user ids of the rows
+    config_hash             hash of the settings that made the file
+  """
+  a = config.augment
+  path = os.path.join(workdir, AUGMENTED_FILE)
+  chash = _augment_hash(config, ds)
+  if os.path.exists(path):
+    with np.load(path) as z:
+      if str(z["config_hash"]) == chash:
+        logging.info("augmentation: reusing %s", path)
+        copies, sim = z["copies"], z["sim"]
+        return _pool(config, copies, sim)
+  logging.info("phase: generator")
+  topm_path = generator.run_generator_phase(
+      config, ds, os.path.join(workdir, "generator"))
+  topm = generator.load_topm(topm_path)
+  cand, prob = topm["items"], topm["probs"]
+  if len(cand) != ds.num_users:
+    raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
+                     "users; delete it to regenerate")
+  item_emb = similarity_embeddings(config, ds, workdir)
+  t = time.time()
+  max_len = config.data.max_len
+  end = ds.split_end("train")
+  seqs = data_lib.left_pad(ds.items, ds.indptr[:-1], end, max_len)
+  lengths = np.minimum(end - ds.indptr[:-1], max_len)
+  key = jax.random.fold_in(jax.random.key(config.seed), 11)
+  copies = augment.augment_all(
+      key, seqs, lengths, cand, prob, num_copies=a.num_copies,
+      ratio=a.ratio, temperature=a.temperature, reorder=a.reorder,
+      batch_size=a.batch_size)
+  sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
+                                  batch_size=a.batch_size)
+  order = curriculum.pool_order(sim)
+  rank = np.empty(order.size, np.int32)
+  rank[order] = np.arange(order.size, dtype=np.int32)
+  logging.info("augmentation: %d users x %d copies in %.1fs; similarity "
+               "mean %.3f (min %.3f, max %.3f)", ds.num_users, a.num_copies,
+               time.time() - t, float(sim.mean()), float(sim.min()),
+               float(sim.max()))
+  if is_chief():
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, copies=copies, orig=seqs, sim=sim,
+             rank=rank.reshape(sim.shape), user_ids=ds.user_ids,
+             config_hash=np.array(chash))
+    os.replace(tmp, path)
+  return _pool(config, copies, sim)
+
+
+def _pool(config, copies, sim) -> AugmentPool:
+  u, k, l = copies.shape
+  if config.mode == "diff4rec":
+    order = curriculum.pool_order(sim)
+  else:  # 'aug': every copy admitted from the start, order irrelevant
+    order = np.arange(u * k, dtype=np.int32)
+  return AugmentPool(copies=copies.reshape(u * k, l), order=order,
+                     augment_config=config.augment, mode=config.mode,
+                     seed=config.seed)
+
+
+# ----------------------------------------------------------------------------
 # Entry
 # ----------------------------------------------------------------------------
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -538,8 +718,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
   t0 = time.time()
   ds = data_lib.load(config.data)
+  pool = None
+  if config.mode in ("aug", "diff4rec"):
+    pool = build_pool(config, ds, workdir)
   results = train_recommender(config, ds, workdir,
-                              stop_after_epochs=stop_after_epochs)
+                              stop_after_epochs=stop_after_epochs, pool=pool)
   results.update({
       "config": config.to_dict(),
       "dataset": {"name": ds.name, "source": ds.source, **ds.stats()},

@@ -1,0 +1,647 @@
+"""Interaction augmentation (paper section 3.4.1, Algorithm 1 INTERACTAUGMENT).
+
+This module owns the vectorized augmentation kernel: every one of K copies of
+every user of a batch in one compiled call, `[B, L] -> [B, K, L]`.
+
+For user u with left-padded sequence S_u (length N, items in the last N
+columns), candidates c_u [M] and probabilities p_u [M] from the generator,
+copy r is built as in Algorithm 1:
+
+1. Eligible candidates: id > 0, probability > 0, not an item of S_u, and the
+   first occurrence of its id in c_u (`dedupe`; the generator's top-M never
+   repeats an id, and repeat-free rows give the same copies without the
+   check, which `augment_all` skips when `has_repeats(cand)` is False).
+   Candidates already in S_u are excluded so that a replacement always
+   brings a NEW item (the generator's top-M already excludes the training
+   prefix; the kernel does not rely on it).
+2. n = round_half_up(ratio * N) (`num_replaced`), capped at the number of
+   eligible candidates E: n_eff = min(n, E). A copy never repeats a candidate
+   and never invents items, so a user with fewer than n eligible candidates
+   gets only E replacements (E = 0: the copy is just a reordering).
+3. n_eff of the N valid positions, uniformly without replacement (Floyd's
+   algorithm, n_eff steps), get n_eff distinct candidates drawn successively
+   without replacement with probability proportional to p^(1 / temperature)
+   (Plackett-Luce: the law Gumbel-top-k samples). Each draw is an inverse-CDF
+   lookup in the user's integer CDF with the removed candidates skipped, so
+   a copy costs O(n_eff * (n_eff + log M)) and 2 random words a row, where
+   Gumbel-top-k would cost M random numbers, 2M logs and a top-k over M per
+   copy (over the whole CPU budget at Steam scale). The weights are quantized
+   to integers summing to <= 2^24 (each eligible candidate gets >= 1 unit).
+4. Reorder (`reorder=True`, the paper's default): the N valid items are put in
+   a uniformly random order (one sort of packed uint32 keys: 16 random bits
+   above the slot index). `reorder=False` keeps the original order.
+
+Padding stays where it was: the output is left-padded with the same length.
+n and everything else data-dependent are masks and ranks over static shapes
+(n_max = round_half_up(ratio * W) scan steps, inactive ones masked).
+
+Properties (tested on the kernel and on `augment_reference`, the per-user
+numpy version): length kept; exactly n_eff positions differ from S_u as a
+multiset; the new items are distinct eligible candidates; the other
+N - n_eff items of S_u are kept (as a multiset); padding untouched.
+
+Randomness. User u's key is `fold_in(key, user_id)`; the random words of
+copy r are the two threefry output words of `fold_in(user_key, counter)`:
+counter q * K + r gives the 16-bit reorder keys of the items 4q .. 4q + 3
+from the end, counter 2^31 + s * K + r gives draw step s (16 bits for
+Floyd, 24 bits for the candidate). So a copy depends only on (key, user id,
+r, K, the user's items and candidates), not on the batch, the batch size,
+nor the row width W >= N of the call.
+`augment_all` uses this: it groups users by length into widths 8, 16, 32,
+..., L so short sequences are not processed at width L, and its output
+equals `augment_batch` at width L row by row; `augment_copies` rebuilds any
+single copy (u, r). Deviations from exact laws, all tiny: Floyd's 16-bit
+draw in [0, j] has relative bias <= (j + 1) / 2^16; two items with equal
+16-bit reorder keys (2^-16 a pair) keep their order; candidate
+probabilities are exact to ~2^-24 (quantized weights, 24-bit uniforms).
+
+Training use (Eq. 10): an augmented copy S' is trained with next-item
+prediction over its own items; `shift_pairs` turns left-padded full sequences
+into left-padded (input, target) pairs of the same width. Tip: to get L full
+pairs from a width-L model, augment rows of width L + 1 and drop column 0 of
+both outputs of `shift_pairs` (it is always 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+# Integer sampling weights of one user sum to at most 2^24 so that every
+# running mass is exact in both int32 and float32.
+_WEIGHT_BITS = 24
+_WEIGHT_TOTAL = 1 << _WEIGHT_BITS
+# Start of a removed-candidate slot that is not in use (> any CDF value).
+_UNUSED = 1 << 30
+
+PACINGS = ("linear", "root", "step")
+SIMILARITY_SOURCES = ("warmup", "checkpoint")
+
+
+# -- config -----------------------------------------------------------------
+def _block(config):
+  """The augment block of a full config, or the block itself."""
+  if isinstance(config, ml_collections.ConfigDict) and "augment" in config:
+    return config.augment
+  return config
+
+
+def _err(field, msg, value):
+  return ValueError(f"config.augment.{field}: {msg}, got {value!r}")
+
+
+def _is_int(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def validate_augment_config(config) -> None:
+  """Raises ValueError naming the first bad field of `config.augment`.
+
+  Accepts the full config or the augment block itself. Given the full config
+  of a run that augments (mode != 'base') with `generator.top_m`, also
+  checks that `augment.top_m` matches it.
+  """
+  a = _block(config)
+  for f in ("num_copies", "ratio", "top_m", "temperature", "reorder",
+            "copies_per_batch", "loss_weight", "pacing", "pacing_start",
+            "pacing_end", "pacing_stages", "similarity_source",
+            "similarity_checkpoint", "warmup_epochs", "rescore_every",
+            "batch_size"):
+    if f not in a:
+      raise _err(f, "is missing", None)
+
+  def need_int(f, lo):
+    if not _is_int(a[f]) or a[f] < lo:
+      raise _err(f, f"must be an integer >= {lo}", a[f])
+
+  def need_num(f, lo, hi, lo_open=False):
+    v = a[f]
+    if not _is_num(v) or not math.isfinite(v):
+      raise _err(f, "must be a finite number", v)
+    if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+      raise _err(f, f"must be in {'(' if lo_open else '['}{lo}, "
+                 f"{hi if hi is not None else 'inf'}{']' if hi else ')'}", v)
+
+  need_int("num_copies", 1)
+  need_num("ratio", 0.0, 1.0)
+  need_int("top_m", 1)
+  need_num("temperature", 0.0, None, lo_open=True)
+  if not isinstance(a.reorder, bool):
+    raise _err("reorder", "must be True or False", a.reorder)
+  need_num("copies_per_batch", 0.0, None)
+  need_num("loss_weight", 0.0, None)
+  if a.pacing not in PACINGS:
+    raise _err("pacing", f"must be one of {PACINGS}", a.pacing)
+  need_num("pacing_start", 0.0, 1.0, lo_open=True)
+  need_num("pacing_end", 0.0, 1.0, lo_open=True)
+  need_int("pacing_stages", 1)
+  if a.similarity_source not in SIMILARITY_SOURCES:
+    raise _err("similarity_source", f"must be one of {SIMILARITY_SOURCES}",
+               a.similarity_source)
+  if a.similarity_source == "checkpoint" and not a.similarity_checkpoint:
+    raise _err("similarity_checkpoint",
+               "must name a checkpoint when similarity_source='checkpoint'",
+               a.similarity_checkpoint)
+  need_int("warmup_epochs", 0)
+  need_int("rescore_every", 0)
+  need_int("batch_size", 1)
+  if (isinstance(config, ml_collections.ConfigDict) and "augment" in config
+      and config.get("mode", "") != "base" and "generator" in config
+      and "top_m" in config.generator
+      and config.generator.top_m != a.top_m):
+    raise _err("top_m", f"must equal config.generator.top_m "
+               f"({config.generator.top_m})", a.top_m)
+
+
+# -- shared helpers ---------------------------------------------------------
+def num_replaced(length, ratio: float):
+  """n = round_half_up(ratio * length), the positions replaced per copy.
+
+  Computed in float64 on the host (exact for the static table the kernel
+  embeds); `length` may be an int or an integer array.
+  """
+  n = np.floor(ratio * np.asarray(length, np.float64) + 0.5 + 1e-9)
+  return n.astype(np.int64)
+
+
+def _slot_bits(width: int) -> int:
+  """Low bits of a packed reorder key that hold a slot index.
+
+  Keys compare as (16 random bits, slot), whatever this width, so the order
+  does not depend on W. 1 + 16 + bits <= 32 limits W to 2^15.
+  """
+  bits = max(1, (int(width) - 1).bit_length())
+  if bits > 15:
+    raise ValueError(f"sequence width {width} > 32768 is not supported")
+  return bits
+
+
+def shift_pairs(seqs):
+  """Left-padded next-item (input, target) pairs of full sequences.
+
+  Input: S[:-1] right-aligned; target: S[1:]; 0 where there is no target.
+
+  Args:
+    seqs: [N, L] int32 left-padded sequences (numpy or jax).
+  Returns:
+    (inputs [N, L], targets [N, L]) of the same array type and dtype.
+  """
+  xp = jnp if isinstance(seqs, jax.Array) else np
+  inputs = xp.concatenate([xp.zeros_like(seqs[:, :1]), seqs[:, :-1]], axis=1)
+  targets = xp.where(inputs > 0, seqs, xp.zeros_like(seqs))
+  return inputs, targets
+
+
+# -- the kernel -------------------------------------------------------------
+def _prepare_user(seq, cand, prob, temperature, dedupe: bool):
+  """Eligible candidates of one user and their integer sampling CDF.
+
+  Args:
+    seq: [W] int32 the user's row (0 = padding).
+    cand: [M] int32 candidate ids; prob: [M] float32 probabilities.
+    temperature: scalar; weights are prob ** (1 / temperature).
+    dedupe: drop repeats of an id after its first occurrence (static). Rows
+      without repeats give the same result either way.
+  Returns:
+    weights [M] int32 aligned with cand (0 = not eligible), cdf [M] int32
+    inclusive cumulative weights, num_eligible.
+  """
+  m = cand.shape[0]
+  ok = (cand > 0) & (prob > 0) & ~jnp.any(cand[:, None] == seq[None, :], 1)
+  if dedupe:
+    # Sorting (id, index) packed in one int32 puts repeats after their first
+    # occurrence (a two-operand sort runs several times slower on XLA:CPU;
+    # [M, M] compares slower still); the flags go back to candidate order.
+    bits = max(1, (m - 1).bit_length())
+    packed = jnp.sort(jnp.maximum(cand, 0) * (1 << bits) +
+                      jnp.arange(m, dtype=jnp.int32))
+    ids = packed >> bits
+    again = jnp.concatenate([jnp.zeros((1,), bool), ids[1:] == ids[:-1]])
+    repeat = jnp.zeros((m,), bool).at[packed & ((1 << bits) - 1)].set(
+        again, unique_indices=True)
+    ok = ok & ~repeat
+  logw = jnp.where(ok, jnp.log(jnp.where(ok, prob, 1.0)) / temperature,
+                   -jnp.inf)
+  top = jnp.max(logw)
+  w = jnp.where(ok, jnp.exp(logw - jnp.where(jnp.isfinite(top), top, 0.0)),
+                0.0)
+  frac = w / jnp.maximum(jnp.sum(w), 1e-30)
+  weights = jnp.where(
+      ok, jnp.floor(frac * (_WEIGHT_TOTAL - m)).astype(jnp.int32) + 1, 0)
+  # associative_scan: XLA:CPU lowers cumsum to an O(M^2) reduce_window.
+  cdf = jax.lax.associative_scan(jnp.add, weights)
+  return weights, cdf, jnp.sum(ok.astype(jnp.int32))
+
+
+def has_repeats(cand: np.ndarray) -> bool:
+  """Whether any row of cand [U, M] repeats a nonzero id (host, numpy)."""
+  s = np.sort(np.asarray(cand), axis=-1)
+  return bool(np.any((s[..., 1:] == s[..., :-1]) & (s[..., 1:] > 0)))
+
+
+_BLOCK = 16  # block size of the two-level CDF search
+
+
+def _search(cdf, r):
+  """First index c with cdf[c] > r, for r < cdf[-1] ([M] int32, scalar).
+
+  Two levels of compares (block tops, then one block of 16) instead of a
+  binary search: no nested loop, ~1.5x faster on XLA:CPU.
+  """
+  m = cdf.shape[0]
+  nb = -(-m // _BLOCK)
+  padded = jnp.concatenate(
+      [cdf, jnp.full((nb * _BLOCK - m,), jnp.iinfo(jnp.int32).max, cdf.dtype)])
+  b = jnp.minimum(jnp.sum((padded[_BLOCK - 1::_BLOCK] <= r).astype(jnp.int32)),
+                  nb - 1)
+  block = jax.lax.dynamic_slice(padded, (b * _BLOCK,), (_BLOCK,))
+  return jnp.minimum(b * _BLOCK + jnp.sum((block <= r).astype(jnp.int32)),
+                     m - 1)
+
+
+def _draw(carry, step, *, length, n_eff, weights, cdf):
+  """One replacement: a position (Floyd) and a candidate (Plackett-Luce).
+
+  carry: (pos [n_max] valid indices chosen so far (-1 unused),
+          thresh [n_max] where each removed candidate starts in the
+            remaining coordinate (its CDF start minus the removed mass
+            before it), ascending, _UNUSED beyond,
+          masses [n_max] their weights, removed total mass).
+  step: (s, word_pos, word_item): the step and its two uint32 words (16
+    and 24 high bits used).
+  Returns the new carry and the drawn candidate index.
+  """
+  pos, thresh, masses, removed = carry
+  s, word_pos, word_item = step
+  active = s < n_eff
+  # Floyd: j runs over N - n .. N - 1; t uniform in [0, j].
+  j = length - n_eff + s
+  t = ((word_pos >> 16) * (j + 1).astype(jnp.uint32)) >> 16
+  t = jnp.minimum(t.astype(jnp.int32), j)
+  pick = jnp.where(jnp.any(pos == t), j, t)
+  pos = pos.at[s].set(jnp.where(active, pick, -1))
+  # Inverse CDF over the remaining mass: r in the remaining coordinate maps
+  # to r + (mass of the removed candidates that start at or before it).
+  rest = cdf[-1] - removed
+  u = (word_item >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+  r = jnp.floor(u * rest.astype(jnp.float32)).astype(jnp.int32)
+  r = jnp.clip(r, 0, jnp.maximum(rest - 1, 0))
+  before = thresh <= r          # removed candidates before the drawn one
+  skip = jnp.sum(jnp.where(before, masses, 0))
+  c = _search(cdf, r + skip)
+  mass = weights[c]
+  # Insert c at rank k = #before; those after it move down by its mass.
+  k = jnp.sum(before.astype(jnp.int32))
+  idx = jnp.arange(thresh.shape[0])
+  new_thresh = cdf[c] - mass - skip
+  ins = lambda a, v, shift: jnp.where(
+      idx < k, a, jnp.where(idx == k, v, jnp.roll(a, 1) - shift))
+  thresh = jnp.where(active, ins(thresh, new_thresh, mass), thresh)
+  masses = jnp.where(active, ins(masses, mass, 0), masses)
+  removed = removed + jnp.where(active, mass, 0)
+  return (pos, thresh, masses, removed), c
+
+
+def _sort_last(x):
+  """Ascending sort of a short last axis (uint32).
+
+  A bitonic network of min/max over reshaped halves for widths <= 32 (padded
+  to a power of two with the largest key): ~2x faster than XLA:CPU's
+  comparator sort on rows this short. Wider rows use jnp.sort.
+  """
+  n = x.shape[-1]
+  if n > 32:
+    return jnp.sort(x, axis=-1)
+  p = 1 << max(0, (n - 1).bit_length())
+  lead = x.shape[:-1]
+  if p > n:
+    x = jnp.concatenate(
+        [x, jnp.full(lead + (p - n,), jnp.iinfo(x.dtype).max, x.dtype)], -1)
+  k = 2
+  while k <= p:
+    # Merge sorted runs of k // 2: compare each element of a run with its
+    # mirror in the next run, then half-clean down to pairs.
+    y = x.reshape(lead + (p // k, k))
+    a, b = y[..., :k // 2], y[..., k // 2:][..., ::-1]
+    x = jnp.concatenate([jnp.minimum(a, b), jnp.maximum(a, b)[..., ::-1]],
+                        -1).reshape(lead + (p,))
+    j = k // 4
+    while j >= 1:
+      y = x.reshape(lead + (p // (2 * j), 2, j))
+      a, b = y[..., 0, :], y[..., 1, :]
+      x = jnp.stack([jnp.minimum(a, b), jnp.maximum(a, b)],
+                    -2).reshape(lead + (p,))
+      j //= 2
+    k *= 2
+  return x[..., :n]
+
+
+def _augment_copy(order_bits, draw_words, seq, length, n_eff, items, weights,
+                  cdf, *, n_max: int, reorder: bool):
+  """One augmented copy of one user.
+
+  Args:
+    order_bits: [W] uint32 < 2^16; entry i keys the reorder of the item
+      i-th from the end.
+    draw_words: [n_max, 2] uint32; row s: Floyd step s (high 16 bits of
+      column 0) and candidate draw s (high 24 bits of column 1).
+    seq: [W] int32 the user's row; the rest from `_prepare_user`.
+  Returns:
+    [W] int32 the copy.
+  """
+  w = seq.shape[0]
+  out = seq
+  if n_max > 0:
+    init = (jnp.full((n_max,), -1, jnp.int32),
+            jnp.full((n_max,), _UNUSED, jnp.int32),
+            jnp.zeros((n_max,), jnp.int32), jnp.zeros((), jnp.int32))
+    draw = functools.partial(_draw, length=length, n_eff=n_eff,
+                             weights=weights, cdf=cdf)
+    (pos, _, _, _), drawn = jax.lax.scan(
+        draw, init, (jnp.arange(n_max), draw_words[:, 0], draw_words[:, 1]))
+    # Unused steps (pos -1) point past the row, each elsewhere: dropped.
+    at = jnp.where(pos >= 0, pos + (w - length), w + jnp.arange(n_max))
+    out = seq.at[at].set(items[drawn], mode="drop", unique_indices=True)
+  if reorder:
+    # Keys by recency (entry 0 = the last slot) so that a copy does not
+    # depend on W. Padding keys (< 2^31) sort first, in slot order; equal
+    # 16-bit keys (probability 2^-16 a pair) keep the original order.
+    sbits = _slot_bits(w)
+    slot = jnp.arange(w, dtype=jnp.uint32)
+    key = jnp.where(slot >= (w - length).astype(jnp.uint32),
+                    jnp.uint32(1 << 31) | (order_bits[::-1] << sbits) | slot,
+                    slot)
+    perm = (_sort_last(key) & jnp.uint32((1 << sbits) - 1)).astype(jnp.int32)
+    out = out[perm]
+  return out
+
+
+# Counters of the draw words start here (the reorder words use 0, 1, ...).
+_DRAW_COUNTER = 1 << 31
+
+
+def _augment_user(user_key, seq, length, cand, prob, temperature, copy_ids,
+                  *, num_copies: int, n_table: np.ndarray, n_max: int,
+                  reorder: bool, dedupe: bool):
+  """Copies `copy_ids` [C] of one user: seq [W] -> [C, W]."""
+  w = seq.shape[0]
+  c = copy_ids.shape[0]
+  length = jnp.clip(length, 0, w).astype(jnp.int32)
+  weights, cdf, num_ok = _prepare_user(seq, cand, prob, temperature, dedupe)
+  n_eff = jnp.minimum(jnp.asarray(n_table)[length], num_ok)
+  # Random words are the two threefry output words of fold_in(user_key,
+  # counter), one vmapped fold_in for all (it compiles ~10x faster on
+  # XLA:CPU than split/bits with a multi-dimensional shape). Reorder keys
+  # are 16 bits, four a counter: counter q * K + r holds those of the items
+  # 4q .. 4q + 3 from the end of copy r. Draw step s of copy r uses counter
+  # 2^31 + s * K + r. Hence a copy does not depend on W.
+  rows = -(-w // 4)
+  copy_ids = copy_ids.astype(jnp.uint32)
+  counters = [(jnp.arange(rows, dtype=jnp.uint32)[:, None] * num_copies +
+               copy_ids[None, :]).reshape(-1)]
+  if n_max:
+    steps = jnp.arange(n_max, dtype=jnp.uint32)[:, None]
+    counters.append((jnp.uint32(_DRAW_COUNTER) + steps * num_copies +
+                     copy_ids[None, :]).reshape(-1))
+  words = jax.random.key_data(jax.vmap(jax.random.fold_in, (None, 0))(
+      user_key, jnp.concatenate(counters)))
+  quads = words[:rows * c].reshape(rows, c, 2)
+  order_bits = jnp.stack([quads[..., 0] >> 16, quads[..., 0] & 0xFFFF,
+                          quads[..., 1] >> 16, quads[..., 1] & 0xFFFF],
+                         axis=1).reshape(rows * 4, c)[:w]
+  draw_words = words[rows * c:].reshape(n_max, c, 2)
+  one = functools.partial(_augment_copy, seq=seq, length=length, n_eff=n_eff,
+                          items=cand, weights=weights, cdf=cdf, n_max=n_max,
+                          reorder=reorder)
+  return jax.vmap(one, in_axes=(1, 1))(order_bits, draw_words)
+
+
+def _static_setup(width: int, num_cand: int, num_copies: int, ratio: float):
+  """Checks static arguments; the n table [W+1] and its max."""
+  if not _is_int(num_copies) or num_copies < 1:
+    raise ValueError(f"num_copies must be an integer >= 1, got {num_copies}")
+  if not 0.0 <= ratio <= 1.0:
+    raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+  _slot_bits(width)
+  n_table = np.minimum(num_replaced(np.arange(width + 1), ratio),
+                       num_cand).astype(np.int32)
+  return n_table, int(n_table.max())
+
+
+def _user_keys(key, user_ids):
+  return jax.vmap(jax.random.fold_in, (None, 0))(
+      key, jnp.asarray(user_ids).astype(jnp.uint32))
+
+
+@functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
+                                             "dedupe"))
+def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
+                  ratio: float, temperature=1.0, reorder: bool = True,
+                  user_ids=None, dedupe: bool = True):
+  """All K augmented copies of a batch of users, in one compiled call.
+
+  Args:
+    key: a jax.random key.
+    seqs: [B, W] int32 left-padded sequences (items in the last `lengths`
+      columns; item ids 1-based).
+    lengths: [B] int number of items of each row (clipped to [0, W]).
+    cand: [B, M] int32 candidate ids (0 = padding); with dedupe, ids <
+      2^31 / 2^ceil(log2 M) (the packed sort of `_prepare_user`).
+    prob: [B, M] float32 candidate probabilities (0 = never drawn).
+    num_copies: K (static).
+    ratio: fraction of a sequence replaced, in [0, 1] (static).
+    temperature: sampling weights are prob ** (1 / temperature); traced.
+    reorder: shuffle the items of each copy (static).
+    user_ids: [B] int ids folded into `key` per user; default arange(B).
+      Pass global ids to make copies independent of batching.
+    dedupe: ignore repeats of a candidate id in a row (static). Costs a sort
+      of M per user; rows without repeats (the generator's top-M) give the
+      same copies with dedupe=False.
+  Returns:
+    [B, K, W] int32 copies, left-padded like `seqs`.
+  """
+  b, w = seqs.shape
+  n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio)
+  if user_ids is None:
+    user_ids = jnp.arange(b, dtype=jnp.uint32)
+  one = functools.partial(_augment_user, num_copies=num_copies,
+                          n_table=n_table, n_max=n_max, reorder=reorder,
+                          dedupe=dedupe)
+  return jax.vmap(one, (0, 0, 0, 0, 0, None, None))(
+      _user_keys(key, user_ids), seqs.astype(jnp.int32), lengths,
+      cand.astype(jnp.int32), prob.astype(jnp.float32),
+      jnp.asarray(temperature, jnp.float32),
+      jnp.arange(num_copies, dtype=jnp.uint32))
+
+
+@functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
+                                             "dedupe"))
+def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
+                   num_copies: int, ratio: float, temperature=1.0,
+                   reorder: bool = True, dedupe: bool = True):
+  """Selected copies, one a row: copy `copy_ids[n]` of user `user_ids[n]`.
+
+  Regenerates exactly `augment_batch(...)[u, r]` (same key, K, ratio,
+  temperature, reorder) without computing the user's other copies, so a
+  training step can rebuild the copies the curriculum samples instead of
+  keeping all U x K x L of them in memory.
+
+  Args:
+    seqs: [N, W], lengths: [N], cand: [N, M], prob: [N, M]: each row's
+      user's data; user_ids: [N]; copy_ids: [N] in [0, K).
+  Returns:
+    [N, W] int32.
+  """
+  n, w = seqs.shape
+  n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio)
+  one = functools.partial(_augment_user, num_copies=num_copies,
+                          n_table=n_table, n_max=n_max, reorder=reorder,
+                          dedupe=dedupe)
+  out = jax.vmap(one, (0, 0, 0, 0, 0, None, 0))(
+      _user_keys(key, user_ids), seqs.astype(jnp.int32), lengths,
+      cand.astype(jnp.int32), prob.astype(jnp.float32),
+      jnp.asarray(temperature, jnp.float32),
+      jnp.asarray(copy_ids).astype(jnp.uint32)[:, None])
+  return out[:, 0]
+
+
+# -- host drivers -----------------------------------------------------------
+def width_classes(max_len: int, min_width: int = 8) -> list[int]:
+  """Row widths used to bucket users by length: 8, 16, 32, ..., max_len."""
+  widths, w = [], min_width
+  while w < max_len:
+    widths.append(w)
+    w *= 2
+  return widths + [max_len]
+
+
+def length_buckets(lengths: np.ndarray, max_len: int, min_width: int = 8,
+                   widths: Optional[Sequence[int]] = None):
+  """Users grouped by the smallest width class that holds their sequence.
+
+  Args:
+    lengths: [U] sequence lengths (clipped to max_len).
+    widths: the classes; default `width_classes(max_len, min_width)`.
+  Returns:
+    list of (width, user indices [U_w] int64), non-empty classes only.
+  """
+  lengths = np.minimum(np.asarray(lengths), max_len)
+  if widths is None:
+    widths = width_classes(max_len, min_width)
+  widths = sorted(set(min(int(w), max_len) for w in widths) | {max_len})
+  cls = np.searchsorted(np.asarray(widths), lengths, side="left")
+  return [(w, np.flatnonzero(cls == i)) for i, w in enumerate(widths)
+          if np.any(cls == i)]
+
+
+def iter_batches(users: np.ndarray, batch_size: int):
+  """Fixed-size batches of `users`; the last is padded by repeating one.
+
+  Yields (indices [batch_size] int64, number of real entries).
+  """
+  for s in range(0, len(users), batch_size):
+    idx = users[s:s + batch_size]
+    n = len(idx)
+    yield np.concatenate([idx, np.full(batch_size - n, idx[0])]), n
+
+
+def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
+                prob: np.ndarray, *, num_copies: int, ratio: float,
+                temperature: float = 1.0, reorder: bool = True,
+                batch_size: int = 4096, min_width: int = 8,
+                widths: Optional[Sequence[int]] = None,
+                out: Optional[np.ndarray] = None,
+                dedupe: Optional[bool] = None) -> np.ndarray:
+  """K copies of every user, in fixed-size batches bucketed by length.
+
+  Equal, row for row, to `augment_batch(key, seqs, ..., user_ids=arange(U))`
+  at full width (see the module docstring), whatever `batch_size`.
+
+  Args:
+    key: jax.random key; seqs: [U, L] int32 left-padded; lengths: [U];
+    cand: [U, M] int32; prob: [U, M] float32; the rest as `augment_batch`.
+    batch_size: users per compiled call (the last batch of a width is
+      padded), so one compilation per width class.
+    widths: override the width classes (default 8, 16, 32, ..., L).
+    out: optional [U, K, L] int32 buffer to fill (reused across calls, it
+      saves the first-touch cost of a fresh U*K*L array).
+    dedupe: None = `has_repeats(cand)` (one numpy sort); the copies are the
+      same whichever value a repeat-free `cand` gets.
+  Returns:
+    [U, K, L] int32 numpy (`out` if given).
+  """
+  seqs = np.asarray(seqs, np.int32)
+  u, l = seqs.shape
+  lengths = np.minimum(np.asarray(lengths), l)
+  if out is None:
+    out = np.zeros((u, num_copies, l), np.int32)
+  if dedupe is None:
+    dedupe = has_repeats(cand)
+  pending = []
+  for w, users in length_buckets(lengths, l, min_width, widths):
+    out[users, :, :l - w] = 0
+    for idx, n in iter_batches(users, batch_size):
+      res = augment_batch(
+          key, seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
+          num_copies=num_copies, ratio=ratio, temperature=temperature,
+          reorder=reorder, user_ids=idx.astype(np.uint32), dedupe=dedupe)
+      pending.append((idx[:n], res))
+      if len(pending) > 1:  # one batch computes while the last is copied out
+        users_done, res_done = pending.pop(0)
+        out[users_done, :, l - res_done.shape[2]:] = np.asarray(
+            res_done)[:len(users_done)]
+  for users_done, res_done in pending:
+    out[users_done, :, l - res_done.shape[2]:] = np.asarray(
+        res_done)[:len(users_done)]
+  return out
+
+
+# -- the numpy reference ----------------------------------------------------
+def augment_reference(rng: np.random.Generator, seqs, lengths, cand, prob, *,
+                      num_copies: int, ratio: float, temperature: float = 1.0,
+                      reorder: bool = True) -> np.ndarray:
+  """Algorithm 1 INTERACTAUGMENT, one user and one copy at a time (numpy).
+
+  Same rules as the kernel with float64 weights and numpy's generator:
+  eligible candidates (first occurrence, id > 0, prob > 0, not in the
+  sequence), n capped at their number, positions uniform without
+  replacement, candidates drawn without replacement with probability ~
+  prob ** (1 / temperature) (numpy's weighted choice without replacement
+  is successive sampling, the kernel's law), then a uniform shuffle.
+
+  Returns:
+    [B, K, L] int32.
+  """
+  seqs = np.asarray(seqs)
+  b, l = seqs.shape
+  out = np.zeros((b, num_copies, l), np.int32)
+  for i in range(b):
+    n_items = int(min(lengths[i], l))
+    items = seqs[i, l - n_items:]
+    ids, first = np.unique(np.asarray(cand[i]), return_index=True)
+    p = np.asarray(prob[i], np.float64)[first]
+    ok = (ids > 0) & (p > 0) & ~np.isin(ids, items)
+    ids, p = ids[ok], p[ok]
+    if len(p):
+      p = np.exp((np.log(p) - np.log(p).max()) / temperature)
+      p /= p.sum()
+    n = min(int(num_replaced(n_items, ratio)), len(ids))
+    for r in range(num_copies):
+      copy = items.copy()
+      if n:
+        copy[rng.choice(n_items, n, replace=False)] = ids[
+            rng.choice(len(ids), n, replace=False, p=p)]
+      if reorder:
+        rng.shuffle(copy)
+      out[i, r, l - n_items:] = copy
+  return out
