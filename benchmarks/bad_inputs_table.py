@@ -115,6 +115,62 @@ def run_cases(folder):
     yield name, shown, outcome, msg.replace(folder, "<tmp>")
 
 
+# (field, bad value) checked by config_lib.validate at start.
+CONFIG_CASES = [
+    ("augment.num_copies", -1), ("augment.ratio", 1.5),
+    ("augment.ratio", -0.1), ("augment.pacing", "cubic"),
+    ("data.max_len", 1), ("generator.steps", 0),
+    ("generator.inference_step", 99), ("model.name", "bert"),
+    ("train.loss", "hinge"), ("train.batch_size", 0),
+    ("model.dropout", 1.0), ("train.eval_item_chunk", 100),
+    ("mode", "magic"),
+]
+
+
+def run_config_cases():
+  """Yields (field, value, message) for bad config values."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  for field, value in CONFIG_CASES:
+    c = base.get_config()
+    node = c
+    *parents, leaf = field.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+    try:
+      config_lib.validate(c)
+      msg = "**accepted**"
+    except Exception as e:  # pylint: disable=broad-except
+      msg = f"{type(e).__name__}: {e}"
+    yield field, value, msg
+
+
+def run_runtime_cases(folder):
+  """Errors raised when a run starts: devices and workdirs."""
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import config_lib, sharding  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh()
+  n = mesh.devices.size
+  try:
+    sharding.check_batch(n * 8 + 1 if n > 1 else 7, mesh,
+                         "config.train.batch_size")
+    yield "batch not divisible by devices", f"(1 device here: accepted)"
+  except ValueError as e:
+    yield "batch not divisible by devices", str(e)
+  c = tiny.get_config()
+  config_lib.check_workdir(c, folder)
+  with open(os.path.join(folder, "config.json"), "w") as f:
+    import json  # pylint: disable=g-import-not-at-top
+    json.dump(c.to_dict(), f)
+  c.train.lr = 0.01
+  try:
+    config_lib.check_workdir(c, folder)
+    yield "workdir of a different config", "**accepted**"
+  except ValueError as e:
+    yield "workdir of a different config", str(e).replace(folder, "<tmp>")
+
+
 def main():
   folder = tempfile.mkdtemp(prefix="bad_inputs_")
   try:
@@ -123,6 +179,16 @@ def main():
     for name, shown, outcome, msg in run_cases(folder):
       print(f"| {_cell(name)} | `{_cell(shown)}` | {outcome} | "
             f"{_cell(msg)} |")
+    print()
+    print("| config field | bad value | message (at start, before any work) |")
+    print("|---|---|---|")
+    for field, value, msg in run_config_cases():
+      print(f"| `{field}` | `{value!r}` | {_cell(msg)} |")
+    print()
+    print("| run-time case | message |")
+    print("|---|---|")
+    for name, msg in run_runtime_cases(folder):
+      print(f"| {name} | {_cell(msg)} |")
   finally:
     for f in os.listdir(folder):
       os.unlink(os.path.join(folder, f))
