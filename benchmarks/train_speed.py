@@ -69,7 +69,7 @@ def bench_train(config, ds, steps, repeats, mesh):
   batches = batches[:steps]
   for b in batches:     # compile every width before timing
     state, m = step(state, b, jax.random.key(1))
-  key = jax.random.key(1)
+  key = jax.random.key(1, impl=config.rng_impl)
   full = next(train.train_batches(inputs, targets, rows, tc.batch_size, 0, 1,
                                   np.array([config.data.max_len])))
   flops = step_flops(step, state, sharding.shard_batch(full, mesh), key)

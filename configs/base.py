@@ -12,6 +12,9 @@ import ml_collections
 def get_config():
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # PRNG of the recommender's dropout and negative sampling. 'rbg' is much
+  # cheaper than threefry on CPU and GPU; runs are reproducible either way.
+  c.rng_impl = "rbg"           # rbg | threefry2x32 | unsafe_rbg
   # base: recommender alone | aug: + diffusion augmentation, random order
   # ("w/o cur") | diff4rec: + curriculum order.
   c.mode = "base"

@@ -57,6 +57,7 @@ def _get(c, field):
 def validate(config) -> None:
   """Raises ValueError naming the first bad field."""
   _choice(config, "mode", ("base", "aug", "diff4rec"))
+  _choice(config, "rng_impl", ("rbg", "threefry2x32", "unsafe_rbg"))
   if not isinstance(config.seed, int):
     raise _err("seed", "must be an integer", config.seed)
   _choice(config, "data.format", ("auto", "pair", "per_user"))

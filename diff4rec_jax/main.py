@@ -28,7 +28,16 @@ def main(argv):
     handler.addFilter(lambda r: "orbax" not in r.pathname or
                       r.levelno >= std_logging.WARNING)
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    num = os.environ.get("DIFF4REC_NUM_PROCESSES")
+    pid = os.environ.get("DIFF4REC_PROCESS_ID")
+    if num and pid:
+      # Explicit values (launch/multi_gpu.sh): skip JAX's SLURM detection,
+      # which would give each process only GPU $SLURM_LOCALID.
+      jax.distributed.initialize(num_processes=int(num),
+                                 process_id=int(pid),
+                                 cluster_detection_method="deactivate")
+    else:
+      jax.distributed.initialize()   # TPU VM / srun: detected
   logging.info("JAX devices: %s (process %d of %d)", jax.devices(),
                jax.process_index(), jax.process_count())
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top

@@ -332,7 +332,7 @@ def train_recommender(config: ml_collections.ConfigDict,
 
   model = models.get_model(mc, ds.num_items, max_len)
   tx = make_optimizer(tc)
-  key = jax.random.key(config.seed)
+  key = jax.random.key(config.seed, impl=config.rng_impl)
   init_key, step_key = jax.random.split(key)
   state = sharding.replicate(init_state(model, tx, init_key, max_len), mesh)
   train_step = make_train_step(model, tx, tc.loss, ds.num_items,

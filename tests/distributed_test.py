@@ -1,0 +1,143 @@
+"""Two processes joined by jax.distributed give the one-process run.
+
+Two CPU processes on localhost (one device each, coordinator 127.0.0.1 on a
+free port, cross-process collectives over gloo, JAX's CPU default) train the
+tiny config (2 epochs) with `train.train_and_evaluate` in one shared
+workdir, next to a one-process run of the same config. Both processes must
+end with the same results as the one-process run, and the run files must be
+written once (by process 0); the final evaluation restores the best
+checkpoint, so the Orbax save and restore of a two-process run are exercised
+as well.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import pytest
+
+from conftest import REPO
+
+DRIVER = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import jax
+
+    data_dir, workdir, out = sys.argv[2:5]
+    num_processes, process_id = int(sys.argv[5]), int(sys.argv[6])
+    if num_processes > 1:
+      # Before anything touches a device, as main.py --distributed does.
+      jax.distributed.initialize(sys.argv[7], num_processes=num_processes,
+                                 process_id=process_id,
+                                 initialization_timeout=120)
+
+    from configs import tiny
+    from diff4rec_jax import train
+
+    c = tiny.get_config()
+    c.data.dir = data_dir
+    c.data.max_len = 20
+    c.model.hidden = 16
+    c.train.num_epochs = 2
+    c.train.eval_every = 1
+    c.train.eval_batch_size = 256
+    res = train.train_and_evaluate(c, workdir)
+    with open(out, "w") as f:
+      json.dump({"process_index": jax.process_index(),
+                 "process_count": jax.process_count(),
+                 "devices": jax.device_count(),
+                 "local_devices": jax.local_device_count(),
+                 "valid": res["valid"], "test": res["test"],
+                 "best_epoch": res["best_epoch"],
+                 "users": res["dataset"]["users"]}, f)
+""")
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def subprocess_env() -> dict:
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"       # one CPU device per process
+  cache = jax.config.jax_compilation_cache_dir   # conftest.py's, if any
+  if cache:
+    env.update(JAX_COMPILATION_CACHE_DIR=cache,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  return env
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir):
+  """(one-process result, [process 0 result, process 1 result], workdir)."""
+  tmp = tmp_path_factory.mktemp("distributed")
+  driver = tmp / "driver.py"
+  driver.write_text(DRIVER)
+  coordinator = f"127.0.0.1:{free_port()}"
+
+  def start(workdir, out, n, i):
+    return subprocess.Popen(
+        [sys.executable, str(driver), REPO, data_dir, str(workdir), str(out),
+         str(n), str(i), coordinator], env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+  jobs = [(tmp / "single.json", start(tmp / "wd_single", tmp / "single.json",
+                                      1, 0))]
+  jobs += [(tmp / f"p{i}.json", start(tmp / "wd_two", tmp / f"p{i}.json", 2,
+                                      i)) for i in (0, 1)]
+  logs = []
+  deadline = time.monotonic() + 400     # for all three together
+  try:
+    for _, proc in jobs:
+      logs.append(proc.communicate(
+          timeout=max(1.0, deadline - time.monotonic()))[0])
+  finally:
+    for _, proc in jobs:
+      if proc.poll() is None:
+        proc.kill()
+  for (out, proc), log, name in zip(jobs, logs,
+                                    ("one process", "process 0", "process 1")):
+    assert proc.returncode == 0, f"{name}:\n{log[-4000:]}"
+  single, p0, p1 = (json.loads(out.read_text()) for out, _ in jobs)
+  return single, [p0, p1], tmp / "wd_two"
+
+
+def test_two_processes_form_one_mesh(runs):
+  _, procs, _ = runs
+  for i, r in enumerate(procs):
+    assert r["process_index"] == i and r["process_count"] == 2
+    assert r["devices"] == 2 and r["local_devices"] == 1
+
+
+def test_results_match_the_one_process_run(runs):
+  single, (p0, p1), _ = runs
+  assert p0 == p1 | {"process_index": 0}  # both processes agree exactly
+  assert single["devices"] == 1
+  assert p0["best_epoch"] == single["best_epoch"]
+  tol = 1.01 / single["users"]    # at most one user's rank may flip
+  for split in ("valid", "test"):
+    for k, v in single[split].items():
+      assert abs(p0[split][k] - v) <= tol, (split, k, v, p0[split][k])
+
+
+def test_run_files_written_once(runs):
+  _, (p0, _), workdir = runs
+  with open(workdir / "results.json") as f:
+    saved = json.load(f)
+  assert saved["valid"] == p0["valid"] and saved["test"] == p0["test"]
+  assert len(saved["devices"]) == 2
+  lines = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
+  # Two epochs and the final record, not one set per process.
+  assert [(l["epoch"], l.get("final", False)) for l in lines] == [
+      (1, False), (2, False), (2, True)]
+  ckpt = workdir / "ckpt" / "recommender"
+  assert sorted(os.listdir(ckpt / "best")) == ["30"]
+  assert sorted(os.listdir(ckpt / "latest")) == ["30"]
