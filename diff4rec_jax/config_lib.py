@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 
+from absl import logging
+
 from diff4rec_jax import models
 
 # Fields that may differ between a run and its resumption: they change how a
@@ -130,8 +132,18 @@ def check_workdir(config, workdir: str) -> None:
     except json.JSONDecodeError as e:
       raise ValueError(f"{path}: unreadable ({e}); use a fresh workdir") from e
   now = _flatten(json.loads(json.dumps(config.to_dict())))
+  # The generator and augmentation settings do not touch a 'base' run.
+  unused = ("generator.", "augment.") if (
+      config.mode == "base" and saved.get("mode") == "base") else ()
+  # A field the saved config lacks was added to the code after that run
+  # started; the run used the code's behaviour of its time.
+  added = sorted(k for k in set(now) - set(saved) if not k.startswith(unused))
+  if added:
+    logging.warning("workdir %s: config fields added since this run began: "
+                    "%s (taking their current values)", workdir, added)
   diffs = [k for k in sorted(set(saved) | set(now))
-           if k not in RESUMABLE_FIELDS and saved.get(k) != now.get(k)]
+           if k not in RESUMABLE_FIELDS and k not in added and
+           not k.startswith(unused) and saved.get(k) != now.get(k)]
   if diffs:
     shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
                       for k in diffs[:5])

@@ -395,8 +395,9 @@ def train_recommender(config: ml_collections.ConfigDict,
                       train_seconds=train_seconds + time.time() - t_epoch)
           save(state, meta)
           log.close()
-          raise Interrupted(f"{stop.name}: checkpoint saved at epoch {epoch}, "
-                            f"step {int(state['step'])}; rerun to resume")
+          raise Interrupted(f"{stop.name}: checkpoint saved in epoch {epoch} "
+                            f"after batch {i + 1} of {steps_per_epoch} (step "
+                            f"{int(state['step'])})")
       _check_finite(losses, state, ckpt)
       loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
       dt = time.time() - t_epoch

@@ -1,0 +1,405 @@
+"""Tests for benchmarks/reproduce.py: plan, status, statistics, report.
+
+No training: the grid roots are TEST FIXTURES written by hand into tmp_path
+(results.json / metrics.jsonl / config.json with made-up numbers), and the
+runner is exercised with a fake trainer script that writes those files.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import reproduce as rp
+
+Cell = rp.Cell
+METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
+
+# Made-up test metrics of the fixture cells (HR@10, NDCG@10); the other
+# metrics are derived from these so every field is present.
+FIXTURE = {
+    Cell("beauty", "sasrec", "base", 0): (0.060, 0.030),
+    Cell("beauty", "sasrec", "base", 1): (0.064, 0.032),
+    Cell("beauty", "sasrec", "base", 2): (0.062, 0.031),
+    Cell("beauty", "sasrec", "diff4rec", 0): (0.063, 0.034),
+    Cell("beauty", "sasrec", "diff4rec", 1): (0.063, 0.035),
+    Cell("beauty", "sasrec", "aug", 0): (0.061, 0.033),
+}
+PARTIAL = Cell("beauty", "sasrec", "diff4rec", 2)
+
+
+def _metrics(hr10, ndcg10, scale=1.0):
+  return {"HR@5": hr10 * 0.5 * scale, "HR@10": hr10 * scale,
+          "HR@20": hr10 * 1.5 * scale, "NDCG@5": ndcg10 * 0.8 * scale,
+          "NDCG@10": ndcg10 * scale, "NDCG@20": ndcg10 * 1.2 * scale,
+          "MRR": ndcg10 * 0.9 * scale}
+
+
+def _write_jsonl(path, records):
+  with open(path, "w") as f:
+    for r in records:
+      f.write(json.dumps(r) + "\n")
+
+
+def write_done(root, cell, hr10, ndcg10, **config_changes):
+  """A finished cell: config.json, metrics.jsonl and results.json."""
+  wd = os.path.join(root, cell.name)
+  os.makedirs(wd, exist_ok=True)
+  cfg = _nested(rp.expected_config(cell))
+  for k, v in config_changes.items():
+    node = cfg
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  with open(os.path.join(wd, "config.json"), "w") as f:
+    json.dump(cfg, f)
+  valid = _metrics(hr10, ndcg10, scale=1.1)
+  _write_jsonl(os.path.join(wd, "metrics.jsonl"), [
+      {"epoch": 1, "train_loss": 9.0},
+      {"epoch": 5, "valid/NDCG@10": valid["NDCG@10"] * 0.9},
+      {"epoch": 10, "valid/NDCG@10": valid["NDCG@10"]},
+      {"epoch": 10, "final": True, "best_valid/NDCG@10": valid["NDCG@10"]},
+  ])
+  res = {"best_epoch": 10, "epochs_run": 10, "train_seconds": 123.0,
+         "valid": valid, "test": _metrics(hr10, ndcg10), "config": cfg,
+         "devices": ["TFRT_CPU_0"]}
+  with open(os.path.join(wd, "results.json"), "w") as f:
+    json.dump(res, f)
+
+
+def write_partial(root, cell, epochs):
+  wd = os.path.join(root, cell.name)
+  os.makedirs(wd, exist_ok=True)
+  with open(os.path.join(wd, "config.json"), "w") as f:
+    json.dump(_nested(rp.expected_config(cell)), f)
+  _write_jsonl(os.path.join(wd, "metrics.jsonl"), [
+      {"epoch": e, "valid/NDCG@10": 0.02 + 0.001 * e} for e in epochs])
+
+
+def _nested(flat):
+  out = {}
+  for k, v in flat.items():
+    node = out
+    *path, last = k.split(".")
+    for p in path:
+      node = node.setdefault(p, {})
+    node[last] = v
+  return out
+
+
+@pytest.fixture()
+def grid_root(tmp_path):
+  root = str(tmp_path / "grid")
+  for cell, (hr, nd) in FIXTURE.items():
+    write_done(root, cell, hr, nd)
+  write_partial(root, PARTIAL, epochs=(5, 10, 15))
+  return root
+
+
+def default_cells():
+  return rp.plan_cells(rp.DEFAULT_DATASETS, rp.MODELS, rp.MODES,
+                       rp.DEFAULT_SEEDS)
+
+
+def test_plan_order_follows_the_issue():
+  cells = default_cells()
+  assert len(cells) == len(set(cells)) == 3 * 3 * 3 * 3
+  names = [c.name for c in cells]
+  # 1. SASRec x 3 modes x {beauty, yelp} x 3 seeds, seed by seed.
+  assert names[:6] == [
+      "beauty-sasrec-base-s0", "beauty-sasrec-aug-s0",
+      "beauty-sasrec-diff4rec-s0", "yelp-sasrec-base-s0",
+      "yelp-sasrec-aug-s0", "yelp-sasrec-diff4rec-s0"]
+  first18 = cells[:18]
+  assert {(c.model, c.dataset) for c in first18} == {
+      ("sasrec", "beauty"), ("sasrec", "yelp")}
+  assert sorted(c.seed for c in first18) == [0] * 6 + [1] * 6 + [2] * 6
+  # 2. SASRec x 3 modes on ML-1M, one seed.
+  assert names[18:21] == ["ml-1m-sasrec-base-s0", "ml-1m-sasrec-aug-s0",
+                          "ml-1m-sasrec-diff4rec-s0"]
+  # 3. GRU4Rec and Caser x {base, diff4rec} on Beauty, one seed.
+  assert names[21:25] == [
+      "beauty-gru4rec-base-s0", "beauty-gru4rec-diff4rec-s0",
+      "beauty-caser-base-s0", "beauty-caser-diff4rec-s0"]
+  # 4. The rest at seed 0 before any other seed of the rest.
+  rest = cells[25:]
+  first_other_seed = next(i for i, c in enumerate(rest) if c.seed != 0)
+  assert all(c.seed == 0 for c in rest[:first_other_seed])
+  assert all(c.seed != 0 for c in rest[first_other_seed:])
+  assert {c.name for c in rest[:first_other_seed]} >= {
+      "beauty-gru4rec-aug-s0", "yelp-caser-diff4rec-s0",
+      "ml-1m-gru4rec-base-s0"}
+
+
+def test_plan_respects_filters_and_smoke_dataset():
+  cells = rp.plan_cells(["ml-100k"], ["sasrec"], ["base", "diff4rec"], [0])
+  assert [c.name for c in cells] == ["ml-100k-sasrec-base-s0",
+                                     "ml-100k-sasrec-diff4rec-s0"]
+  assert rp.DATASET_CONFIGS["ml-100k"] == "configs/tiny.py"
+  cmd = rp.cell_command(cells[1], "/r", ["--config.train.num_epochs=2"],
+                        prefix=["py", "-m", "m"])
+  assert cmd == ["py", "-m", "m", "--config=configs/tiny.py",
+                 "--workdir=/r/ml-100k-sasrec-diff4rec-s0",
+                 "--config.mode=diff4rec", "--config.model.name=sasrec",
+                 "--config.seed=0", "--config.train.num_epochs=2"]
+
+
+def test_status_done_partial_todo(grid_root):
+  states = {s.cell: s for s in rp.inspect_grid(default_cells(), grid_root)}
+  for cell in FIXTURE:
+    assert states[cell].status == "done"
+  assert states[PARTIAL].status == "partial"
+  assert "epoch 15" in states[PARTIAL].detail
+  assert states[PARTIAL].curve == [(5, 0.025), (10, 0.03), (15, 0.035)]
+  todo = [c for c, s in states.items() if s.status == "todo"]
+  assert len(todo) == 81 - len(FIXTURE) - 1
+  assert Cell("yelp", "sasrec", "base", 0) in todo
+  # An empty workdir (made, nothing written) is still todo.
+  os.makedirs(os.path.join(grid_root, "yelp-sasrec-base-s0"))
+  st = rp.inspect_cell(Cell("yelp", "sasrec", "base", 0), grid_root)
+  assert st.status == "todo"
+
+
+def test_mean_std_and_lift(grid_root):
+  states = rp.inspect_grid(default_cells(), grid_root)
+  s = rp.summarize(states)
+  base = s[("beauty", "sasrec", "base")]
+  assert base.seeds == [0, 1, 2]
+  ref = np.array([0.030, 0.032, 0.031])
+  assert base.mean("test", "NDCG@10") == pytest.approx(ref.mean())
+  assert base.std("test", "NDCG@10") == pytest.approx(ref.std(ddof=1))
+  d4r = s[("beauty", "sasrec", "diff4rec")]
+  assert d4r.seeds == [0, 1]                  # the partial seed 2 is out
+  assert d4r.std("test", "HR@10") == pytest.approx(0.0)
+  assert s[("beauty", "sasrec", "aug")].std("test", "HR@10") is None
+  assert ("yelp", "sasrec", "base") not in s
+
+  # NDCG@10, paired seeds 0 and 1: deltas 0.004, 0.003.
+  l = rp.lift(d4r, base, "test", "NDCG@10")
+  d = np.array([0.034 - 0.030, 0.035 - 0.032])
+  assert l.n == 2
+  assert l.mean_delta == pytest.approx(d.mean())
+  assert l.std_delta == pytest.approx(d.std(ddof=1))
+  assert l.relative == pytest.approx(d.mean() / np.mean([0.030, 0.032]))
+  assert l.call == "up"                       # 0.0035 > 0.0007
+  # HR@10: deltas +0.003, -0.001 -> mean 0.001 < std 0.0028: within noise.
+  l = rp.lift(d4r, base, "test", "HR@10")
+  assert l.mean_delta == pytest.approx(0.001)
+  assert l.call == "flat"
+  # One paired seed: a direction, not a judgement.
+  l = rp.lift(s[("beauty", "sasrec", "aug")], base, "test", "NDCG@10")
+  assert (l.n, l.std_delta, l.call) == (1, None, "up?")
+  assert rp.lift(None, base, "test", "NDCG@10").n == 0
+  # Paper lifts: Table 3 SASRec on Beauty, Table 4 w/o cur.
+  assert rp.paper_lift("beauty", "sasrec", "diff4rec", "base",
+                       "HR@10") == pytest.approx((0.0871 - 0.0633) / 0.0633)
+  assert rp.paper_lift("beauty", "sasrec", "diff4rec", "aug",
+                       "NDCG@10") == pytest.approx((0.0426 - 0.0417) / 0.0417)
+  assert rp.paper_lift("ml-1m", "sasrec", "aug", "base", "HR@10") is None
+
+
+def test_paper_numbers_match_the_other_transcription():
+  from benchmarks import quality_table  # pylint: disable=g-import-not-at-top
+  for (ds, name), vals in quality_table.PAPER.items():
+    model, mode = (("sasrec", "diff4rec") if name == "diff4rec"
+                   else (name, "base"))
+    for k, v in zip(quality_table.COLS, vals):
+      assert rp.paper_value(ds, model, mode, k) == v, (ds, name, k)
+  # Table 3 backbones and Table 4 (w/o cur = aug), from the brief.
+  assert rp.paper_value("beauty", "gru4rec", "diff4rec", "NDCG@10") == 0.0190
+  assert rp.paper_value("beauty", "caser", "diff4rec", "HR@10") == 0.0375
+  assert rp.paper_value("yelp", "sasrec", "aug", "NDCG@10") == 0.0165
+  assert rp.paper_value("steam", "sasrec", "aug", "HR@10") == 0.1108
+  assert rp.paper_value("beauty", "gru4rec", "diff4rec", "MRR") is None
+
+
+def test_report_has_paper_cells_and_lists_not_run(grid_root):
+  cells = default_cells()
+  states = rp.inspect_grid(cells, grid_root)
+  text = rp.build_report(states, rp.DEFAULT_DATASETS, rp.MODELS, rp.MODES,
+                         rp.DEFAULT_SEEDS, grid_root, "python x", "TEST CPU",
+                         "Plot skipped: test")
+  lines = text.splitlines()
+
+  def row(ds_title, name):
+    start = lines.index(next(l for l in lines if l.startswith(
+        f"## {ds_title}")))
+    return next(l for l in lines[start:] if l.startswith(f"| {name} |"))
+
+  base = row("Amazon Beauty", "SASRec base")
+  ref = np.array([0.030, 0.032, 0.031])
+  assert f"{ref.mean():.4f} ± {ref.std(ddof=1):.4f}" in base
+  assert "| 3 |" in base and "0.0633" in base and "0.0303" in base
+  d4r = row("Amazon Beauty", "SASRec +Diff4Rec")
+  assert "| 2 |" in d4r and "0.0871" in d4r and "0.0426" in d4r
+  aug = row("Amazon Beauty", "SASRec +Diff4Rec w/o cur (aug)")
+  assert "0.0850" in aug and "0.0417" in aug and "| 1 |" in aug
+  gru = row("Amazon Beauty", "GRU4Rec +Diff4Rec")
+  assert gru.count("not run") == 3 and "0.0372" in gru and "0.0190" in gru
+  # Nothing finished on Yelp: our cells say 'not run', the paper's are shown.
+  y = row("Yelp", "SASRec base")
+  assert y.startswith("| SASRec base | 0 | not run | 0.0286 | not run | "
+                      "0.0134 | not run |")
+  assert "0.0411" in row("Yelp", "SASRec +Diff4Rec")
+  assert "0.0824" in row("MovieLens-1M", "SASRec base")
+  # Verdicts follow the one-std rule; unfinished cells are listed.
+  assert "**Diff4Rec improves SASRec (Table 2/3)**: partly holds" in text
+  assert ("**augmentation without the curriculum already beats the base "
+          "model (Table 4, conclusion 1)**: holds in direction on one seed "
+          "only") in text
+  beauty_not_run = next(l for l in lines if l.startswith("- Not run"))
+  assert "SASRec +Diff4Rec: seed 2 partial (training" in beauty_not_run
+  assert "SASRec +Diff4Rec w/o cur (aug): seeds 1, 2;" in beauty_not_run
+  assert "GRU4Rec base: seeds 0, 1, 2;" in beauty_not_run
+  assert "| beauty | Diff4Rec improves SASRec (Table 2/3) | partly holds |" \
+      in text
+  assert "| yelp | Diff4Rec improves SASRec (Table 2/3) | not run |" in text
+  assert "Diff4Rec improves SASRec (Table 2/3)**: not run" in text  # Yelp
+  assert "validation" in text and "TEST CPU" in text and "python x" in text
+  # Lift table row: ours, std, pairs, beyond-1-std call, the paper's lift.
+  lift_row = next(l for l in lines if l.startswith(
+      "| SASRec | diff4rec vs base | test NDCG@10 |"))
+  assert "| 2 | yes, up | +40.6% |" in lift_row
+  # Every cell with a config is in the cells table, no changed settings.
+  assert "| `beauty-sasrec-base-s0` | finished |" in text
+  assert text.count("| none |") == len(FIXTURE) + 1     # + the partial
+
+
+def test_report_flags_changed_settings(tmp_path):
+  root = str(tmp_path / "g")
+  cell = Cell("beauty", "sasrec", "base", 0)
+  write_done(root, cell, 0.05, 0.02, **{"train.num_epochs": 2})
+  states = rp.inspect_grid([cell], root)
+  text = rp.build_report(states, ["beauty"], ["sasrec"], ["base"], [0],
+                         root, "cmd", "m", "")
+  assert "train.num_epochs=2" in text
+
+
+def test_overrides_parse_and_expected_config():
+  toks = rp.parse_overrides("--config.train.num_epochs=2 "
+                            "--config.train.length_buckets=(8,16) "
+                            "--config.train.mask_history=False "
+                            "--config.train.lr=5e-4")
+  exp = rp.expected_config(Cell("beauty", "caser", "aug", 1), toks)
+  assert exp["train.num_epochs"] == 2 and exp["train.lr"] == 5e-4
+  assert exp["train.length_buckets"] == [8, 16]
+  assert exp["train.mask_history"] is False
+  assert (exp["mode"], exp["model.name"], exp["seed"]) == ("aug", "caser", 1)
+  assert exp["data.name"] == "beauty"
+  with pytest.raises(ValueError, match="set by the grid"):
+    rp.parse_overrides("--config.seed=3")
+  with pytest.raises(ValueError, match="--config.field=value"):
+    rp.parse_overrides("--train.num_epochs=2")
+
+
+FAKE_TRAINER = '''
+import json, os, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+wd = args["workdir"]
+os.makedirs(wd, exist_ok=True)
+with open(os.path.join(wd, "config.json"), "w") as f:
+  json.dump({"mode": args["config.mode"]}, f)
+seed = int(args["config.seed"])
+if seed == 1:                  # 'interrupted': exits cleanly, no results
+  sys.exit(0)
+if seed == 2:
+  print("ValueError: config.x: bad", file=sys.stderr)
+  sys.exit(1)
+m = {k: 0.01 for k in ("HR@10", "NDCG@10")}
+with open(os.path.join(wd, "results.json"), "w") as f:
+  json.dump({"test": m, "valid": m, "best_epoch": 1, "epochs_run": 1,
+             "train_seconds": 1.0}, f)
+'''
+
+
+def test_runner_skips_finished_cells_and_resumes(tmp_path):
+  fake = tmp_path / "fake_main.py"
+  fake.write_text(FAKE_TRAINER)
+  root = str(tmp_path / "g")
+  cells = rp.plan_cells(["ml-100k"], ["sasrec"], ["base", "diff4rec"],
+                        [0, 1, 2])
+  prefix = [sys.executable, str(fake)]
+  calls = []
+  recs = rp.run_grid(cells, root, [], dict(os.environ), max_cells=2,
+                     prefix=prefix, after_cell=lambda: calls.append(1))
+  assert [r["cell"] for r in recs] == [c.name for c in cells[:2]]
+  assert all(r["finished"] for r in recs) and len(calls) == 2
+  # Second invocation: the two finished cells are skipped.
+  recs = rp.run_grid(cells, root, [], dict(os.environ), prefix=prefix,
+                     max_consecutive_failures=10)
+  assert [r["cell"] for r in recs] == [c.name for c in cells[2:]]
+  by = {r["cell"]: r for r in recs}
+  assert by["ml-100k-sasrec-base-s1"]["rc"] == 0
+  assert not by["ml-100k-sasrec-base-s1"]["finished"]
+  assert by["ml-100k-sasrec-base-s2"]["rc"] == 1
+  assert "ValueError: config.x: bad" in by["ml-100k-sasrec-base-s2"]["error"]
+  states = {s.cell.seed: s.status for s in rp.inspect_grid(cells, root)}
+  assert states == {0: "done", 1: "partial", 2: "partial"}
+  st = rp.inspect_cell(cells[-1], root, rp.read_grid_log(root))
+  assert "last attempt failed (rc 1)" in st.detail
+  with open(os.path.join(root, "grid_log.jsonl")) as f:
+    assert len(f.read().splitlines()) == 6
+  assert not os.path.exists(os.path.join(root, "runner.pid"))
+  # A third invocation only retries the unfinished cells.
+  recs = rp.run_grid(cells, root, [], dict(os.environ), prefix=prefix,
+                     time_budget_min=1e-9)
+  assert recs == []
+
+
+def test_dry_run_and_report_only_cli(grid_root, tmp_path, capsys):
+  report = str(tmp_path / "out" / "R.md")
+  assert rp.main([f"--root={grid_root}", "--datasets=beauty",
+                  "--models=sasrec", "--dry_run", "--max_cells=1"]) == 0
+  out = capsys.readouterr().out
+  assert "beauty-sasrec-diff4rec-s2" in out and "partial" in out
+  assert "9 cells: 6 done, 1 partial, 2 todo" in out
+  lines = [l for l in out.splitlines() if "<- runs" in l]
+  assert len(lines) == 1 and "yelp" not in lines[0]
+  assert not os.path.exists(report)
+  assert rp.main([f"--root={grid_root}", "--datasets=beauty",
+                  "--models=sasrec", "--report_only", f"--report={report}",
+                  "--machine=TEST MACHINE"]) == 0
+  with open(report) as f:
+    text = f.read()
+  assert "TEST MACHINE" in text and "0.0871" in text
+
+
+def test_share_augmentation_only_between_matching_siblings(grid_root):
+  # Fixture: beauty sasrec aug s0 is finished; give it a (fake) copies file.
+  src = os.path.join(grid_root, "beauty-sasrec-aug-s0", rp.AUGMENTED_FILE)
+  with open(src, "wb") as f:
+    f.write(b"TEST FIXTURE, not an npz")
+  target = Cell("beauty", "sasrec", "diff4rec", 0)
+  # The diff4rec sibling already has a config.json: left alone.
+  assert rp.share_augmentation(target, grid_root, []) is None
+  fresh = Cell("beauty", "sasrec", "diff4rec", 7)
+  write_done(grid_root, Cell("beauty", "sasrec", "aug", 7), 0.06, 0.03)
+  with open(os.path.join(grid_root, "beauty-sasrec-aug-s7",
+                         rp.AUGMENTED_FILE), "wb") as f:
+    f.write(b"x")
+  # Different settings than the sibling's: no sharing.
+  assert rp.share_augmentation(fresh, grid_root,
+                               ["--config.augment.ratio=0.5"]) is None
+  assert not os.path.exists(os.path.join(grid_root, fresh.name))
+  assert rp.share_augmentation(fresh, grid_root, []) == "beauty-sasrec-aug-s7"
+  with open(os.path.join(grid_root, fresh.name, rp.AUGMENTED_FILE),
+            "rb") as f:
+    assert f.read() == b"x"
+  # Base cells and other backbones never share.
+  assert rp.share_augmentation(Cell("beauty", "sasrec", "base", 8),
+                               grid_root, []) is None
+  assert rp.share_augmentation(Cell("beauty", "caser", "diff4rec", 7),
+                               grid_root, []) is None
+
+
+def test_second_runner_on_a_busy_root_is_refused(tmp_path):
+  root = str(tmp_path / "g")
+  os.makedirs(root)
+  with open(os.path.join(root, "runner.pid"), "w") as f:
+    f.write(f"999999999 {os.getppid()}\n")     # a live process: our parent
+  with pytest.raises(SystemExit, match="still run on this root"):
+    rp.run_grid([Cell("ml-100k", "sasrec", "base", 0)], root, [],
+                dict(os.environ), prefix=[sys.executable, "-c", "pass"])
