@@ -73,6 +73,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from diff4rec_jax import sharding
+
 # Integer sampling weights of one user sum to at most 2^24 so that every
 # running mass is exact in both int32 and float32.
 _WEIGHT_BITS = 24
@@ -516,6 +518,10 @@ def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
 
 
 # -- host drivers -----------------------------------------------------------
+# The drivers run each compiled call data-parallel over a 1-D ('data',) mesh
+# (`sharding.make_mesh()` unless given): the per-user arrays of a batch are
+# sharded on B, the key and embeddings replicated. Every user's result is a
+# function of its own row (and key), so it is the same on any device count.
 def width_classes(max_len: int, min_width: int = 8) -> list[int]:
   """Row widths used to bucket users by length: 8, 16, 32, ..., max_len."""
   widths, w = [], min_width
@@ -561,22 +567,25 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
                 batch_size: int = 4096, min_width: int = 8,
                 widths: Optional[Sequence[int]] = None,
                 out: Optional[np.ndarray] = None,
-                dedupe: Optional[bool] = None) -> np.ndarray:
+                dedupe: Optional[bool] = None, mesh=None) -> np.ndarray:
   """K copies of every user, in fixed-size batches bucketed by length.
 
   Equal, row for row, to `augment_batch(key, seqs, ..., user_ids=arange(U))`
-  at full width (see the module docstring), whatever `batch_size`.
+  at full width (see the module docstring), whatever `batch_size` and
+  however many devices: each batch is sharded over `mesh` on its user axis.
 
   Args:
     key: jax.random key; seqs: [U, L] int32 left-padded; lengths: [U];
     cand: [U, M] int32; prob: [U, M] float32; the rest as `augment_batch`.
     batch_size: users per compiled call (the last batch of a width is
-      padded), so one compilation per width class.
+      padded), so one compilation per width class; rounded up to a multiple
+      of the device count (`sharding.round_up`).
     widths: override the width classes (default 8, 16, 32, ..., L).
     out: optional [U, K, L] int32 buffer to fill (reused across calls, it
       saves the first-touch cost of a fresh U*K*L array).
     dedupe: None = `has_repeats(cand)` (one numpy sort); the copies are the
       same whichever value a repeat-free `cand` gets.
+    mesh: the device mesh (`sharding.make_mesh()` if None).
   Returns:
     [U, K, L] int32 numpy (`out` if given).
   """
@@ -587,21 +596,28 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
     out = np.zeros((u, num_copies, l), np.int32)
   if dedupe is None:
     dedupe = has_repeats(cand)
+  if mesh is None:
+    mesh = sharding.make_mesh()
+  batch_size = sharding.round_up(batch_size, mesh)
+  key = sharding.replicate(key, mesh)
   pending = []
   for w, users in length_buckets(lengths, l, min_width, widths):
     out[users, :, :l - w] = 0
     for idx, n in iter_batches(users, batch_size):
+      b = sharding.shard_batch(
+          (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
+           idx.astype(np.uint32)), mesh)
       res = augment_batch(
-          key, seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
-          num_copies=num_copies, ratio=ratio, temperature=temperature,
-          reorder=reorder, user_ids=idx.astype(np.uint32), dedupe=dedupe)
+          key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
+          temperature=temperature, reorder=reorder, user_ids=b[4],
+          dedupe=dedupe)
       pending.append((idx[:n], res))
       if len(pending) > 1:  # one batch computes while the last is copied out
         users_done, res_done = pending.pop(0)
-        out[users_done, :, l - res_done.shape[2]:] = np.asarray(
+        out[users_done, :, l - res_done.shape[2]:] = sharding.to_host(
             res_done)[:len(users_done)]
   for users_done, res_done in pending:
-    out[users_done, :, l - res_done.shape[2]:] = np.asarray(
+    out[users_done, :, l - res_done.shape[2]:] = sharding.to_host(
         res_done)[:len(users_done)]
   return out
 

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diff4rec_jax import augment
+from diff4rec_jax import sharding
 
 PACING_KINDS = ("linear", "root", "step", "none")
 
@@ -103,13 +104,21 @@ def similarity(item_emb, orig, copies):
 def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
                    lengths: Optional[np.ndarray] = None, *,
                    batch_size: int = 4096, min_width: int = 8,
-                   widths: Optional[Sequence[int]] = None) -> np.ndarray:
+                   widths: Optional[Sequence[int]] = None,
+                   mesh=None) -> np.ndarray:
   """Sim for all users x K copies, in fixed-size batches grouped by length.
+
+  Data-parallel: each batch's users are sharded over `mesh` (default all
+  devices), the embeddings replicated; a user's Sim does not depend on the
+  device count.
 
   Args:
     item_emb: [N+1, D]; seqs: [U, L] int32; copies: [U, K, L] int32.
     lengths: [U] item counts; default counted from `seqs`.
-    batch_size: users per compiled call (last batch of a width padded).
+    batch_size: users per compiled call (last batch of a width padded),
+      rounded up to a multiple of the device count
+      (`sharding.round_up`).
+    mesh: the device mesh (`sharding.make_mesh()` if None).
   Returns:
     [U, K] float32 numpy.
   """
@@ -117,18 +126,23 @@ def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
   u, l = seqs.shape
   if lengths is None:
     lengths = np.count_nonzero(seqs, axis=1)
-  item_emb = jnp.asarray(item_emb, jnp.float32)
+  if mesh is None:
+    mesh = sharding.make_mesh()
+  batch_size = sharding.round_up(batch_size, mesh)
+  item_emb = sharding.replicate(jnp.asarray(item_emb, jnp.float32), mesh)
   out = np.zeros((u, copies.shape[1]), np.float32)
   pending = []
   for w, users in augment.length_buckets(lengths, l, min_width, widths):
     for idx, n in augment.iter_batches(users, batch_size):
-      res = similarity(item_emb, seqs[idx, l - w:], copies[idx, :, l - w:])
+      b = sharding.shard_batch((seqs[idx, l - w:], copies[idx, :, l - w:]),
+                               mesh)
+      res = similarity(item_emb, b[0], b[1])
       pending.append((idx[:n], res))
       if len(pending) > 1:
         done, r = pending.pop(0)
-        out[done] = np.asarray(r)[:len(done)]
+        out[done] = sharding.to_host(r)[:len(done)]
   for done, r in pending:
-    out[done] = np.asarray(r)[:len(done)]
+    out[done] = sharding.to_host(r)[:len(done)]
   return out
 
 
@@ -148,8 +162,11 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
               ratio: float, temperature: float = 1.0, reorder: bool = True,
               batch_size: int = 4096, min_width: int = 8,
               widths: Optional[Sequence[int]] = None,
-              dedupe: Optional[bool] = None) -> np.ndarray:
+              dedupe: Optional[bool] = None, mesh=None) -> np.ndarray:
   """Sim of every copy `augment.augment_all` would make, without storing it.
+
+  Data-parallel like `similarity_all` (users sharded over `mesh`, default
+  all devices; `batch_size` rounded up to a multiple of the device count).
 
   Returns:
     [U, K] float32 numpy; copy (u, r) itself is `augment.augment_copies`
@@ -158,24 +175,29 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
   seqs = np.asarray(seqs, np.int32)
   u, l = seqs.shape
   lengths = np.minimum(np.asarray(lengths), l)
-  item_emb = jnp.asarray(item_emb, jnp.float32)
+  if mesh is None:
+    mesh = sharding.make_mesh()
+  batch_size = sharding.round_up(batch_size, mesh)
+  key, item_emb = sharding.replicate(
+      (key, jnp.asarray(item_emb, jnp.float32)), mesh)
   out = np.zeros((u, num_copies), np.float32)
   if dedupe is None:
     dedupe = augment.has_repeats(cand)
   pending = []
   for w, users in augment.length_buckets(lengths, l, min_width, widths):
     for idx, n in augment.iter_batches(users, batch_size):
+      b = sharding.shard_batch(
+          (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
+           idx.astype(np.uint32)), mesh)
       res = _augment_and_score(
-          key, item_emb, seqs[idx, l - w:], lengths[idx], cand[idx],
-          prob[idx], idx.astype(np.uint32), num_copies=num_copies,
-          ratio=ratio, temperature=temperature, reorder=reorder,
-          dedupe=dedupe)
+          key, item_emb, *b, num_copies=num_copies, ratio=ratio,
+          temperature=temperature, reorder=reorder, dedupe=dedupe)
       pending.append((idx[:n], res))
       if len(pending) > 1:
         done, r = pending.pop(0)
-        out[done] = np.asarray(r)[:len(done)]
+        out[done] = sharding.to_host(r)[:len(done)]
   for done, r in pending:
-    out[done] = np.asarray(r)[:len(done)]
+    out[done] = sharding.to_host(r)[:len(done)]
   return out
 
 

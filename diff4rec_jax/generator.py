@@ -38,6 +38,22 @@ This module owns phase 1 of Diff4Rec (paper sections 3.2-3.3):
   progress line per epoch, `generator_metrics.jsonl`, checkpoints, resume,
   and `generator_topm.npz` (atomic write, tagged with a config hash).
 
+Data parallelism (`sharding.make_mesh`, the recommender's 1-D ('data',)
+mesh): the train state and params are replicated; the per-user arrays of a
+batch (valid [B]; users and targets [B] at inference) are sharded on B, and
+the compiled steps pin the encoder's [B, Z] output to that sharding, so the
+denoiser, the decoder's [B, N + 1] logits, the losses, top-M and ranks (the
+O(B x N) work) are split over the devices. The flat bag (ids, seg [P]) is
+replicated: P is a token budget shared by the batch's users, not a per-user
+axis, and keeping it whole leaves the batches, the packing and every random
+draw (dropout over [P], noise over [B, Z]) exactly those of one device, so a
+run does not depend on the device count (up to the order of float sums).
+The bag layer costs O(P x hidden), small next to the decoder's O(B x Z x N);
+packing a sub-bag per device would split it too but make the batches depend
+on the device count. `config.generator.batch_size` must be a multiple of the
+device count (checked, it shapes the training trajectory);
+`infer_batch_size` is rounded up to one (the output does not depend on it).
+
 Item ids are 1-based; 0 is padding and never appears in the output except
 as filler where a user has fewer than M non-history items (probability 0).
 """
@@ -63,6 +79,7 @@ import optax
 from diff4rec_jax import checkpointing
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import diffusion
+from diff4rec_jax import sharding
 from diff4rec_jax.models import denoiser as denoiser_lib
 from diff4rec_jax.models import vae as vae_lib
 
@@ -409,8 +426,20 @@ def _keys(seed: int):
 
 
 # -- training -----------------------------------------------------------------
-def make_loss_fn(config, num_items: int, sched: diffusion.Schedule):
-  """loss_fn(params, batch, rng, step) -> (mean loss, metric sums)."""
+def _constrain(x, mesh):
+  """Pins a per-user [B, ...] array to the batch sharding (None: as is)."""
+  if mesh is None:
+    return x
+  return jax.lax.with_sharding_constraint(x, sharding.batch_sharding(mesh))
+
+
+def make_loss_fn(config, num_items: int, sched: diffusion.Schedule,
+                 mesh=None):
+  """loss_fn(params, batch, rng, step) -> (mean loss, metric sums).
+
+  With `mesh`, the encoder's [B, Z] outputs are sharded on B (see the
+  module docstring); the values do not change.
+  """
   g = _block(config)
   vae, den = build_models(g, num_items)
   cap, anneal = float(g.kl_anneal_cap), int(g.kl_anneal_steps)
@@ -423,6 +452,7 @@ def make_loss_fn(config, num_items: int, sched: diffusion.Schedule):
     mu, logvar = vae.apply({"params": params["vae"]}, ids, seg, b,
                            deterministic=False, rngs={"dropout": k_drop},
                            method=vae_lib.MultVAE.encode)  # [B, Z] each
+    mu, logvar = _constrain(mu, mesh), _constrain(logvar, mesh)
     z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, mu.shape)
     logits = vae.apply({"params": params["vae"]}, z,
                        method=vae_lib.MultVAE.decode)  # [B, N + 1]
@@ -447,14 +477,17 @@ def make_loss_fn(config, num_items: int, sched: diffusion.Schedule):
   return loss_fn
 
 
-def make_train_step(config, num_items: int, sched: diffusion.Schedule):
+def make_train_step(config, num_items: int, sched: diffusion.Schedule,
+                    mesh=None):
   """The jitted step `train_step(state, batch, rng) -> (state, metric sums)`.
 
   `state` is donated. `rng` is the phase's train key; the step folds the
   global step into it, so a resumed run draws the same randomness. Metric
-  sums are over the batch's valid users (divide by 'count').
+  sums are over the batch's valid users (divide by 'count'). With `mesh`,
+  pass the state replicated, ids/seg [P] replicated and valid [B] sharded
+  (`place_batch`); the new state and the sums come back replicated.
   """
-  loss_fn = make_loss_fn(config, num_items, sched)
+  loss_fn = make_loss_fn(config, num_items, sched, mesh)
   tx = make_optimizer(config)
 
   def train_step(state, batch, rng):
@@ -467,13 +500,33 @@ def make_train_step(config, num_items: int, sched: diffusion.Schedule):
     params = optax.apply_updates(state["params"], updates)
     return {"params": params, "opt_state": opt_state, "step": step + 1}, sums
 
-  return jax.jit(train_step, donate_argnums=(0,))
+  if mesh is None:
+    return jax.jit(train_step, donate_argnums=(0,))
+  return jax.jit(train_step, donate_argnums=(0,),
+                 out_shardings=sharding.replicated(mesh))
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_train_step(key: str, num_items: int):
+  """The phase's train step, on the mesh of all devices."""
   g = _from_key(key)
-  return make_train_step(g, num_items, diffusion.schedule_from_config(g))
+  return make_train_step(g, num_items, diffusion.schedule_from_config(g),
+                         sharding.make_mesh())
+
+
+_BAG_KEYS = ("ids", "seg", "hist", "hseg")
+
+
+def place_batch(batch: dict, mesh) -> dict:
+  """A host batch on the mesh: bag arrays replicated, per-user ones sharded.
+
+  Keys 'ids', 'seg', 'hist', 'hseg' ([P] flat bags) are replicated; every
+  other array ([B, ...]: valid, users, targets) is sharded on B.
+  """
+  bag = {k: v for k, v in batch.items() if k in _BAG_KEYS}
+  per_user = {k: v for k, v in batch.items() if k not in _BAG_KEYS}
+  return {**sharding.replicate(bag, mesh),
+          **sharding.shard_batch(per_user, mesh)}
 
 
 # -- inference and evaluation -------------------------------------------------
@@ -526,12 +579,28 @@ def _top_m_probs(scores: jax.Array, vals: jax.Array, idx: jax.Array,
           jnp.where(ok, probs, 0.0).astype(jnp.float32))
 
 
+def _top_k(scores: jax.Array, m: int, mesh):
+  """`lax.top_k` of each row; per device under a mesh.
+
+  The SPMD partitioner does not split top_k over the batch axis (it
+  all-gathers the [B, N + 1] scores), so under a mesh each device takes the
+  top-k of its own rows in a `shard_map`. Same values either way.
+  """
+  if mesh is None:
+    return jax.lax.top_k(scores, m)
+  spec = jax.sharding.PartitionSpec("data")
+  return jax.shard_map(lambda s: tuple(jax.lax.top_k(s, m)), mesh=mesh,
+                       in_specs=spec, out_specs=(spec, spec))(scores)
+
+
 def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
-                  with_eval: bool = True):
+                  with_eval: bool = True, mesh=None):
   """Jitted `infer(params, ids, seg, hist, hseg, targets, users, key)`.
 
   `with_eval=False` skips the validation ranks (and the VAE-only decode),
   which roughly halves the work per batch; the ranks are then zeros.
+  With `mesh`: params and the bags replicated, targets and users sharded on
+  B (`place_batch`); the [B, ...] outputs come back sharded on B.
 
   Args (of the returned function):
     params: {'vae', 'denoiser'}.
@@ -556,6 +625,7 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
     mu, _ = vae.apply({"params": params["vae"]}, ids, seg, b,
                       deterministic=True,
                       method=vae_lib.MultVAE.encode)  # [B, Z]
+    mu = _constrain(mu, mesh)
 
     def model_fn(zt, i):
       return den.apply({"params": params["denoiser"]}, zt, i,
@@ -571,11 +641,12 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
     z_hat = jax.vmap(one_user)(mu, users)  # [B, Z]
     decode = functools.partial(vae.apply, {"params": params["vae"]},
                                method=vae_lib.MultVAE.decode)
-    logits = decode(z_hat)  # [B, N + 1]
+    logits = _constrain(decode(_constrain(z_hat, mesh)), mesh)  # [B, N + 1]
     # Padding entries (id 0) mark column 0, which must be excluded anyway.
-    in_hist = jnp.zeros(logits.shape, bool).at[hseg, hist].set(True)
+    in_hist = _constrain(
+        jnp.zeros(logits.shape, bool).at[hseg, hist].set(True), mesh)
     scores = jnp.where(in_hist, -jnp.inf, logits)
-    vals, idx = jax.lax.top_k(scores, m)  # [B, M]
+    vals, idx = _top_k(scores, m, mesh)  # [B, M]
     top_items, top_probs = _top_m_probs(scores, vals, idx, norm)
     if not with_eval:
       zeros = jnp.zeros((b,), jnp.int32)
@@ -589,14 +660,22 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
                                targets)
     return top_items, top_probs, rank_gen, rank_vae
 
-  return jax.jit(infer)
+  if mesh is None:
+    return jax.jit(infer)
+  return jax.jit(infer, out_shardings=sharding.batch_sharding(mesh))
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_infer_fn(key: str, num_items: int, with_eval: bool):
+  """The phase's inference function, on the mesh of all devices."""
   g = _from_key(key)
   return make_infer_fn(g, num_items, diffusion.schedule_from_config(g),
-                       with_eval)
+                       with_eval, sharding.make_mesh())
+
+
+def infer_batch_size(config, mesh) -> int:
+  """`infer_batch_size` rounded up to a multiple of the device count."""
+  return sharding.round_up(_block(config).infer_batch_size, mesh)
 
 
 def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
@@ -604,6 +683,10 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
   """Runs inference for every user in fixed-shape batches.
 
   Device memory is O(batch x items); the host keeps only [U, M] outputs.
+  Data-parallel over all devices (`sharding.make_mesh()`): params
+  replicated, each batch's users sharded; batches hold
+  `infer_batch_size(config, mesh)` users (the output does not depend on the
+  batch size).
 
   Args:
     config: full config (uses `generator` and `seed`).
@@ -622,9 +705,11 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
     rows = train_rows(ds, g.history_cap)
   if hist_rows is None:
     hist_rows = rows if g.history_cap == 0 else train_rows(ds, 0)
+  mesh = sharding.make_mesh()
   infer_fn = _cached_infer_fn(_config_key(g), ds.num_items, with_eval)
-  key = _keys(seed)["infer"]
-  u, b, m = ds.num_users, g.infer_batch_size, g.top_m
+  key = sharding.replicate(_keys(seed)["infer"], mesh)
+  params = sharding.replicate(params, mesh)
+  u, b, m = ds.num_users, infer_batch_size(g, mesh), g.top_m
   hist_lens = np.diff(hist_rows[0])
   tokens = token_budget(hist_lens, b)  # the full prefix >= the capped rows
   users, valid = epoch_batches(hist_lens, b, tokens, seed, 0, shuffle=False)
@@ -636,7 +721,7 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
 
   def fetch(pending):
     us, ok, outs = pending
-    it, pr, rg, rv = jax.device_get(outs)
+    it, pr, rg, rv = (sharding.to_host(x) for x in outs)
     out_items[us[ok]], out_probs[us[ok]] = it[ok], pr[ok]
     rank_gen[us[ok]], rank_vae[us[ok]] = rg[ok], rv[ok]
 
@@ -648,8 +733,11 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
       hist, hseg = ids, seg
     else:
       hist, hseg = flat_rows(hist_rows[0], hist_rows[1], us, ok, tokens)
-    outs = infer_fn(params, ids, seg, hist, hseg, targets[us],
-                    us.astype(np.int32), key)
+    batch = place_batch({"ids": ids, "seg": seg, "hist": hist, "hseg": hseg,
+                         "targets": targets[us], "users": us.astype(np.int32)},
+                        mesh)
+    outs = infer_fn(params, batch["ids"], batch["seg"], batch["hist"],
+                    batch["hseg"], batch["targets"], batch["users"], key)
     # Dispatch batch k before waiting on batch k - 1.
     if pending is not None:
       fetch(pending)
@@ -776,6 +864,8 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
   """
   g = _block(config)
   validate_generator_config(config, ds.num_items)
+  mesh = sharding.make_mesh()
+  sharding.check_batch(g.batch_size, mesh, "config.generator.batch_size")
   seed = config.seed if "seed" in config else 0
   os.makedirs(workdir, exist_ok=True)
   out_path = os.path.join(workdir, TOPM_FILE)
@@ -813,6 +903,7 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
       start_epoch = int(meta["epoch"])
       logging.info("generator: resumed from %s at epoch %d (step %d)",
                    ckpt.directory, start_epoch, int(state["step"]))
+    state = sharding.replicate(state, mesh)
     _write_metrics(metrics_path, [
         r for r in _read_metrics(metrics_path)
         if r.get("kind") == "train" and r["epoch"] <= start_epoch])
@@ -822,6 +913,7 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
                  "<= %d items, %d epochs", u, ds.num_items, b, tokens,
                  g.epochs)
     train_step = None
+    train_key = sharding.replicate(keys["train"], mesh)
     run_secs, run_epochs = 0.0, 0
     for epoch in range(start_epoch + 1, g.epochs + 1):
       if train_step is None:
@@ -830,8 +922,9 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
       t0 = time.time()
       acc = None
       for k in range(users.shape[0]):
-        batch = make_batch(rows[0], rows[1], users[k], valid[k], tokens)
-        state, sums = train_step(state, batch, keys["train"])
+        batch = place_batch(
+            make_batch(rows[0], rows[1], users[k], valid[k], tokens), mesh)
+        state, sums = train_step(state, batch, train_key)
         acc = sums if acc is None else jax.tree.map(jnp.add, acc, sums)
       acc = jax.device_get(acc)
       secs = time.time() - t0

@@ -24,6 +24,24 @@ def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
                      f"devices ({n}); choose a multiple of {n}.")
 
 
+def round_up(n: int, mesh: Mesh) -> int:
+  """`n` rounded up to a multiple of the mesh's device count.
+
+  For internal batch sizes that do not change a result (inference,
+  augmentation, scoring); user-facing ones are checked by `check_batch`.
+  """
+  d = mesh.devices.size
+  return -(-int(n) // d) * d
+
+
+def to_host(x) -> np.ndarray:
+  """A (possibly sharded, multi-process) jax array as a full numpy array."""
+  if jax.process_count() == 1 or x.is_fully_replicated:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

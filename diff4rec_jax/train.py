@@ -548,9 +548,8 @@ AUGMENTED_FILE = "augmented.npz"
 
 def aug_batch_size(config, mesh) -> int:
   """Copies per step: copies_per_batch x batch, a multiple of the devices."""
-  n = mesh.devices.size
   a = int(round(config.augment.copies_per_batch * config.train.batch_size))
-  return max(n, -(-a // n) * n)
+  return sharding.round_up(max(1, a), mesh)
 
 
 @dataclasses.dataclass
@@ -674,12 +673,13 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
   seqs = data_lib.left_pad(ds.items, ds.indptr[:-1], end, max_len)
   lengths = np.minimum(end - ds.indptr[:-1], max_len)
   key = jax.random.fold_in(jax.random.key(config.seed), 11)
+  mesh = sharding.make_mesh()
   copies = augment.augment_all(
       key, seqs, lengths, cand, prob, num_copies=a.num_copies,
       ratio=a.ratio, temperature=a.temperature, reorder=a.reorder,
-      batch_size=a.batch_size)
+      batch_size=a.batch_size, mesh=mesh)
   sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
-                                  batch_size=a.batch_size)
+                                  batch_size=a.batch_size, mesh=mesh)
   order = curriculum.pool_order(sim)
   rank = np.empty(order.size, np.int32)
   rank[order] = np.arange(order.size, dtype=np.int32)
