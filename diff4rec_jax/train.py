@@ -388,7 +388,7 @@ def train_recommender(config: ml_collections.ConfigDict,
           logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s", epoch,
                        i + 1, steps_per_epoch, float(loss_sum) / (i + 1),
                        _fmt_secs(el / done - el))
-        if stop.requested and i + 1 < steps_per_epoch:
+        if stop.agreed(i + 1) and i + 1 < steps_per_epoch:
           _check_finite(losses, state, ckpt)
           meta.update(epoch=epoch - 1, batches_done=i + 1,
                       loss_partial=float(loss_sum),
@@ -430,8 +430,8 @@ def train_recommender(config: ml_collections.ConfigDict,
       meta.update(epoch=epoch, train_seconds=train_seconds)
       if epoch == tc.num_epochs:
         meta["finished"] = True
-      halt = stop.requested or (stop_after_epochs is not None and
-                                epoch >= stop_after_epochs)
+      halt = stop.agreed(None) or (stop_after_epochs is not None and
+                                   epoch >= stop_after_epochs)
       if meta["finished"] or halt or epoch % tc.checkpoint_every == 0:
         save(state, meta)
       if halt and not meta["finished"]:
@@ -484,8 +484,12 @@ class _StopSignal:
   """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits.
 
   TPU VMs and most schedulers announce preemption with SIGTERM. A second
-  signal falls through to the previous handler.
+  signal falls through to the previous handler. With several processes the
+  hosts must stop at the same step (saving is collective), so `agreed`
+  all-gathers the flags every `SYNC_EVERY` steps and at epoch ends, at the
+  same points on every process.
   """
+  SYNC_EVERY = 20
 
   def __init__(self):
     self.requested = False
@@ -505,6 +509,22 @@ class _StopSignal:
     self.name = signal.Signals(signum).name
     logging.warning("%s received: saving a checkpoint and stopping",
                     self.name)
+
+  def agreed(self, batches_done: Optional[int]) -> bool:
+    """Whether to stop now: this process's flag, or any process's.
+
+    Args:
+      batches_done: batches done in this epoch, or None at an epoch end.
+    """
+    if jax.process_count() == 1:
+      return self.requested
+    if batches_done is not None and batches_done % self.SYNC_EVERY:
+      return False
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    flags = multihost_utils.process_allgather(np.int32(self.requested))
+    if np.any(flags) and not self.requested:
+      self.requested, self.name = True, "stop on another host"
+    return bool(np.any(flags))
 
   def restore(self):
     for sig, old in self._old.items():

@@ -90,3 +90,25 @@ def test_non_finite_loss_stops_naming_the_step(tiny_config, tmp_path,
   # 15 steps an epoch: epoch 1 saved at step 15; step 21 is in epoch 2.
   assert "at step 21" in str(e.value)
   assert "last good checkpoint (step 15)" in str(e.value)
+
+
+def test_stop_is_agreed_across_processes(monkeypatch):
+  """With several processes, a stop on any host stops every host, at the
+  same sync steps only."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  stop = train._StopSignal()  # pylint: disable=protected-access
+  try:
+    assert not stop.agreed(20)                 # one process: own flag
+    monkeypatch.setattr(train.jax, "process_count", lambda: 2)
+    other = {"flag": 0}
+    monkeypatch.setattr(
+        multihost_utils, "process_allgather",
+        lambda x: np.array([int(x), other["flag"]], np.int32))
+    assert not stop.agreed(20) and not stop.agreed(None)
+    other["flag"] = 1                          # the other host got SIGTERM
+    assert not stop.agreed(stop.SYNC_EVERY + 1)  # not a sync step
+    assert stop.agreed(2 * stop.SYNC_EVERY) and stop.requested
+    assert stop.agreed(None)
+  finally:
+    stop.restore()
