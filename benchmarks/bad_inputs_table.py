@@ -155,7 +155,7 @@ def run_runtime_cases(folder):
   try:
     sharding.check_batch(n * 8 + 1 if n > 1 else 7, mesh,
                          "config.train.batch_size")
-    yield "batch not divisible by devices", f"(1 device here: accepted)"
+    yield "batch not divisible by devices", "(1 device here: accepted)"
   except ValueError as e:
     yield "batch not divisible by devices", str(e)
   c = tiny.get_config()

@@ -22,7 +22,6 @@ MRR = 1 / (rank + 1); each averaged over users.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 

@@ -1,6 +1,7 @@
 """Shared test fixtures: where the staged datasets are, tiny configs."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -8,6 +9,47 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+
+def subprocess_env(devices=None) -> dict:
+  """Environment of a CPU-only JAX subprocess.
+
+  `devices`: number of fake CPU devices (None: one, and no XLA_FLAGS). The
+  session's persistent compilation cache (see pytest_configure) is passed on
+  through the JAX_* variables pytest_configure sets.
+  """
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  if devices is not None:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  return env
+
+
+def run_driver_on_devices(tmp, driver_source, data_dir, counts=(1, 8)):
+  """Runs `driver_source` once per device count, all at the same time.
+
+  The driver is called as `driver.py REPO DATA_DIR WORKDIR OUT`; returns
+  {count: OUT path} after every run has exited 0 (else fails with its log).
+  """
+  driver = tmp / "driver.py"
+  driver.write_text(driver_source)
+  procs = {}
+  for n in counts:
+    out = tmp / f"out{n}.json"
+    procs[n] = (out, subprocess.Popen(
+        [sys.executable, str(driver), REPO, data_dir, str(tmp / f"wd{n}"),
+         str(out)], env=subprocess_env(n), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True))
+  outs = {}
+  for n, (out, proc) in procs.items():
+    try:
+      log, _ = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      raise
+    assert proc.returncode == 0, f"{n} devices:\n{log[-4000:]}"
+    outs[n] = out
+  return outs
 
 
 def shared_data_dir():

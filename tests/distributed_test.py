@@ -18,10 +18,10 @@ import sys
 import textwrap
 import time
 
-import jax
 import pytest
 
 from conftest import REPO
+from conftest import subprocess_env
 
 DRIVER = textwrap.dedent("""
     import json, sys
@@ -62,17 +62,6 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
-
-
-def subprocess_env() -> dict:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["JAX_PLATFORMS"] = "cpu"       # one CPU device per process
-  cache = jax.config.jax_compilation_cache_dir   # conftest.py's, if any
-  if cache:
-    env.update(JAX_COMPILATION_CACHE_DIR=cache,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  return env
 
 
 @pytest.fixture(scope="module")

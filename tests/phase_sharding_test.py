@@ -12,16 +12,12 @@ internal details (inference, augmentation) are not multiples of 8, so the
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import REPO
-from sharding_test import subprocess_env
+from conftest import run_driver_on_devices
 
 DRIVER = textwrap.dedent("""
     import json, os, sys
@@ -93,28 +89,11 @@ DRIVER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir):
   """{devices: (json result, top-M npz, augmentation npz)} for 1 and 8."""
-  tmp = tmp_path_factory.mktemp("phase_sharding")
-  driver = tmp / "driver.py"
-  driver.write_text(DRIVER)
-  procs = {}
-  for n in (1, 8):
-    out = tmp / f"out{n}.json"
-    procs[n] = (out, subprocess.Popen(
-        [sys.executable, str(driver), REPO, data_dir, str(tmp / f"wd{n}"),
-         str(out)], env=subprocess_env(n), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True))
-  results = {}
-  for n, (out, proc) in procs.items():
-    try:
-      log, _ = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      raise
-    assert proc.returncode == 0, f"{n} devices:\n{log[-4000:]}"
-    results[n] = (json.loads(out.read_text()),
-                  dict(np.load(str(out) + ".npz")),
-                  dict(np.load(str(out) + ".aug.npz")))
-  return results
+  outs = run_driver_on_devices(tmp_path_factory.mktemp("phase_sharding"),
+                               DRIVER, data_dir)
+  return {n: (json.loads(out.read_text()), dict(np.load(str(out) + ".npz")),
+              dict(np.load(str(out) + ".aug.npz")))
+          for n, out in outs.items()}
 
 
 def test_runs_use_the_devices_they_were_given(runs):

@@ -8,16 +8,12 @@ every step's loss and how many devices each batch was spread over.
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
-import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import run_driver_on_devices
 
 DRIVER = textwrap.dedent("""
     import json, sys
@@ -70,42 +66,12 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def subprocess_env(devices: int) -> dict:
-  """Environment of a CPU-only JAX run with `devices` fake devices."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  # The session's persistent compilation cache (conftest.py), if any.
-  cache = jax.config.jax_compilation_cache_dir
-  if cache:
-    env.update(JAX_COMPILATION_CACHE_DIR=cache,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  return env
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir):
   """{devices: what the driver wrote} for 1 and 8 devices (run at once)."""
-  tmp = tmp_path_factory.mktemp("sharding")
-  driver = tmp / "driver.py"
-  driver.write_text(DRIVER)
-  procs = {}
-  for n in (1, 8):
-    out = tmp / f"out{n}.json"
-    procs[n] = (out, subprocess.Popen(
-        [sys.executable, str(driver), REPO, data_dir, str(tmp / f"wd{n}"),
-         str(out)], env=subprocess_env(n), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True))
-  results = {}
-  for n, (out, proc) in procs.items():
-    try:
-      log, _ = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      raise
-    assert proc.returncode == 0, f"{n} devices:\n{log[-4000:]}"
-    results[n] = json.loads(out.read_text())
-  return results
+  outs = run_driver_on_devices(tmp_path_factory.mktemp("sharding"), DRIVER,
+                               data_dir)
+  return {n: json.loads(out.read_text()) for n, out in outs.items()}
 
 
 def test_runs_use_the_devices_they_were_given(runs):
