@@ -372,12 +372,14 @@ def train_recommender(config: ml_collections.ConfigDict,
       skip = meta.pop("batches_done", 0)
       loss_sum = jnp.asarray(meta.pop("loss_partial", 0.0), jnp.float32)
       losses = []
+      # The step counter on the host (one read an epoch, not a sync a step).
+      step0 = int(state["step"]) - skip
       batches = itertools.islice(
           train_batches(train_in, train_tg, rows, tc.batch_size, config.seed,
                         epoch, widths), skip, None)
       for i, batch in enumerate(batches, start=skip):
         if pool is not None:
-          batch.update(pool.draw(int(state["step"]), total_steps, num_aug))
+          batch.update(pool.draw(step0 + i, total_steps, num_aug))
         state, m = train_step(state, sharding.shard_batch(batch, mesh),
                               step_key)
         losses.append(m["loss"])
