@@ -561,6 +561,27 @@ def iter_batches(users: np.ndarray, batch_size: int):
     yield np.concatenate([idx, np.full(batch_size - n, idx[0])]), n
 
 
+def run_bucketed(lengths, max_len: int, batch_size: int, compute, store,
+                 min_width: int = 8, widths: Optional[Sequence[int]] = None):
+  """Drives a compiled per-batch function over all users, grouped by length.
+
+  For each width class w and fixed-size batch `idx` of its users,
+  `compute(idx, w)` dispatches the device work and returns a (possibly
+  sharded) array whose first axis is the batch; `store(users, host_array)`
+  receives the real rows. One batch is computed while the previous one is
+  copied to the host.
+  """
+  pending = []
+  for w, users in length_buckets(lengths, max_len, min_width, widths):
+    for idx, n in iter_batches(users, batch_size):
+      pending.append((idx[:n], compute(idx, w)))
+      if len(pending) > 1:
+        done, res = pending.pop(0)
+        store(done, sharding.to_host(res)[:len(done)])
+  for done, res in pending:
+    store(done, sharding.to_host(res)[:len(done)])
+
+
 def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
                 prob: np.ndarray, *, num_copies: int, ratio: float,
                 temperature: float = 1.0, reorder: bool = True,
@@ -600,25 +621,22 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
     mesh = sharding.make_mesh()
   batch_size = sharding.round_up(batch_size, mesh)
   key = sharding.replicate(key, mesh)
-  pending = []
-  for w, users in length_buckets(lengths, l, min_width, widths):
+
+  def compute(idx, w):
+    b = sharding.shard_batch(
+        (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
+         idx.astype(np.uint32)), mesh)
+    return augment_batch(
+        key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
+        temperature=temperature, reorder=reorder, user_ids=b[4],
+        dedupe=dedupe)
+
+  def store(users, res):
+    w = res.shape[2]
     out[users, :, :l - w] = 0
-    for idx, n in iter_batches(users, batch_size):
-      b = sharding.shard_batch(
-          (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
-           idx.astype(np.uint32)), mesh)
-      res = augment_batch(
-          key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
-          temperature=temperature, reorder=reorder, user_ids=b[4],
-          dedupe=dedupe)
-      pending.append((idx[:n], res))
-      if len(pending) > 1:  # one batch computes while the last is copied out
-        users_done, res_done = pending.pop(0)
-        out[users_done, :, l - res_done.shape[2]:] = sharding.to_host(
-            res_done)[:len(users_done)]
-  for users_done, res_done in pending:
-    out[users_done, :, l - res_done.shape[2]:] = sharding.to_host(
-        res_done)[:len(users_done)]
+    out[users, :, l - w:] = res
+
+  run_bucketed(lengths, l, batch_size, compute, store, min_width, widths)
   return out
 
 

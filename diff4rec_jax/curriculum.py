@@ -131,18 +131,15 @@ def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
   batch_size = sharding.round_up(batch_size, mesh)
   item_emb = sharding.replicate(jnp.asarray(item_emb, jnp.float32), mesh)
   out = np.zeros((u, copies.shape[1]), np.float32)
-  pending = []
-  for w, users in augment.length_buckets(lengths, l, min_width, widths):
-    for idx, n in augment.iter_batches(users, batch_size):
-      b = sharding.shard_batch((seqs[idx, l - w:], copies[idx, :, l - w:]),
-                               mesh)
-      res = similarity(item_emb, b[0], b[1])
-      pending.append((idx[:n], res))
-      if len(pending) > 1:
-        done, r = pending.pop(0)
-        out[done] = sharding.to_host(r)[:len(done)]
-  for done, r in pending:
-    out[done] = sharding.to_host(r)[:len(done)]
+
+  def compute(idx, w):
+    b = sharding.shard_batch((seqs[idx, l - w:], copies[idx, :, l - w:]),
+                             mesh)
+    return similarity(item_emb, b[0], b[1])
+
+  augment.run_bucketed(lengths, l, batch_size, compute,
+                       lambda users, r: out.__setitem__(users, r),
+                       min_width, widths)
   return out
 
 
@@ -183,21 +180,18 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
   out = np.zeros((u, num_copies), np.float32)
   if dedupe is None:
     dedupe = augment.has_repeats(cand)
-  pending = []
-  for w, users in augment.length_buckets(lengths, l, min_width, widths):
-    for idx, n in augment.iter_batches(users, batch_size):
-      b = sharding.shard_batch(
-          (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
-           idx.astype(np.uint32)), mesh)
-      res = _augment_and_score(
-          key, item_emb, *b, num_copies=num_copies, ratio=ratio,
-          temperature=temperature, reorder=reorder, dedupe=dedupe)
-      pending.append((idx[:n], res))
-      if len(pending) > 1:
-        done, r = pending.pop(0)
-        out[done] = sharding.to_host(r)[:len(done)]
-  for done, r in pending:
-    out[done] = sharding.to_host(r)[:len(done)]
+
+  def compute(idx, w):
+    b = sharding.shard_batch(
+        (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
+         idx.astype(np.uint32)), mesh)
+    return _augment_and_score(
+        key, item_emb, *b, num_copies=num_copies, ratio=ratio,
+        temperature=temperature, reorder=reorder, dedupe=dedupe)
+
+  augment.run_bucketed(lengths, l, batch_size, compute,
+                       lambda users, r: out.__setitem__(users, r),
+                       min_width, widths)
   return out
 
 
