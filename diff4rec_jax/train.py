@@ -358,6 +358,10 @@ def train_recommender(config: ml_collections.ConfigDict,
     logging.info("resumed from %s at epoch %d (step %d)", ckpt.directory,
                  meta["epoch"], int(state["step"]))
   log = RunLog(workdir, meta["epoch"])
+  rescore_every = (config.augment.rescore_every
+                   if pool is not None and config.mode == "diff4rec" else 0)
+  if rescore_every and meta["epoch"] >= rescore_every:
+    _restore_pool_order(pool, workdir, meta["epoch"])
 
   def save(state, meta):
     ckpt.save(int(state["step"]), state, meta)
@@ -428,6 +432,16 @@ def train_recommender(config: ml_collections.ConfigDict,
                          "evaluations (best %.4f at epoch %d)", epoch,
                          tc.patience, meta["best_ndcg10"], meta["best_epoch"])
             meta["finished"] = True
+      if rescore_every and epoch % rescore_every == 0:
+        # Curriculum re-scored with the current model (instead of only the
+        # warm-up model's embeddings); saved so a resumed run uses it too.
+        pool.rescore(np.asarray(models.item_table(state["params"])), mesh)
+        if is_chief():
+          tmp = os.path.join(workdir, f".pool_order_e{epoch}.npy")
+          np.save(tmp, pool.order)
+          os.replace(tmp, os.path.join(workdir, f"pool_order_e{epoch}.npy"))
+        logging.info("epoch %d: curriculum re-scored with the current model",
+                     epoch)
       log.write(record, int(state["step"]))
       meta.update(epoch=epoch, train_seconds=train_seconds)
       if epoch == tc.num_epochs:
@@ -553,6 +567,20 @@ def _check_finite(losses, state, ckpt) -> None:
         f"{ckpt.directory}; lower train.lr or check the data.")
 
 
+def _restore_pool_order(pool, workdir: str, epoch: int) -> None:
+  """Loads the newest re-scored curriculum order saved at or before `epoch`."""
+  saved = []
+  for f in os.listdir(workdir):
+    if f.startswith("pool_order_e") and f.endswith(".npy"):
+      e = int(f[len("pool_order_e"):-len(".npy")])
+      if e <= epoch:
+        saved.append(e)
+  if saved:
+    pool.order = np.load(os.path.join(workdir, f"pool_order_e{max(saved)}.npy"))
+    logging.info("curriculum order re-scored at epoch %d restored",
+                 max(saved))
+
+
 def _fmt_secs(s: float) -> str:
   s = int(s)
   return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
@@ -587,6 +615,16 @@ class AugmentPool:
   augment_config: ml_collections.ConfigDict
   mode: str
   seed: int
+  orig: Optional[np.ndarray] = None    # [U, L] originals (for re-scoring)
+
+  def rescore(self, item_emb, mesh) -> None:
+    """Re-sorts the pool by Eq. 11 with new item embeddings [N + 1, D]."""
+    u, l = self.orig.shape
+    copies = self.copies.reshape(u, -1, l)
+    sim = curriculum.similarity_all(item_emb, self.orig, copies,
+                                    batch_size=self.augment_config.batch_size,
+                                    mesh=mesh)
+    self.order = curriculum.pool_order(sim)
 
   def admitted(self, step: int, total_steps: int) -> int:
     p = step / max(1, total_steps)
@@ -648,8 +686,13 @@ def similarity_embeddings(config, ds, workdir: str) -> np.ndarray:
 
 
 def _augment_hash(config, ds) -> str:
+  # Only the settings that change the copies or their similarities: the
+  # pacing, loss weight, re-scoring etc. may differ between runs sharing it.
+  a = config.augment
+  pool_fields = ("num_copies", "ratio", "top_m", "temperature", "reorder",
+                 "similarity_source", "similarity_checkpoint", "warmup_epochs")
   keys = {"seed": config.seed, "data": ds.name, "max_len": config.data.max_len,
-          "augment": config.augment.to_dict(),
+          "augment": {f: a[f] for f in pool_fields},
           "generator": config.generator.to_dict(), "model": (
               config.model.to_dict() if config.augment.similarity_source ==
               "warmup" else None)}
@@ -678,8 +721,7 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
     with np.load(path) as z:
       if str(z["config_hash"]) == chash:
         logging.info("augmentation: reusing %s", path)
-        copies, sim = z["copies"], z["sim"]
-        return _pool(config, copies, sim)
+        return _pool(config, z["copies"], z["sim"], z["orig"])
   logging.info("phase: generator")
   topm_path = generator.run_generator_phase(
       config, ds, os.path.join(workdir, "generator"))
@@ -715,10 +757,10 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
              rank=rank.reshape(sim.shape), user_ids=ds.user_ids,
              config_hash=np.array(chash))
     os.replace(tmp, path)
-  return _pool(config, copies, sim)
+  return _pool(config, copies, sim, seqs)
 
 
-def _pool(config, copies, sim) -> AugmentPool:
+def _pool(config, copies, sim, orig=None) -> AugmentPool:
   u, k, l = copies.shape
   if config.mode == "diff4rec":
     order = curriculum.pool_order(sim)
@@ -726,7 +768,7 @@ def _pool(config, copies, sim) -> AugmentPool:
     order = np.arange(u * k, dtype=np.int32)
   return AugmentPool(copies=copies.reshape(u * k, l), order=order,
                      augment_config=config.augment, mode=config.mode,
-                     seed=config.seed)
+                     seed=config.seed, orig=orig)
 
 
 # ----------------------------------------------------------------------------

@@ -58,3 +58,34 @@ def test_curriculum_admits_easy_copies_first(pipeline_run):
   assert all(tuple(r[1:]) in inputs for r in drawn) and easiest
   # The same step draws the same copies (resumable).
   np.testing.assert_array_equal(drawn, pool.draw(0, total, 256)["aug_inputs"])
+
+
+def test_rescoring_resumes_exactly(pipeline_run, tmp_path):
+  """rescore_every: the curriculum is re-sorted with the current model each
+  epoch, and a run stopped after epoch 1 resumes with that order."""
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  c, wd, _ = pipeline_run
+  c = c.copy_and_resolve_references()
+  c.augment.rescore_every = 1
+  runs = {}
+  for name in ("straight", "resumed"):
+    d = tmp_path / name
+    d.mkdir()
+    # Same pool settings: the copies are reused, no generator or warm-up.
+    shutil.copy(os.path.join(wd, train.AUGMENTED_FILE), d)
+    if name == "resumed":
+      with pytest.raises(train.Interrupted):
+        train.train_and_evaluate(c, str(d), stop_after_epochs=1)
+    runs[name] = train.train_and_evaluate(c, str(d))
+    assert not os.path.exists(d / "generator")
+  a, b = runs["straight"], runs["resumed"]
+  assert a["valid"] == b["valid"] and a["test"] == b["test"]
+  d = tmp_path / "straight"
+  o1 = np.load(d / "pool_order_e1.npy")
+  with np.load(d / train.AUGMENTED_FILE) as z:
+    initial = np.argsort(z["rank"].ravel())
+  assert sorted(o1.tolist()) == list(range(o1.size))
+  assert not np.array_equal(o1, initial)     # the model's view changed it
+  lines = [json.loads(l) for l in open(d / "metrics.jsonl")]
+  assert [l["epoch"] for l in lines if "train_loss" in l] == [1, 2]
