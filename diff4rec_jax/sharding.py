@@ -55,16 +55,32 @@ def replicate(tree, mesh: Mesh):
   return jax.device_put(tree, replicated(mesh))
 
 
-def shard_batch(batch, mesh: Mesh):
-  """Puts host arrays (global batch, same on every process) on the mesh.
+def local_rows(n: int, mesh: Mesh) -> tuple[int, int]:
+  """[lo, hi) of a batch of `n` rows that this process's devices hold.
 
-  In a multi-process run each process passes the global batch and keeps its
-  addressable shards (`make_array_from_callback`), so no process needs the
-  others' data in memory beyond the indices.
+  The mesh orders devices by process, so each process owns one contiguous
+  block of the batch axis.
+  """
+  idx = batch_sharding(mesh).addressable_devices_indices_map((n,))
+  spans = [(s[0].start or 0, n if s[0].stop is None else s[0].stop)
+           for s in idx.values()]
+  return min(a for a, _ in spans), max(b for _, b in spans)
+
+
+def shard_batch(batch, mesh: Mesh):
+  """Puts a batch (same global batch on every process) on the mesh.
+
+  One process: `device_put` with the batch sharding. Several: each process
+  hands over only its own rows (`local_rows`) through
+  `jax.make_array_from_process_local_data`, so no process sends or keeps
+  other processes' rows on its devices.
   """
   sharding = batch_sharding(mesh)
   if jax.process_count() == 1:
     return jax.device_put(batch, sharding)
-  return jax.tree.map(
-      lambda x: jax.make_array_from_callback(x.shape, sharding,
-                                             lambda idx: x[idx]), batch)
+
+  def put(x):
+    lo, hi = local_rows(x.shape[0], mesh)
+    return jax.make_array_from_process_local_data(sharding, x[lo:hi],
+                                                  x.shape)
+  return jax.tree.map(put, batch)
