@@ -217,8 +217,7 @@ def train_batches(inputs: np.ndarray, targets: np.ndarray, rows: np.ndarray,
     {'inputs': [B, W] int32, 'targets': [B, W] int32}, W in `widths`.
   """
   rng = np.random.default_rng([seed, epoch])
-  lengths = (inputs[rows] > 0).sum(axis=1) + 1   # + 1: last target position
-  bucket = np.searchsorted(widths, np.minimum(lengths, widths[-1]))
+  bucket = row_buckets(inputs, rows, widths)
   perm = rng.permutation(len(rows))
   perm = perm[np.argsort(bucket[perm], kind="stable")]
   plan = []
@@ -238,10 +237,14 @@ def train_batches(inputs: np.ndarray, targets: np.ndarray, rows: np.ndarray,
                np.int32)}
 
 
+def row_buckets(inputs, rows, widths) -> np.ndarray:
+  """[len(rows)] index into `widths` of the narrowest width holding a row."""
+  lengths = (inputs[rows] > 0).sum(axis=1) + 1   # + 1: last target position
+  return np.searchsorted(widths, np.minimum(lengths, widths[-1]))
+
+
 def num_train_steps(inputs, rows, batch_size, widths) -> int:
-  lengths = (inputs[rows] > 0).sum(axis=1) + 1
-  bucket = np.searchsorted(widths, np.minimum(lengths, widths[-1]))
-  counts = np.bincount(bucket)
+  counts = np.bincount(row_buckets(inputs, rows, widths))
   return int(sum(-(-c // batch_size) for c in counts if c))
 
 
