@@ -53,63 +53,84 @@ def step_flops(jitted, *args):
   return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
-def bench_train(config, ds, steps, repeats, mesh):
+def bench_train(config, ds, steps, repeats, mesh, micros):
+  """Interleaved timed repeats of each micro-batch setting in `micros`.
+
+  Returns {micro: (median seq/s, GFLOP/s achieved, [seq/s per repeat])}.
+  """
   tc = config.train
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   tx = train.make_optimizer(tc)
-  state = sharding.replicate(
-      train.init_state(model, tx, jax.random.key(0), config.data.max_len),
-      mesh)
-  step = train.make_train_step(model, tx, tc.loss, ds.num_items)
   inputs, targets = ds.train_arrays(config.data.max_len)
   rows = np.flatnonzero((targets > 0).any(axis=1))
   widths = train.bucket_widths(config)
   batches = [sharding.shard_batch(b, mesh) for b in train.train_batches(
       inputs, targets, rows, tc.batch_size, 0, 1, widths)]
   batches = batches[:steps]
-  for b in batches:     # compile every width before timing
-    state, m = step(state, b, jax.random.key(1))
   key = jax.random.key(1, impl=config.rng_impl)
-  full = next(train.train_batches(inputs, targets, rows, tc.batch_size, 0, 1,
-                                  np.array([config.data.max_len])))
-  flops = step_flops(step, state, sharding.shard_batch(full, mesh), key)
-  state, m = step(state, batches[0], key)       # compile
-  m["loss"].block_until_ready()
-  rates = []
+  full = sharding.shard_batch(next(train.train_batches(
+      inputs, targets, rows, tc.batch_size, 0, 1,
+      np.array([config.data.max_len]))), mesh)
   seqs = sum(int((np.asarray(b["targets"]) > 0).any(axis=1).sum())
              for b in batches)
-  for _ in range(repeats):
-    t = time.perf_counter()
-    for b in batches:
-      state, m = step(state, b, key)
-    m["loss"].block_until_ready()
-    dt = time.perf_counter() - t
-    rates.append(seqs / dt)
-  rate = statistics.median(rates)
-  # FLOPs: the full-width step's count scaled by the tokens actually fed.
   tokens = sum(b["inputs"].shape[1] for b in batches) / len(batches)
-  flops *= tokens / config.data.max_len
-  return rate, flops * rate / tc.batch_size, rates
+  steps_, states, flops = {}, {}, {}
+  for mb in micros:
+    m_rows = train.resolve_micro_batch(mb, tc.batch_size, mesh.devices.size)
+    steps_[mb] = train.make_train_step(model, tx, tc.loss, ds.num_items,
+                                       micro_batch=m_rows)
+    states[mb] = sharding.replicate(
+        train.init_state(model, tx, jax.random.key(0), config.data.max_len),
+        mesh)
+    for b in batches:     # compile every width before timing
+      states[mb], m = steps_[mb](states[mb], b, key)
+    m["loss"].block_until_ready()
+    # FLOPs: the full-width step's count scaled by the tokens actually fed.
+    flops[mb] = step_flops(steps_[mb], states[mb], full, key) * (
+        tokens / config.data.max_len)
+  rates = {mb: [] for mb in micros}
+  for _ in range(repeats):
+    for mb in micros:
+      t = time.perf_counter()
+      for b in batches:
+        states[mb], m = steps_[mb](states[mb], b, key)
+      m["loss"].block_until_ready()
+      rates[mb].append(seqs / (time.perf_counter() - t))
+  out = {}
+  for mb in micros:
+    rate = statistics.median(rates[mb])
+    out[mb] = (rate, flops[micros[0]] * rate / tc.batch_size, rates[mb])
+  return out
 
 
-def bench_eval(config, ds, repeats, mesh):
+def bench_eval(config, ds, repeats, mesh, micros):
+  """{micro: (median s, [s per repeat])} for evaluating all test users."""
   tc = config.train
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   params = model.init(jax.random.key(0), jnp.zeros((1, config.data.max_len),
                                                    jnp.int32))["params"]
   params = sharding.replicate(params, mesh)
-  eval_step = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
-                                   tc.mask_history)
   evalset = train.EvalSet.build(ds, "test", config.data.max_len)
   widths = train.bucket_widths(config)
-  train.evaluate(eval_step, params, evalset, tc.eval_batch_size, widths, mesh)
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    train.evaluate(eval_step, params, evalset, tc.eval_batch_size, widths,
+  steps_, times = {}, {mb: [] for mb in micros}
+  for mb in micros:
+    m_rows = train.resolve_micro_batch(mb, tc.eval_batch_size,
+                                       mesh.devices.size)
+    steps_[mb] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
+                                      tc.mask_history, m_rows)
+    train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size, widths,
                    mesh)
-    times.append(time.perf_counter() - t)
-  return statistics.median(times), times
+  for _ in range(repeats):
+    for mb in micros:
+      t = time.perf_counter()
+      train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size, widths,
+                     mesh)
+      times[mb].append(time.perf_counter() - t)
+  return {mb: (statistics.median(times[mb]), times[mb]) for mb in micros}
+
+
+def _micro_name(mb):
+  return {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
 
 
 def main():
@@ -118,7 +139,11 @@ def main():
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--model", default="sasrec")
   p.add_argument("--only", default="", help="bce|ce|eval (default: all)")
+  p.add_argument("--micro", default="0,-1",
+                 help="config.train.micro_batch values compared in one run "
+                 "(repeats interleaved); ratios are to the first")
   args = p.parse_args()
+  micros = [int(t) for t in args.micro.split(",")]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")
@@ -141,18 +166,22 @@ def main():
     c.train.loss, c.model.hidden, c.model.dropout = (s["loss"], s["hidden"],
                                                      s["dropout"])
     c.model.num_heads = 1
-    rate, fps, rates = bench_train(c, ds, args.steps, args.repeats, mesh)
-    print(f"train {args.model} {name:3s} (hidden {s['hidden']}, L 200, batch "
-          f"128): {rate:.0f} seq/s median of {args.repeats} "
-          f"[{', '.join(f'{r:.0f}' for r in rates)}]; "
-          f"{fps / 1e9:.1f} GFLOP/s = {fps / peak:.2f} of matmul peak")
+    res = bench_train(c, ds, args.steps, args.repeats, mesh, micros)
+    for mb, (rate, fps, rates) in res.items():
+      print(f"train {args.model} {name:3s} (hidden {s['hidden']}, L 200, "
+            f"batch 128, {_micro_name(mb)}): {rate:.0f} seq/s median of "
+            f"{args.repeats} [{', '.join(f'{r:.0f}' for r in rates)}]; "
+            f"{fps / 1e9:.1f} GFLOP/s = {fps / peak:.2f} of matmul peak; "
+            f"x{rate / res[micros[0]][0]:.2f} vs {_micro_name(micros[0])}")
   if not args.only or args.only == "eval":
     c = ml1m.get_config()
     c.model.name = args.model
-    med, times = bench_eval(c, ds, args.repeats, mesh)
-    print(f"full-ranking eval of all {ds.num_users} users (hidden 64, L 200, "
-          f"{ds.num_items} items, history masked): {med:.2f} s median "
-          f"[{', '.join(f'{t:.2f}' for t in times)}]")
+    res = bench_eval(c, ds, args.repeats, mesh, micros)
+    for mb, (med, times) in res.items():
+      print(f"full-ranking eval of all {ds.num_users} users (hidden 64, L "
+            f"200, {ds.num_items} items, history masked, {_micro_name(mb)}): "
+            f"{med:.2f} s median [{', '.join(f'{t:.2f}' for t in times)}]; "
+            f"x{res[micros[0]][0] / med:.2f} vs {_micro_name(micros[0])}")
 
 
 if __name__ == "__main__":

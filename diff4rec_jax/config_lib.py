@@ -88,6 +88,14 @@ def validate(config) -> None:
     if not isinstance(w, int) or w < 1:
       raise _err("train.length_buckets", "must hold positive integers",
                  config.train.length_buckets)
+  v = config.train.get("micro_batch", 0)
+  if not isinstance(v, int) or v < -1:
+    raise _err("train.micro_batch", "must be -1 (auto), 0 (off) or a "
+               "positive integer", v)
+  for f in ("batch_size", "eval_batch_size"):
+    b = config.train[f]
+    if v > 0 and v < b and b % v:
+      raise _err("train.micro_batch", f"must divide train.{f} ({b})", v)
   if not isinstance(config.train.log_every_steps, int) or (
       config.train.log_every_steps < 0):
     raise _err("train.log_every_steps", "must be an integer >= 0",
