@@ -67,6 +67,28 @@ def local_rows(n: int, mesh: Mesh) -> tuple[int, int]:
   return min(a for a, _ in spans), max(b for _, b in spans)
 
 
+def local_slice(n: int, mesh: Mesh) -> slice:
+  """The rows of a global batch of `n` that this process builds and feeds."""
+  lo, hi = local_rows(n, mesh)
+  return slice(lo, hi)
+
+
+def shard_local_batch(batch, mesh: Mesh):
+  """Puts a batch of which this process built only its own rows on the mesh.
+
+  Each leaf is [n / P, ...]: the `local_slice(n, mesh)` rows of a global
+  [n, ...] batch (P processes, each with the same number of devices). One
+  process: the same as `shard_batch`.
+  """
+  sharding = batch_sharding(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  p = jax.process_count()
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(
+          sharding, x, (x.shape[0] * p,) + x.shape[1:]), batch)
+
+
 def shard_batch(batch, mesh: Mesh):
   """Puts a batch (same global batch on every process) on the mesh.
 

@@ -254,13 +254,16 @@ class EvalSet:
     width = max(1, int(np.diff(indptr).max()))
     return cls(inputs, targets, indptr, items, width)
 
-  def batches(self, batch_size: int, widths: np.ndarray):
+  def batches(self, batch_size: int, widths: np.ndarray,
+              local: slice = slice(None)):
     """Yields padded batches covering every user exactly once.
 
     Users go in order of history length so that each batch can be cut to
     the narrowest bucket width that holds its longest input (the models'
     outputs do not depend on the amount of left padding); one compile per
-    width in use.
+    width in use. `local`: only these rows of each global batch are built
+    (a process's share, `sharding.local_slice`); the width is still that of
+    the global batch.
     """
     u = len(self.targets)
     lengths = (self.inputs > 0).sum(axis=1)
@@ -270,6 +273,7 @@ class EvalSet:
       weights = (pos < u).astype(np.float32)
       rows = order[np.minimum(pos, u - 1)]
       width = int(widths[np.searchsorted(widths, lengths[rows].max())])
+      rows, weights = rows[local], weights[local]
       yield {
           "inputs": self.inputs[rows, -width:],
           "targets": self.targets[rows],
@@ -290,23 +294,27 @@ def evaluate(eval_step, params, evalset: EvalSet, batch_size: int,
              widths: np.ndarray, mesh) -> dict:
   """Full-ranking metrics of `params` on one split (all users)."""
   sums = sharding.replicate(zero_sums(), mesh)
-  for batch in evalset.batches(batch_size, widths):
-    sums = eval_step(params, sums, sharding.shard_batch(batch, mesh))
+  local = sharding.local_slice(batch_size, mesh)
+  for batch in evalset.batches(batch_size, widths, local):
+    sums = eval_step(params, sums, sharding.shard_local_batch(batch, mesh))
   return metrics_lib.finalize(sums)
 
 
 def train_batches(inputs: np.ndarray, targets: np.ndarray, rows: np.ndarray,
                   batch_size: int, seed: int, epoch: int,
-                  widths: np.ndarray):
+                  widths: np.ndarray, local: slice = slice(None)):
   """Shuffled fixed-size batches of `rows` for one epoch.
 
   Rows are grouped by length bucket (`widths`, ascending, last = L); each
   batch holds rows of one bucket cut to that bucket's width, the last batch
   of a bucket padded with empty rows (no targets). The order of rows and of
-  batches is a function of (seed, epoch) only, so a resumed run replays it.
+  batches is a function of (seed, epoch) only, so a resumed run replays it,
+  and every process of a multi-host run plans the same batches; each builds
+  only the `local` rows of each (its `sharding.local_slice`).
 
   Yields:
-    {'inputs': [B, W] int32, 'targets': [B, W] int32}, W in `widths`.
+    {'inputs': [b, W] int32, 'targets': [b, W] int32}, W in `widths`,
+    b = the rows of `local` (B by default).
   """
   rng = np.random.default_rng([seed, epoch])
   bucket = row_buckets(inputs, rows, widths)
@@ -322,6 +330,7 @@ def train_batches(inputs: np.ndarray, targets: np.ndarray, rows: np.ndarray,
              for i in range(steps)]
   for i in rng.permutation(len(plan)):
     width, idx = plan[i]
+    idx = idx[local]
     live = (idx >= 0)[:, None]
     idx = np.maximum(idx, 0)
     yield {"inputs": np.where(live, inputs[idx, -width:], 0).astype(np.int32),
@@ -444,8 +453,11 @@ def train_recommender(config: ml_collections.ConfigDict,
   widths = bucket_widths(config)
   steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
   total_steps = steps_per_epoch * tc.num_epochs
+  # Each process builds only its own rows of every batch.
+  local = sharding.local_slice(tc.batch_size, mesh)
   if pool is not None:
     num_aug = aug_batch_size(config, mesh)
+    aug_local = sharding.local_slice(num_aug, mesh)
 
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
                                                  "recommender"))
@@ -478,11 +490,12 @@ def train_recommender(config: ml_collections.ConfigDict,
       step0 = int(state["step"]) - skip
       batches = itertools.islice(
           train_batches(train_in, train_tg, rows, tc.batch_size, config.seed,
-                        epoch, widths), skip, None)
+                        epoch, widths, local), skip, None)
       for i, batch in enumerate(batches, start=skip):
         if pool is not None:
-          batch.update(pool.draw(step0 + i, total_steps, num_aug))
-        state, m = train_step(state, sharding.shard_batch(batch, mesh),
+          batch.update(pool.draw(step0 + i, total_steps, num_aug, aug_local))
+        state, m = train_step(state,
+                              sharding.shard_local_batch(batch, mesh),
                               step_key)
         losses.append(m["loss"])
         loss_sum = loss_sum + m["loss"]
@@ -729,16 +742,18 @@ class AugmentPool:
     return int(curriculum.admitted_count_from_config(
         p, len(self.order), self.augment_config, self.mode))
 
-  def draw(self, step: int, total_steps: int, num: int) -> dict:
+  def draw(self, step: int, total_steps: int, num: int,
+           local: slice = slice(None)) -> dict:
     """A fixed-size batch of copies drawn uniformly from the admitted part.
 
-    Host-side, a function of (seed, step) only, so a resumed run draws the
-    same copies. Returns next-item pairs {'aug_inputs', 'aug_targets'}
-    [num, L] int32.
+    Host-side, a function of (seed, step) only, so a resumed run (and every
+    process) draws the same copies. Returns next-item pairs
+    {'aug_inputs', 'aug_targets'} [num, L] int32, or only their `local`
+    rows.
     """
     n = self.admitted(step, total_steps)
     rng = np.random.default_rng([self.seed, 7, step])
-    idx = self.order[rng.integers(0, n, num)]
+    idx = self.order[rng.integers(0, n, num)][local]
     inputs, targets = augment.shift_pairs(self.copies[idx])
     return {"aug_inputs": inputs, "aug_targets": targets}
 

@@ -154,3 +154,41 @@ def test_cli_overrides_and_unknown_field(data_dir, tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0
   assert "config.train.batch_size" in bad.stderr
+
+
+def test_process_local_rows_make_up_the_global_batches(tiny_config):
+  # Two processes each build half of every batch (sharding.local_slice);
+  # side by side the halves are the global batches, in the same order.
+  ds = data_lib.load(tiny_config.data)
+  inputs, targets = ds.train_arrays(50)
+  rows = np.flatnonzero((targets > 0).any(axis=1))
+  widths = np.array([8, 32, 50])
+  halves = (slice(0, 32), slice(32, 64))
+  full = list(train.train_batches(inputs, targets, rows, 64, 0, 2, widths))
+  parts = [list(train.train_batches(inputs, targets, rows, 64, 0, 2, widths,
+                                    h)) for h in halves]
+  assert len(parts[0]) == len(parts[1]) == len(full)
+  for f, a, b in zip(full, *parts):
+    assert a["inputs"].shape == (32, f["inputs"].shape[1])
+    for k in f:
+      np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), f[k])
+  ev = train.EvalSet.build(ds, "valid", 50)
+  full = list(ev.batches(128, widths))
+  parts = [list(ev.batches(128, widths, slice(0, 64))),
+           list(ev.batches(128, widths, slice(64, 128)))]
+  for f, a, b in zip(full, *parts):
+    for k in f:
+      np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), f[k])
+
+
+def test_augment_pool_draw_local_halves_make_up_the_draw(tiny_config):
+  rng = np.random.default_rng(0)
+  copies = rng.integers(0, 50, (40, 12)).astype(np.int32)
+  pool = train.AugmentPool(copies, np.arange(40)[::-1].astype(np.int32),
+                           tiny_config.augment, "diff4rec", 3)
+  full = pool.draw(5, 100, 16)
+  a = pool.draw(5, 100, 16, slice(0, 8))
+  b = pool.draw(5, 100, 16, slice(8, 16))
+  assert full["aug_inputs"].shape == (16, 12)
+  for k in full:
+    np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), full[k])
