@@ -49,7 +49,6 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -62,6 +61,8 @@ from typing import Any, Optional, Sequence
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+from benchmarks import machine as machine_info  # pylint: disable=g-import-not-at-top
 
 # ----------------------------------------------------------------------------
 # The grid
@@ -1099,13 +1100,7 @@ def build_report(states: Sequence[CellState], datasets: Sequence[str],
 
 def machine_description() -> str:
   """CPU model and count from /proc/cpuinfo, memory, and jax.devices()."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f
-                 if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  cpu = machine_info.cpu_model()
   mem = ""
   try:
     with open("/proc/meminfo") as f:

@@ -24,7 +24,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from benchmarks import machine as machine_info  # pylint: disable=g-import-not-at-top
 
 # The benchmarked model (a shrunk ML-100K-sized SASRec).
 MODEL = dict(num_items=1682, hidden=64, num_blocks=2, num_heads=1,
@@ -190,17 +191,6 @@ its learning rate retuned.
 """
 
 
-def machine() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f
-                 if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return f"{os.cpu_count()}-core {cpu} CPU"
-
-
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--devices", default="1,2,4,8")
@@ -243,7 +233,8 @@ def main():
   model = ", ".join(f"{k} {v}" for k, v in MODEL.items())
   header = (f"SASRec ({model}), full-softmax CE, Adam; random item "
             f"sequences; median of {args.repeats} x {args.steps} steps after "
-            f"a compile step.\nMachine: {machine()}, jax {jax.__version__}, "
+            f"a compile step.\nMachine: {machine_info.cpu_description()}, "
+            f"jax {jax.__version__}, "
             f"fake devices via XLA_FLAGS=--xla_force_host_platform_device_"
             f"count=N (all share the same cores). Load average at start "
             f"{load:.1f} (other jobs on the machine). Total "

@@ -65,7 +65,6 @@ both outputs of `shift_pairs` (it is always 0).
 from __future__ import annotations
 
 import functools
-import math
 from typing import Optional, Sequence
 
 import jax
@@ -73,6 +72,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from diff4rec_jax import config_lib
 from diff4rec_jax import sharding
 
 # Integer sampling weights of one user sum to at most 2^24 so that every
@@ -88,22 +88,11 @@ SIMILARITY_SOURCES = ("warmup", "checkpoint")
 
 # -- config -----------------------------------------------------------------
 def _block(config):
-  """The augment block of a full config, or the block itself."""
-  if isinstance(config, ml_collections.ConfigDict) and "augment" in config:
-    return config.augment
-  return config
+  return config_lib.sub_block(config, "augment")
 
 
 def _err(field, msg, value):
-  return ValueError(f"config.augment.{field}: {msg}, got {value!r}")
-
-
-def _is_int(v):
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v):
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
+  return config_lib.field_error(field, msg, value, "augment.")
 
 
 def validate_augment_config(config) -> None:
@@ -123,16 +112,10 @@ def validate_augment_config(config) -> None:
       raise _err(f, "is missing", None)
 
   def need_int(f, lo):
-    if not _is_int(a[f]) or a[f] < lo:
-      raise _err(f, f"must be an integer >= {lo}", a[f])
+    config_lib.check_int(a, f, lo, "augment.")
 
   def need_num(f, lo, hi, lo_open=False):
-    v = a[f]
-    if not _is_num(v) or not math.isfinite(v):
-      raise _err(f, "must be a finite number", v)
-    if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
-      raise _err(f, f"must be in {'(' if lo_open else '['}{lo}, "
-                 f"{hi if hi is not None else 'inf'}{']' if hi else ')'}", v)
+    config_lib.check_number(a, f, lo, hi, lo_open, prefix="augment.")
 
   need_int("num_copies", 1)
   need_num("ratio", 0.0, 1.0)
@@ -430,7 +413,8 @@ def _augment_user(user_key, seq, length, cand, prob, temperature, copy_ids,
 
 def _static_setup(width: int, num_cand: int, num_copies: int, ratio: float):
   """Checks static arguments; the n table [W+1] and its max."""
-  if not _is_int(num_copies) or num_copies < 1:
+  if (not isinstance(num_copies, int) or isinstance(num_copies, bool)
+      or num_copies < 1):
     raise ValueError(f"num_copies must be an integer >= 1, got {num_copies}")
   if not 0.0 <= ratio <= 1.0:
     raise ValueError(f"ratio must be in [0, 1], got {ratio}")

@@ -12,9 +12,11 @@ config differs in anything that changes the result.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from absl import logging
+import ml_collections
 
 from diff4rec_jax import models
 
@@ -23,31 +25,61 @@ from diff4rec_jax import models
 RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps")
 
 
-def _err(field: str, msg: str, value) -> ValueError:
-  return ValueError(f"config.{field}: {msg}, got {value!r}")
+def sub_block(config, name: str):
+  """`config.<name>` of a full config, or `config` if it is that block."""
+  if isinstance(config, ml_collections.ConfigDict) and name in config:
+    return config[name]
+  return config
+
+
+def field_error(field: str, msg: str, value, prefix: str = "") -> ValueError:
+  """ValueError 'config.<prefix><field>: <msg>, got <value>'."""
+  return ValueError(f"config.{prefix}{field}: {msg}, got {value!r}")
+
+
+def check_int(c, field: str, lo: int, prefix: str = "",
+              msg: str = "") -> None:
+  """`c.<field>` must be an int (not a bool) >= lo."""
+  v = _get(c, field)
+  if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+    raise field_error(field, msg or f"must be an integer >= {lo}", v, prefix)
+
+
+def check_number(c, field: str, lo: float, hi=None, lo_open: bool = False,
+                 hi_open: bool = False, prefix: str = "") -> None:
+  """`c.<field>` must be a finite number in [lo, hi] (open ends as asked;
+  hi=None: no upper bound)."""
+  v = _get(c, field)
+  if (not isinstance(v, (int, float)) or isinstance(v, bool)
+      or not math.isfinite(v)):
+    raise field_error(field, "must be a finite number", v, prefix)
+  too_high = hi is not None and (v >= hi if hi_open else v > hi)
+  if (v <= lo if lo_open else v < lo) or too_high:
+    lb = "(" if lo_open else "["
+    rb = ")" if hi_open or hi is None else "]"
+    raise field_error(field, f"must be in {lb}{lo}, "
+                      f"{'inf' if hi is None else hi}{rb}", v, prefix)
+
+
+_err = field_error
 
 
 def _positive_int(c, field):
-  v = _get(c, field)
-  if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-    raise _err(field, "must be a positive integer", v)
+  check_int(c, field, 1, msg="must be a positive integer")
 
 
 def _in_range(c, field, lo, hi, lo_open=False, hi_open=False):
-  v = _get(c, field)
-  if not isinstance(v, (int, float)) or isinstance(v, bool):
-    raise _err(field, "must be a number", v)
-  bad = (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi)
-  if bad:
-    lb = "(" if lo_open else "["
-    rb = ")" if hi_open else "]"
-    raise _err(field, f"must be in {lb}{lo}, {hi}{rb}", v)
+  check_number(c, field, lo, hi, lo_open, hi_open)
 
 
-def _choice(c, field, choices):
+def check_choice(c, field: str, choices, prefix: str = "") -> None:
+  """`c.<field>` must be one of `choices`."""
   v = _get(c, field)
   if v not in choices:
-    raise _err(field, f"must be one of {tuple(choices)}", v)
+    raise field_error(field, f"must be one of {tuple(choices)}", v, prefix)
+
+
+_choice = check_choice
 
 
 def _get(c, field):
@@ -104,18 +136,12 @@ def validate(config) -> None:
   _in_range(config, "train.b1", 0.0, 1.0, hi_open=True)
   _in_range(config, "train.b2", 0.0, 1.0, hi_open=True)
   _in_range(config, "train.weight_decay", 0.0, 10.0)
-  try:  # The generator and augmentation blocks check themselves.
-    from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
-    if hasattr(generator, "validate_generator_config"):
-      generator.validate_generator_config(config)
-  except ImportError:
-    pass
-  try:
-    from diff4rec_jax import augment  # pylint: disable=g-import-not-at-top
-    if hasattr(augment, "validate_augment_config"):
-      augment.validate_augment_config(config)
-  except ImportError:
-    pass
+  # The generator and augmentation blocks check themselves (with the
+  # helpers above; imported here because they import this module).
+  from diff4rec_jax import augment  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+  generator.validate_generator_config(config)
+  augment.validate_augment_config(config)
 
 
 def _flatten(d, prefix=""):

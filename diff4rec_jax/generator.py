@@ -77,6 +77,7 @@ import numpy as np
 import optax
 
 from diff4rec_jax import checkpointing
+from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import diffusion
 from diff4rec_jax import sharding
@@ -100,34 +101,23 @@ _NON_TRAINING_FIELDS = ("enabled", "epochs", "checkpoint_every", "top_m",
 
 # -- config -----------------------------------------------------------------
 def _block(config):
-  """The generator block of a full config, or the block itself."""
-  if isinstance(config, ml_collections.ConfigDict) and "generator" in config:
-    return config.generator
-  return config
+  return config_lib.sub_block(config, "generator")
 
 
 def _err(field, msg, value):
-  return ValueError(f"config.generator.{field}: {msg}, got {value!r}")
+  return config_lib.field_error(field, msg, value, "generator.")
 
 
 def _int(g, f, lo):
-  v = g[f]
-  if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-    raise _err(f, f"must be an integer >= {lo}", v)
+  config_lib.check_int(g, f, lo, "generator.")
 
 
 def _num(g, f, lo, hi, lo_open=False, hi_open=False):
-  v = g[f]
-  if not isinstance(v, (int, float)) or isinstance(v, bool):
-    raise _err(f, "must be a number", v)
-  if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
-    raise _err(f, f"must be in {'(' if lo_open else '['}{lo}, {hi}"
-               f"{')' if hi_open else ']'}", v)
+  config_lib.check_number(g, f, lo, hi, lo_open, hi_open, "generator.")
 
 
 def _choice(g, f, choices):
-  if g[f] not in choices:
-    raise _err(f, f"must be one of {tuple(choices)}", g[f])
+  config_lib.check_choice(g, f, choices, "generator.")
 
 
 def _widths(g, f, allow_empty):
