@@ -1081,6 +1081,7 @@ def build_report(states: Sequence[CellState], datasets: Sequence[str],
     L.append(f"SASRec, seed {seeds[0]}, one panel per dataset; an "
              "unfinished run is marked so in the legend.\n")
     L.append(f"![validation NDCG@10 per epoch]({plot_link})\n")
+  L.extend(curve_tables(states, datasets, seeds[0]))
   L.append("## Cells\n")
   L.append("Every cell of the grid in run order. *Settings differing from "
            "the config file* lists fields whose values differ from "
@@ -1119,6 +1120,44 @@ def machine_description() -> str:
   except (subprocess.SubprocessError, OSError) as e:
     devs = f"; jax devices unknown ({type(e).__name__})"
   return f"{os.cpu_count()} x {cpu}{mem}{devs}"
+
+
+def curve_tables(states: Sequence[CellState], datasets: Sequence[str],
+                 seed: int, max_cols: int = 16) -> list:
+  """Markdown lines: validation NDCG@10 at the evaluated epochs, per dataset.
+
+  One row per model and mode at `seed`, finished or not (a partial cell's
+  curve is what it has evaluated so far), so runs can be compared at the
+  same epoch while the grid fills. Columns: the epochs evaluated by every
+  row (thinned to at most `max_cols`), then each row's best so far.
+  """
+  out = []
+  for ds in datasets:
+    rows = [st for st in states if st.cell.dataset == ds
+            and st.cell.seed == seed and st.curve]
+    if not rows:
+      continue
+    common = sorted(set.intersection(*(set(e for e, _ in st.curve)
+                                       for st in rows)))
+    if len(common) > max_cols:
+      step = -(-len(common) // max_cols)
+      common = common[::-1][::step][::-1]    # keep the latest epoch
+    if not out:
+      out.append("Validation NDCG@10 by epoch, seed "
+                 f"{seed} (every cell with evaluations, finished or not; "
+                 "epochs that all rows of a dataset have evaluated):\n")
+    out.append(f"**{DATASET_TITLES.get(ds, ds)}**\n")
+    out.append("| cell | status | " + " | ".join(f"ep {e}" for e in common)
+               + " | best so far (epoch) |")
+    out.append("|---|---|" + "---|" * len(common) + "---|")
+    for st in rows:
+      curve = dict(st.curve)
+      best = max(st.curve, key=lambda r: r[1])
+      out.append(f"| `{st.cell.name}` | {st.status} | "
+                 + " | ".join(f"{curve[e]:.4f}" for e in common)
+                 + f" | {best[1]:.4f} ({best[0]}) |")
+    out.append("")
+  return out
 
 
 def write_plot(states: Sequence[CellState], datasets: Sequence[str],

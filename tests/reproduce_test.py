@@ -403,3 +403,21 @@ def test_second_runner_on_a_busy_root_is_refused(tmp_path):
   with pytest.raises(SystemExit, match="still run on this root"):
     rp.run_grid([Cell("ml-100k", "sasrec", "base", 0)], root, [],
                 dict(os.environ), prefix=[sys.executable, "-c", "pass"])
+
+
+def test_curve_tables_compare_cells_at_shared_epochs():
+  a = rp.CellState(rp.Cell("yelp", "sasrec", "base", 0), "/x", "partial",
+                   curve=[(5, 0.01), (10, 0.02), (15, 0.03)])
+  b = rp.CellState(rp.Cell("yelp", "sasrec", "aug", 0), "/y", "done",
+                   curve=[(5, 0.015), (10, 0.025)])
+  other_seed = rp.CellState(rp.Cell("yelp", "sasrec", "aug", 1), "/z",
+                            "done", curve=[(5, 0.5)])
+  lines = rp.curve_tables([a, b, other_seed], ["yelp"], 0)
+  text = "\n".join(lines)
+  assert "| cell | status | ep 5 | ep 10 | best so far (epoch) |" in text
+  assert "| `yelp-sasrec-base-s0` | partial | 0.0100 | 0.0200 | 0.0300 (15) |" \
+      in text
+  assert "| `yelp-sasrec-aug-s0` | done | 0.0150 | 0.0250 | 0.0250 (10) |" \
+      in text
+  assert "0.5000" not in text          # another seed is not mixed in
+  assert rp.curve_tables([a], ["beauty"], 0) == []
