@@ -126,6 +126,10 @@ def get_config():
       pacing_start=0.2,        # fraction of the pool admitted at step 0
       pacing_end=0.8,          # training fraction at which all are admitted
       pacing_stages=4,         # 'step' pacing: number of increments
+      pacing_epochs=0,         # training length the pacing is laid over, in
+                               # epochs; 0 = train.num_epochs (with early
+                               # stopping a run may end before the whole
+                               # pool is admitted)
       similarity_source="warmup",  # warmup: train a base recommender first
                                    # | checkpoint: its embeddings from a file
       similarity_checkpoint="",    # path, for similarity_source='checkpoint'

@@ -105,7 +105,8 @@ def validate_augment_config(config) -> None:
   a = _block(config)
   for f in ("num_copies", "ratio", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
-            "pacing_end", "pacing_stages", "similarity_source",
+            "pacing_end", "pacing_stages", "pacing_epochs",
+            "similarity_source",
             "similarity_checkpoint", "warmup_epochs", "rescore_every",
             "batch_size"):
     if f not in a:
@@ -130,6 +131,7 @@ def validate_augment_config(config) -> None:
   need_num("pacing_start", 0.0, 1.0, lo_open=True)
   need_num("pacing_end", 0.0, 1.0, lo_open=True)
   need_int("pacing_stages", 1)
+  need_int("pacing_epochs", 0)
   if a.similarity_source not in SIMILARITY_SOURCES:
     raise _err("similarity_source", f"must be one of {SIMILARITY_SOURCES}",
                a.similarity_source)

@@ -452,12 +452,12 @@ def train_recommender(config: ml_collections.ConfigDict,
   valid_set = EvalSet.build(ds, "valid", max_len)
   widths = bucket_widths(config)
   steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
-  total_steps = steps_per_epoch * tc.num_epochs
   # Each process builds only its own rows of every batch.
   local = sharding.local_slice(tc.batch_size, mesh)
   if pool is not None:
     num_aug = aug_batch_size(config, mesh)
     aug_local = sharding.local_slice(num_aug, mesh)
+    pace_steps = pacing_steps(config, steps_per_epoch)
 
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
                                                  "recommender"))
@@ -493,7 +493,7 @@ def train_recommender(config: ml_collections.ConfigDict,
                         epoch, widths, local), skip, None)
       for i, batch in enumerate(batches, start=skip):
         if pool is not None:
-          batch.update(pool.draw(step0 + i, total_steps, num_aug, aug_local))
+          batch.update(pool.draw(step0 + i, pace_steps, num_aug, aug_local))
         state, m = train_step(state,
                               sharding.shard_local_batch(batch, mesh),
                               step_key)
@@ -707,6 +707,17 @@ def _fmt_metrics(m: dict) -> str:
 AUGMENTED_FILE = "augmented.npz"
 
 
+def pacing_steps(config, steps_per_epoch: int) -> int:
+  """Steps the curriculum's pacing function is laid over (its clock).
+
+  `augment.pacing_epochs` epochs, or all `train.num_epochs` when it is 0.
+  With early stopping a run often ends long before num_epochs, so a
+  pacing laid over num_epochs may never admit the hard end of the pool.
+  """
+  return steps_per_epoch * (config.augment.pacing_epochs
+                            or config.train.num_epochs)
+
+
 def aug_batch_size(config, mesh) -> int:
   """Copies per step: copies_per_batch x batch, a multiple of the devices."""
   a = int(round(config.augment.copies_per_batch * config.train.batch_size))
@@ -737,12 +748,13 @@ class AugmentPool:
                                     mesh=mesh)
     self.order = curriculum.pool_order(sim)
 
-  def admitted(self, step: int, total_steps: int) -> int:
-    p = step / max(1, total_steps)
+  def admitted(self, step: int, pace_steps: int) -> int:
+    """Copies admitted at `step` of a curriculum laid over `pace_steps`."""
+    p = step / max(1, pace_steps)
     return int(curriculum.admitted_count_from_config(
         p, len(self.order), self.augment_config, self.mode))
 
-  def draw(self, step: int, total_steps: int, num: int,
+  def draw(self, step: int, pace_steps: int, num: int,
            local: slice = slice(None)) -> dict:
     """A fixed-size batch of copies drawn uniformly from the admitted part.
 
@@ -751,7 +763,7 @@ class AugmentPool:
     {'aug_inputs', 'aug_targets'} [num, L] int32, or only their `local`
     rows.
     """
-    n = self.admitted(step, total_steps)
+    n = self.admitted(step, pace_steps)
     rng = np.random.default_rng([self.seed, 7, step])
     idx = self.order[rng.integers(0, n, num)][local]
     inputs, targets = augment.shift_pairs(self.copies[idx])

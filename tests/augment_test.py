@@ -264,7 +264,8 @@ def test_validate_augment_config():
          ("ratio", 1.2), ("ratio", -0.1), ("top_m", 0), ("temperature", 0.0),
          ("reorder", 1), ("copies_per_batch", -1.0), ("loss_weight", -1),
          ("pacing", "cosine"), ("pacing_start", 0.0), ("pacing_end", 1.5),
-         ("pacing_stages", 0), ("similarity_source", "oracle"),
+         ("pacing_stages", 0), ("pacing_epochs", -1),
+         ("similarity_source", "oracle"),
          ("rescore_every", -2), ("batch_size", 0), ("warmup_epochs", -1)]
   for field, value in bad:
     a = c.augment.to_dict()

@@ -192,3 +192,19 @@ def test_augment_pool_draw_local_halves_make_up_the_draw(tiny_config):
   assert full["aug_inputs"].shape == (16, 12)
   for k in full:
     np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), full[k])
+
+
+def test_pacing_clock_is_pacing_epochs_or_num_epochs(tiny_config):
+  c = tiny_config
+  c.train.num_epochs = 200
+  assert train.pacing_steps(c, 10) == 2000
+  c.augment.pacing_epochs = 30
+  assert train.pacing_steps(c, 10) == 300
+  # Linear pacing (start 0.2, all admitted at 0.8 of the clock): with a
+  # 30-epoch clock the whole pool is in by epoch 24, not epoch 160.
+  pool = train.AugmentPool(np.zeros((100, 5), np.int32),
+                           np.arange(100, dtype=np.int32), c.augment,
+                           "diff4rec", 0)
+  assert pool.admitted(0, 300) == 20
+  assert pool.admitted(240, 300) == 100
+  assert pool.admitted(240, 2000) < 40
