@@ -183,11 +183,11 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
                             jax.random.fold_in(r_aug, j), n_orig, n_aug)
         return jax.tree.map(jnp.add, carry, ((l, a), g)), None
 
-      zeros = jax.tree.map(jnp.zeros_like, state["params"])
-      init = ((jnp.zeros(()), {k: jnp.zeros(()) for k in
-                               ("loss_orig", "loss_aug")
-                               if k != "loss_aug" or "aug_inputs" in batch}),
-              zeros)
+      aux0 = {"loss_orig": jnp.zeros(())}
+      if "aug_inputs" in batch:
+        aux0["loss_aug"] = jnp.zeros(())
+      init = ((jnp.zeros(()), aux0),
+              jax.tree.map(jnp.zeros_like, state["params"]))
       subs = jax.tree.map(lambda x: split_rows(x, chunks), batch)
       ((loss, aux), grads), _ = jax.lax.scan(
           body, init, (jnp.arange(chunks), subs))
