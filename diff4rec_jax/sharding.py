@@ -92,17 +92,9 @@ def shard_local_batch(batch, mesh: Mesh):
 def shard_batch(batch, mesh: Mesh):
   """Puts a batch (same global batch on every process) on the mesh.
 
-  One process: `device_put` with the batch sharding. Several: each process
-  hands over only its own rows (`local_rows`) through
-  `jax.make_array_from_process_local_data`, so no process sends or keeps
-  other processes' rows on its devices.
+  Each process hands over only its own rows (`local_slice`) through
+  `shard_local_batch`, so no process sends or keeps other processes' rows
+  on its devices.
   """
-  sharding = batch_sharding(mesh)
-  if jax.process_count() == 1:
-    return jax.device_put(batch, sharding)
-
-  def put(x):
-    lo, hi = local_rows(x.shape[0], mesh)
-    return jax.make_array_from_process_local_data(sharding, x[lo:hi],
-                                                  x.shape)
-  return jax.tree.map(put, batch)
+  return shard_local_batch(
+      jax.tree.map(lambda x: x[local_slice(x.shape[0], mesh)], batch), mesh)

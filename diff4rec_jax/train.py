@@ -86,7 +86,7 @@ def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
   A step over B rows can run its model in B / m chunks of m rows (gradients
   summed in a `lax.scan`, forward passes in a `lax.map`): the same result,
   but on CPU the [m, L, L] attention and [m * L, N] logits arrays stay in
-  cache (1.2-1.7x faster on the 2-core CI machine, see results/speed.md) and
+  cache (1.2-1.5x faster on the 2-core CI machine, results/speed.md) and
   peak memory drops B/m-fold. On GPU/TPU one wide batch is faster.
 
   value: -1 = auto (32 on CPU when it divides the batch into >= 2 chunks
