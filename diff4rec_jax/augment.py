@@ -609,9 +609,10 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
   key = sharding.replicate(key, mesh)
 
   def compute(idx, w):
-    b = sharding.shard_batch(
-        (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
-         idx.astype(np.uint32)), mesh)
+    loc = sharding.local_part(idx, mesh)   # this process's rows only
+    b = sharding.shard_local_batch(
+        (seqs[loc, l - w:], lengths[loc], cand[loc], prob[loc],
+         loc.astype(np.uint32)), mesh)
     return augment_batch(
         key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
         temperature=temperature, reorder=reorder, user_ids=b[4],

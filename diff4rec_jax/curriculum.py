@@ -133,8 +133,9 @@ def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
   out = np.zeros((u, copies.shape[1]), np.float32)
 
   def compute(idx, w):
-    b = sharding.shard_batch((seqs[idx, l - w:], copies[idx, :, l - w:]),
-                             mesh)
+    loc = sharding.local_part(idx, mesh)   # this process's rows only
+    b = sharding.shard_local_batch((seqs[loc, l - w:], copies[loc, :, l - w:]),
+                                   mesh)
     return similarity(item_emb, b[0], b[1])
 
   augment.run_bucketed(lengths, l, batch_size, compute,
@@ -182,9 +183,10 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
     dedupe = augment.has_repeats(cand)
 
   def compute(idx, w):
-    b = sharding.shard_batch(
-        (seqs[idx, l - w:], lengths[idx], cand[idx], prob[idx],
-         idx.astype(np.uint32)), mesh)
+    loc = sharding.local_part(idx, mesh)   # this process's rows only
+    b = sharding.shard_local_batch(
+        (seqs[loc, l - w:], lengths[loc], cand[loc], prob[loc],
+         loc.astype(np.uint32)), mesh)
     return _augment_and_score(
         key, item_emb, *b, num_copies=num_copies, ratio=ratio,
         temperature=temperature, reorder=reorder, dedupe=dedupe)

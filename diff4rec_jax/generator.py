@@ -53,6 +53,11 @@ packing a sub-bag per device would split it too but make the batches depend
 on the device count. `config.generator.batch_size` must be a multiple of the
 device count (checked, it shapes the training trajectory);
 `infer_batch_size` is rounded up to one (the output does not depend on it).
+Several processes (`jax.distributed`): each builds the (small, replicated)
+bag and hands over only its own rows of the per-user arrays; process 0
+alone writes `generator_metrics.jsonl` and the top-M file, which the others
+read after a barrier (the workdir is shared, as Orbax's multi-host
+checkpoints require).
 
 Item ids are 1-based; 0 is padding and never appears in the output except
 as filler where a user has fewer than M non-history items (probability 0).
@@ -791,6 +796,8 @@ def _read_metrics(path: str) -> list:
 
 
 def _write_metrics(path: str, records: list) -> None:
+  if not sharding.is_chief():   # run files: process 0 writes them
+    return
   tmp = f"{path}.tmp-{os.getpid()}"
   with open(tmp, "w") as f:
     for r in records:
@@ -799,6 +806,8 @@ def _write_metrics(path: str, records: list) -> None:
 
 
 def _append_metrics(path: str, record: dict) -> None:
+  if not sharding.is_chief():
+    return
   with open(path, "a") as f:
     f.write(json.dumps(record) + "\n")
 
@@ -956,7 +965,11 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
                  "alone HR@10 %.4f NDCG@10 %.4f", ev["generator"]["HR@10"],
                  ev["generator"]["NDCG@10"], ev["vae"]["HR@10"],
                  ev["vae"]["NDCG@10"])
-  save_topm(out_path, items, probs, chash, ds, extra)
+  if sharding.is_chief():
+    save_topm(out_path, items, probs, chash, ds, extra)
+  # Every process computed the same top-M (`infer_all` gathers all rows);
+  # the others read process 0's file next, so wait until it is there.
+  sharding.barrier("generator_topm")
   logging.info("generator: wrote top-%d for %d users to %s in %.1fs",
                g.top_m, ds.num_users, out_path, secs)
   return out_path

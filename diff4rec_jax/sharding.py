@@ -51,8 +51,22 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-  """Places every leaf of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places every leaf of `tree` on all devices of `mesh`.
+
+  Typed PRNG keys go through their raw key data: with several processes,
+  `device_put` refuses a key array for a sharding over other processes'
+  devices (it accepts plain arrays, which every process holds the same).
+  """
+  sharding = replicated(mesh)
+
+  def put(x):
+    if (jax.process_count() > 1 and isinstance(x, jax.Array) and
+        jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)):
+      data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.device_put(x, sharding)
+
+  return jax.tree.map(put, tree)
 
 
 def local_rows(n: int, mesh: Mesh) -> tuple[int, int]:
@@ -71,6 +85,32 @@ def local_slice(n: int, mesh: Mesh) -> slice:
   """The rows of a global batch of `n` that this process builds and feeds."""
   lo, hi = local_rows(n, mesh)
   return slice(lo, hi)
+
+
+def local_part(idx: np.ndarray, mesh: Mesh) -> np.ndarray:
+  """This process's share of a global batch given by row indices `idx` [n].
+
+  Gather the batch's arrays with the result ([n / P] indices) and hand them
+  to `shard_local_batch`: a process never builds other processes' rows.
+  """
+  return idx[local_slice(len(idx), mesh)]
+
+
+def is_chief() -> bool:
+  """Whether this process writes the run's files (process 0 does)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process gets here (no-op with one process).
+
+  Used after process 0 writes a file that the others read next (the
+  generator's top-M file): the workdir must be shared by all hosts, as
+  Orbax's multi-host checkpoints already require.
+  """
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 def shard_local_batch(batch, mesh: Mesh):

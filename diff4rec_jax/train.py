@@ -352,8 +352,7 @@ def num_train_steps(inputs, rows, batch_size, widths) -> int:
 # ----------------------------------------------------------------------------
 # Run files
 # ----------------------------------------------------------------------------
-def is_chief() -> bool:
-  return jax.process_index() == 0
+is_chief = sharding.is_chief
 
 
 class RunLog:

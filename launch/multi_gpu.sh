@@ -23,7 +23,8 @@
 #   config          --config, $CONFIG (required)
 #   workdir         --workdir, $WORKDIR (required). It must be ONE folder
 #                   that every node sees at the same path (NFS, Lustre, a
-#                   gcsfuse mount): process 0 writes the run files, and all
+#                   gcsfuse mount): process 0 writes the run files (the
+#                   others read its generator top-M file), and all
 #                   processes write and read the Orbax checkpoints there.
 #   data            $DIFF4REC_DATA_DIR as usual. Fetch the dataset ONCE
 #                   before launching (python -m diff4rec_jax.prepare

@@ -45,7 +45,8 @@
 #   --dry-run                   print the commands instead of running them
 #
 # The workdir must be ONE folder that every worker sees at the same path:
-# process 0 writes config.json, metrics.jsonl and results.json, and all
+# process 0 writes config.json, metrics.jsonl, results.json and the
+# generator's top-M file (which the other workers then read), and all
 # workers write and read the Orbax checkpoints (resume included). Use a
 # shared file system mounted on all workers: Filestore/NFS, or a Cloud
 # Storage bucket mounted with gcsfuse (e.g. /mnt/bucket/runs/ml1m). A bare
