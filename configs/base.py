@@ -35,6 +35,7 @@ def get_config():
       num_blocks=2,            # SASRec blocks / GRU layers
       num_heads=1,
       dropout=0.2,
+      init_std=0.0,            # SASRec dense kernels ~ N(0, std^2); 0: LeCun
       caser_window=5,          # Caser: L, items per convolution window
       caser_h_filters=16,      # Caser: horizontal filters per height
       caser_v_filters=4,       # Caser: vertical filters

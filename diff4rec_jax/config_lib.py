@@ -107,6 +107,7 @@ def validate(config) -> None:
     raise _err("model.hidden", "must be divisible by model.num_heads "
                f"({config.model.num_heads})", config.model.hidden)
   _in_range(config, "model.dropout", 0.0, 1.0, hi_open=True)
+  _in_range(config, "model.init_std", 0.0, 1.0)
   _choice(config, "train.loss", ("ce", "bce"))
   _choice(config, "train.optimizer", ("adam", "adamw"))
   for f in ("train.batch_size", "train.num_epochs", "train.eval_every",

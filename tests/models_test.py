@@ -73,3 +73,32 @@ def test_unknown_model_name():
   c.model.name = "bert"
   with pytest.raises(ValueError, match="config.model.name"):
     models.get_model(c.model, N, 10)
+
+
+def test_init_std_sets_dense_kernels_only():
+  """model.init_std = s draws SASRec's dense kernels from N(0, s^2) (the
+  SASRec+ recipe); 0 keeps flax's LeCun normal (std 1/sqrt(fan_in))."""
+  c = base.get_config()
+  c.model.hidden = 64
+  seq = jnp.zeros((1, 10), jnp.int32)
+  kernels = {}
+  for std in (0.0, 0.02):
+    c.model.init_std = std
+    m = models.get_model(c.model, num_items=500, max_len=10)
+    p = m.init(jax.random.key(0), seq)["params"]
+    kernels[std] = np.concatenate([
+        np.ravel(p[blk][name]["kernel"]) for blk in ("attn_0", "attn_1")
+        for name in ("query", "key", "value", "out")] + [
+            np.ravel(p["ffn_0"][fc]["kernel"]) for fc in ("fc1", "fc2")])
+    # The embeddings keep their own N(0, 0.02^2) either way.
+    assert abs(np.std(p["item_embed"]["embedding"]) - 0.02) < 0.002
+  assert abs(np.std(kernels[0.02]) - 0.02) < 0.001
+  assert abs(np.std(kernels[0.0]) - 64 ** -0.5) < 0.01
+
+
+def test_init_std_out_of_range_is_named():
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  c = base.get_config()
+  c.model.init_std = -0.1
+  with pytest.raises(ValueError, match="model.init_std"):
+    config_lib.validate(c)

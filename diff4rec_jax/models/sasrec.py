@@ -7,6 +7,10 @@ after every block, and a final layer norm. Attention masks both future
 positions and padding keys, so the outputs at real positions do not depend on
 how much left padding there is (positions are counted from the right end),
 which lets evaluation and length-bucketed batches use narrower arrays.
+
+`init_std` > 0 draws every dense kernel from N(0, init_std^2) with zero
+biases, as the SASRec+ code (Klenitskiy & Vasilev, RecSys 2023) does with
+0.02; 0 keeps flax's defaults (LeCun normal, std 1/sqrt(fan_in)).
 """
 
 import flax.linen as nn
@@ -16,15 +20,24 @@ import jax.numpy as jnp
 EMBED_INIT = nn.initializers.normal(stddev=0.02)
 
 
+def kernel_init(init_std: float):
+  """Dense kernel initializer: N(0, init_std^2), or LeCun normal if 0."""
+  if init_std > 0:
+    return nn.initializers.normal(stddev=init_std)
+  return nn.initializers.lecun_normal()
+
+
 class PointWiseFFN(nn.Module):
   hidden: int
   dropout: float
+  init_std: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool):
-    y = nn.Dense(self.hidden, name="fc1")(x)
+    init = kernel_init(self.init_std)
+    y = nn.Dense(self.hidden, kernel_init=init, name="fc1")(x)
     y = nn.Dropout(self.dropout)(nn.relu(y), deterministic=not train)
-    y = nn.Dense(self.hidden, name="fc2")(y)
+    y = nn.Dense(self.hidden, kernel_init=init, name="fc2")(y)
     y = nn.Dropout(self.dropout)(y, deterministic=not train)
     return x + y
 
@@ -41,12 +54,14 @@ class SelfAttention(nn.Module):
   num_heads: int
   features: int
   dropout: float
+  init_std: float = 0.0
 
   @nn.compact
   def __call__(self, q_in, kv_in, mask, deterministic: bool):
     h = self.num_heads
     dh = self.features // h
-    dense = lambda name: nn.DenseGeneral((h, dh), name=name)
+    init = kernel_init(self.init_std)
+    dense = lambda name: nn.DenseGeneral((h, dh), kernel_init=init, name=name)
     q = dense("query")(q_in) / jnp.sqrt(dh).astype(q_in.dtype)  # [B,Q,H,Dh]
     k = dense("key")(kv_in)
     v = dense("value")(kv_in)
@@ -58,7 +73,8 @@ class SelfAttention(nn.Module):
                                   (1, 1) + w.shape[2:])
       w = jnp.where(keep, w / (1 - self.dropout), 0.0)
     out = jnp.einsum("bhqk,bkhd->bqhd", w, v)
-    return nn.DenseGeneral(self.features, axis=(-2, -1), name="out")(out)
+    return nn.DenseGeneral(self.features, axis=(-2, -1), kernel_init=init,
+                           name="out")(out)
 
 
 class SASRec(nn.Module):
@@ -69,6 +85,7 @@ class SASRec(nn.Module):
   num_heads: int = 1
   max_len: int = 200
   dropout: float = 0.2
+  init_std: float = 0.0
 
   def setup(self):
     self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
@@ -77,10 +94,11 @@ class SASRec(nn.Module):
                               embedding_init=EMBED_INIT)
     self.emb_dropout = nn.Dropout(self.dropout)
     self.attn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
-    self.attn = [SelfAttention(self.num_heads, self.hidden, self.dropout)
+    self.attn = [SelfAttention(self.num_heads, self.hidden, self.dropout,
+                               self.init_std)
                  for _ in range(self.num_blocks)]
     self.ffn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
-    self.ffn = [PointWiseFFN(self.hidden, self.dropout)
+    self.ffn = [PointWiseFFN(self.hidden, self.dropout, self.init_std)
                 for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(epsilon=1e-8)
 
