@@ -123,6 +123,9 @@ def get_config():
       reorder=True,            # shuffle each copy (Algorithm 1 line 8)
       copies_per_batch=1.0,    # copies drawn per step = this x batch_size
       loss_weight=1.0,         # weight of the augmented loss (Eq. 10)
+      curriculum_scope="global",  # global: one easy-to-hard sort of all
+                               # copies | per_user: rounds of every user's
+                               # k-th easiest copy (curriculum.pool_order)
       pacing="linear",         # linear | root | step: admitted pool fraction
       pacing_start=0.2,        # fraction of the pool admitted at step 0
       pacing_end=0.8,          # training fraction at which all are admitted

@@ -84,6 +84,7 @@ _UNUSED = 1 << 30
 
 PACINGS = ("linear", "root", "step")
 SIMILARITY_SOURCES = ("warmup", "checkpoint")
+SCOPES = ("global", "per_user")   # = curriculum.SCOPES (augment can't import it)
 
 
 # -- config -----------------------------------------------------------------
@@ -106,7 +107,7 @@ def validate_augment_config(config) -> None:
   for f in ("num_copies", "ratio", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
             "pacing_end", "pacing_stages", "pacing_epochs",
-            "similarity_source",
+            "curriculum_scope", "similarity_source",
             "similarity_checkpoint", "warmup_epochs", "rescore_every",
             "batch_size"):
     if f not in a:
@@ -128,6 +129,9 @@ def validate_augment_config(config) -> None:
   need_num("loss_weight", 0.0, None)
   if a.pacing not in PACINGS:
     raise _err("pacing", f"must be one of {PACINGS}", a.pacing)
+  if a.curriculum_scope not in SCOPES:
+    raise _err("curriculum_scope", f"must be one of {SCOPES}",
+               a.curriculum_scope)
   need_num("pacing_start", 0.0, 1.0, lo_open=True)
   need_num("pacing_end", 0.0, 1.0, lo_open=True)
   need_int("pacing_stages", 1)

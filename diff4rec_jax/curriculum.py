@@ -20,7 +20,13 @@ loads one); the caller may re-score with the current model every
 
 Pool. The U x K copies form one pool of P = U * K entries, flat index
 u * K + r. `pool_order` sorts it easy to hard (high similarity first, ties by
-index, NaN last).
+index, NaN last), over the whole pool (`scope='global'`) or in rounds
+(`scope='per_user'`): every user's easiest copy first, then every user's
+second easiest, ... (each round sorted by similarity). Algorithm 1 line 18
+indexes the sort by the copy r alone, which reads as the latter; a global
+sort also favours users whose copies are all similar (a mean over a long
+sequence moves little when a fraction of it is replaced), so an early
+pacing stage sees only some users.
 
 Pacing. Training progress p in [0, 1] (step / total steps) maps to the
 admitted fraction of the pool by a pure function (jnp, traceable):
@@ -198,17 +204,34 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
 
 
 # -- the pool and its order -------------------------------------------------
-def pool_order(sim: np.ndarray) -> np.ndarray:
+SCOPES = augment.SCOPES   # ("global", "per_user")
+
+
+def pool_order(sim: np.ndarray, scope: str = "global") -> np.ndarray:
   """Flat pool indices u * K + r, easy to hard.
 
   Args:
     sim: [U, K] similarities.
+    scope: 'global': one sort of all U * K copies; 'per_user': rounds, round
+      j holding every user's (j+1)-th most similar copy, rounds in order
+      and each round sorted by similarity.
   Returns:
-    [U * K] int32: highest similarity first, ties by index, NaN last.
+    [U * K] int32: highest similarity first, ties by index, NaN last
+    (within a round for 'per_user').
   """
-  flat = np.asarray(sim, np.float64).ravel()
+  sim = np.asarray(sim, np.float64)
+  flat = sim.ravel()
   key = np.where(np.isnan(flat), np.inf, -flat)
-  return np.argsort(key, kind="stable").astype(np.int32)
+  if scope == "global":
+    return np.argsort(key, kind="stable").astype(np.int32)
+  if scope != "per_user":
+    raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+  u, k = sim.shape
+  # Rank of each copy among its user's K copies (0 = easiest).
+  within = np.argsort(key.reshape(u, k), axis=1, kind="stable")
+  rank = np.empty_like(within)
+  np.put_along_axis(rank, within, np.arange(k)[None, :], axis=1)
+  return np.lexsort((key, rank.ravel())).astype(np.int32)
 
 
 def split_index(index, num_copies: int):

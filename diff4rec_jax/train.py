@@ -745,7 +745,8 @@ class AugmentPool:
     sim = curriculum.similarity_all(item_emb, self.orig, copies,
                                     batch_size=self.augment_config.batch_size,
                                     mesh=mesh)
-    self.order = curriculum.pool_order(sim)
+    self.order = curriculum.pool_order(
+        sim, self.augment_config.get("curriculum_scope", "global"))
 
   def admitted(self, step: int, pace_steps: int) -> int:
     """Copies admitted at `step` of a curriculum laid over `pace_steps`."""
@@ -820,6 +821,8 @@ def _augment_hash(config, ds) -> str:
           "generator": config.generator.to_dict(), "model": (
               config.model.to_dict() if config.augment.similarity_source ==
               "warmup" else None)}
+  if a.curriculum_scope != "global":   # the export's `rank` follows it
+    keys["curriculum_scope"] = a.curriculum_scope
   return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()
 
 
@@ -868,7 +871,7 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
       batch_size=a.batch_size, mesh=mesh)
   sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
                                   batch_size=a.batch_size, mesh=mesh)
-  order = curriculum.pool_order(sim)
+  order = curriculum.pool_order(sim, a.curriculum_scope)
   rank = np.empty(order.size, np.int32)
   rank[order] = np.arange(order.size, dtype=np.int32)
   logging.info("augmentation: %d users x %d copies in %.1fs; similarity "
@@ -887,7 +890,7 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
 def _pool(config, copies, sim, orig=None) -> AugmentPool:
   u, k, l = copies.shape
   if config.mode == "diff4rec":
-    order = curriculum.pool_order(sim)
+    order = curriculum.pool_order(sim, config.augment.curriculum_scope)
   else:  # 'aug': every copy admitted from the start, order irrelevant
     order = np.arange(u * k, dtype=np.int32)
   return AugmentPool(copies=copies.reshape(u * k, l), order=order,

@@ -263,7 +263,8 @@ def test_validate_augment_config():
   bad = [("num_copies", -1), ("num_copies", 2.5), ("num_copies", 0),
          ("ratio", 1.2), ("ratio", -0.1), ("top_m", 0), ("temperature", 0.0),
          ("reorder", 1), ("copies_per_batch", -1.0), ("loss_weight", -1),
-         ("pacing", "cosine"), ("pacing_start", 0.0), ("pacing_end", 1.5),
+         ("pacing", "cosine"), ("curriculum_scope", "user"),
+         ("pacing_start", 0.0), ("pacing_end", 1.5),
          ("pacing_stages", 0), ("pacing_epochs", -1),
          ("similarity_source", "oracle"),
          ("rescore_every", -2), ("batch_size", 0), ("warmup_epochs", -1)]

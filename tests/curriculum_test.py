@@ -131,6 +131,29 @@ def test_pool_order():
   np.testing.assert_array_equal(u * 2 + r, order)
 
 
+def test_pool_order_per_user_rounds():
+  # Global: 0.9, 0.8 (user 0) before 0.3, 0.2 (user 1). Per user: round 0
+  # = each user's easiest copy (0, then 2), round 1 = the rest (1, 3).
+  sim = np.array([[0.9, 0.8], [0.3, 0.2]])
+  np.testing.assert_array_equal(curriculum.pool_order(sim), [0, 1, 2, 3])
+  np.testing.assert_array_equal(curriculum.pool_order(sim, "per_user"),
+                                [0, 2, 1, 3])
+  # NaN is last within its user; equal keys keep index order.
+  sim = np.array([[0.5, 0.8], [np.nan, 0.2], [0.8, 0.5]])
+  order = curriculum.pool_order(sim, "per_user")
+  np.testing.assert_array_equal(order, [1, 4, 3, 0, 5, 2])
+  assert order.dtype == np.int32
+  # Any prefix of k * U entries holds exactly k copies of every user.
+  rng = np.random.default_rng(0)
+  sim = rng.normal(size=(50, 7))
+  users = curriculum.pool_order(sim, "per_user") // 7
+  for k in range(1, 8):
+    np.testing.assert_array_equal(np.bincount(users[:50 * k], minlength=50),
+                                  np.full(50, k))
+  with pytest.raises(ValueError, match="scope"):
+    curriculum.pool_order(sim, "per_item")
+
+
 def test_sampler_admitted_only_and_compiles_once():
   rng = np.random.default_rng(0)
   order = jnp.asarray(rng.permutation(5000).astype(np.int32))
