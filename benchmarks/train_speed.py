@@ -9,9 +9,14 @@ Prints, as medians of several timed repeats:
   the same process;
 * the time to evaluate all 6,040 ML-1M users with full ranking.
 
+Settings compared in one process (repeats interleaved, ratios to the first):
+every `--micro` value (config.train.micro_batch) x every `--attn_blocks`
+value (config.model.attn_blocks, SASRec's causal query blocks).
+
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
-      [--steps=20] [--repeats=5] [--model=sasrec]
+      [--steps=20] [--repeats=5] [--model=sasrec] [--micro=0,-1] \
+      [--attn_blocks=1,4]
 """
 
 import argparse
@@ -53,13 +58,19 @@ def step_flops(jitted, *args):
   return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
+def _model(config, num_items, variant):
+  """The recommender with variant = (micro_batch, attn_blocks)."""
+  c = config.copy_and_resolve_references()
+  c.model.attn_blocks = variant[1]
+  return models.get_model(c.model, num_items, c.data.max_len)
+
+
 def bench_train(config, ds, steps, repeats, mesh, micros):
-  """Interleaved timed repeats of each micro-batch setting in `micros`.
+  """Interleaved timed repeats of each (micro_batch, attn_blocks) in `micros`.
 
   Returns {micro: (median seq/s, GFLOP/s achieved, [seq/s per repeat])}.
   """
   tc = config.train
-  model = models.get_model(config.model, ds.num_items, config.data.max_len)
   tx = train.make_optimizer(tc)
   inputs, targets = ds.train_arrays(config.data.max_len)
   rows = np.flatnonzero((targets > 0).any(axis=1))
@@ -76,7 +87,9 @@ def bench_train(config, ds, steps, repeats, mesh, micros):
   tokens = sum(b["inputs"].shape[1] for b in batches) / len(batches)
   steps_, states, flops = {}, {}, {}
   for mb in micros:
-    m_rows = train.resolve_micro_batch(mb, tc.batch_size, mesh.devices.size)
+    model = _model(config, ds.num_items, mb)
+    m_rows = train.resolve_micro_batch(mb[0], tc.batch_size,
+                                       mesh.devices.size)
     steps_[mb] = train.make_train_step(model, tx, tc.loss, ds.num_items,
                                        micro_batch=m_rows)
     states[mb] = sharding.replicate(
@@ -106,15 +119,16 @@ def bench_train(config, ds, steps, repeats, mesh, micros):
 def bench_eval(config, ds, repeats, mesh, micros):
   """{micro: (median s, [s per repeat])} for evaluating all test users."""
   tc = config.train
-  model = models.get_model(config.model, ds.num_items, config.data.max_len)
+  model = _model(config, ds.num_items, micros[0])
   params = model.init(jax.random.key(0), jnp.zeros((1, config.data.max_len),
                                                    jnp.int32))["params"]
   params = sharding.replicate(params, mesh)
   evalset = train.EvalSet.build(ds, "test", config.data.max_len)
   widths = train.bucket_widths(config)
   steps_, times = {}, {mb: [] for mb in micros}
-  for mb in micros:
-    m_rows = train.resolve_micro_batch(mb, tc.eval_batch_size,
+  for mb in micros:   # the variants share the params (same param tree)
+    model = _model(config, ds.num_items, mb)
+    m_rows = train.resolve_micro_batch(mb[0], tc.eval_batch_size,
                                        mesh.devices.size)
     steps_[mb] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                                       tc.mask_history, m_rows)
@@ -129,8 +143,10 @@ def bench_eval(config, ds, repeats, mesh, micros):
   return {mb: (statistics.median(times[mb]), times[mb]) for mb in micros}
 
 
-def _micro_name(mb):
-  return {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
+def _micro_name(variant):
+  mb, blocks = variant
+  name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
+  return name if blocks == 1 else f"{name}, attn_blocks {blocks}"
 
 
 def main():
@@ -142,8 +158,12 @@ def main():
   p.add_argument("--micro", default="0,-1",
                  help="config.train.micro_batch values compared in one run "
                  "(repeats interleaved); ratios are to the first")
+  p.add_argument("--attn_blocks", default="1",
+                 help="config.model.attn_blocks values compared likewise "
+                 "(SASRec); each is paired with every --micro value")
   args = p.parse_args()
-  micros = [int(t) for t in args.micro.split(",")]
+  micros = [(int(m), int(b)) for m in args.micro.split(",")
+            for b in args.attn_blocks.split(",")]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")

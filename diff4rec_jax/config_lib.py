@@ -100,6 +100,7 @@ def validate(config) -> None:
     raise _err("data.max_len", "must be an integer >= 2", v)
   _choice(config, "model.name", models.RECOMMENDERS)
   for f in ("model.hidden", "model.num_blocks", "model.num_heads",
+            "model.attn_blocks",
             "model.caser_window", "model.caser_h_filters",
             "model.caser_v_filters"):
     _positive_int(config, f)

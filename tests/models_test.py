@@ -102,3 +102,41 @@ def test_init_std_out_of_range_is_named():
   c.model.init_std = -0.1
   with pytest.raises(ValueError, match="model.init_std"):
     config_lib.validate(c)
+
+
+@pytest.mark.parametrize("length", [128, 70])
+def test_causal_attention_blocks_give_the_same_outputs(length):
+  """model.attn_blocks: the blocked causal attention equals the full one
+  (forward, last_only and gradients; dropout off) at a width that splits
+  into 4 blocks of 32 and one that splits into 2 uneven blocks."""
+  c = base.get_config()
+  c.model.hidden, c.model.num_heads, c.model.dropout = 32, 2, 0.0
+  rng = np.random.default_rng(1)
+  seq = rng.integers(1, N + 1, (3, length)).astype(np.int32)
+  seq[0, :length // 2] = 0            # left padding
+  seq = jnp.asarray(seq)
+  # A random projection of the outputs (a sum of squares of layer-normed
+  # outputs would be constant, its gradient pure rounding noise).
+  w = jnp.asarray(rng.normal(size=(3, length, 32)), jnp.float32)
+  out, grads, dots = {}, {}, {}
+  for blocks in (1, 4):
+    c.model.attn_blocks = blocks
+    m = models.get_model(c.model, N, 200)
+    p = m.init(jax.random.key(0), seq)["params"]
+    dots[blocks] = str(jax.make_jaxpr(lambda p, m=m: m.apply(
+        {"params": p}, seq))(p)).count("dot_general")
+    out[blocks] = (m.apply({"params": p}, seq),
+                   m.apply({"params": p}, seq, last_only=True))
+    grads[blocks] = jax.grad(lambda p, m=m, w=w: jnp.sum(m.apply(
+        {"params": p}, seq, train=True, rngs={"dropout": jax.random.key(2)})
+        * w))(p)
+  # The blocked path ran: 2 attention products per extra block and layer.
+  n = min(4, length // 32)
+  assert dots[4] == dots[1] + 2 * 2 * (n - 1), dots
+  for a, b in zip(out[1], out[4]):
+    np.testing.assert_allclose(a, b, atol=2e-5)
+  # Tolerance on the scale of the whole gradient: some leaves (the key
+  # biases: softmax ignores a constant shift) are zero up to rounding.
+  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads[1]))
+  for a, b in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[4])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)

@@ -20,7 +20,8 @@ def get_model(model_config, num_items: int, max_len: int):
   if name == "sasrec":
     return SASRec(num_blocks=model_config.num_blocks,
                   num_heads=model_config.num_heads,
-                  init_std=model_config.get("init_std", 0.0), **common)
+                  init_std=model_config.get("init_std", 0.0),
+                  attn_blocks=model_config.get("attn_blocks", 1), **common)
   if name == "gru4rec":
     return GRU4Rec(num_blocks=model_config.num_blocks, **common)
   if name == "caser":
