@@ -65,8 +65,8 @@ def _model(config, num_items, variant):
   return models.get_model(c.model, num_items, c.data.max_len)
 
 
-def bench_train(config, ds, steps, repeats, mesh, micros):
-  """Interleaved timed repeats of each (micro_batch, attn_blocks) in `micros`.
+def bench_train(config, ds, steps, repeats, mesh, variants):
+  """Interleaved timed repeats of each (micro_batch, attn_blocks) variant.
 
   Returns {micro: (median seq/s, GFLOP/s achieved, [seq/s per repeat])}.
   """
@@ -86,7 +86,7 @@ def bench_train(config, ds, steps, repeats, mesh, micros):
              for b in batches)
   tokens = sum(b["inputs"].shape[1] for b in batches) / len(batches)
   steps_, states, flops = {}, {}, {}
-  for mb in micros:
+  for mb in variants:
     model = _model(config, ds.num_items, mb)
     m_rows = train.resolve_micro_batch(mb[0], tc.batch_size,
                                        mesh.devices.size)
@@ -101,32 +101,32 @@ def bench_train(config, ds, steps, repeats, mesh, micros):
     # FLOPs: the full-width step's count scaled by the tokens actually fed.
     flops[mb] = step_flops(steps_[mb], states[mb], full, key) * (
         tokens / config.data.max_len)
-  rates = {mb: [] for mb in micros}
+  rates = {mb: [] for mb in variants}
   for _ in range(repeats):
-    for mb in micros:
+    for mb in variants:
       t = time.perf_counter()
       for b in batches:
         states[mb], m = steps_[mb](states[mb], b, key)
       m["loss"].block_until_ready()
       rates[mb].append(seqs / (time.perf_counter() - t))
   out = {}
-  for mb in micros:
+  for mb in variants:
     rate = statistics.median(rates[mb])
-    out[mb] = (rate, flops[micros[0]] * rate / tc.batch_size, rates[mb])
+    out[mb] = (rate, flops[variants[0]] * rate / tc.batch_size, rates[mb])
   return out
 
 
-def bench_eval(config, ds, repeats, mesh, micros):
+def bench_eval(config, ds, repeats, mesh, variants):
   """{micro: (median s, [s per repeat])} for evaluating all test users."""
   tc = config.train
-  model = _model(config, ds.num_items, micros[0])
+  model = _model(config, ds.num_items, variants[0])
   params = model.init(jax.random.key(0), jnp.zeros((1, config.data.max_len),
                                                    jnp.int32))["params"]
   params = sharding.replicate(params, mesh)
   evalset = train.EvalSet.build(ds, "test", config.data.max_len)
   widths = train.bucket_widths(config)
-  steps_, times = {}, {mb: [] for mb in micros}
-  for mb in micros:   # the variants share the params (same param tree)
+  steps_, times = {}, {mb: [] for mb in variants}
+  for mb in variants:   # the variants share the params (same param tree)
     model = _model(config, ds.num_items, mb)
     m_rows = train.resolve_micro_batch(mb[0], tc.eval_batch_size,
                                        mesh.devices.size)
@@ -135,15 +135,15 @@ def bench_eval(config, ds, repeats, mesh, micros):
     train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size, widths,
                    mesh)
   for _ in range(repeats):
-    for mb in micros:
+    for mb in variants:
       t = time.perf_counter()
       train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size, widths,
                      mesh)
       times[mb].append(time.perf_counter() - t)
-  return {mb: (statistics.median(times[mb]), times[mb]) for mb in micros}
+  return {mb: (statistics.median(times[mb]), times[mb]) for mb in variants}
 
 
-def _micro_name(variant):
+def _variant_name(variant):
   mb, blocks = variant
   name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
   return name if blocks == 1 else f"{name}, attn_blocks {blocks}"
@@ -162,7 +162,7 @@ def main():
                  help="config.model.attn_blocks values compared likewise "
                  "(SASRec); each is paired with every --micro value")
   args = p.parse_args()
-  micros = [(int(m), int(b)) for m in args.micro.split(",")
+  variants = [(int(m), int(b)) for m in args.micro.split(",")
             for b in args.attn_blocks.split(",")]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
@@ -186,22 +186,23 @@ def main():
     c.train.loss, c.model.hidden, c.model.dropout = (s["loss"], s["hidden"],
                                                      s["dropout"])
     c.model.num_heads = 1
-    res = bench_train(c, ds, args.steps, args.repeats, mesh, micros)
+    res = bench_train(c, ds, args.steps, args.repeats, mesh, variants)
     for mb, (rate, fps, rates) in res.items():
       print(f"train {args.model} {name:3s} (hidden {s['hidden']}, L 200, "
-            f"batch 128, {_micro_name(mb)}): {rate:.0f} seq/s median of "
+            f"batch 128, {_variant_name(mb)}): {rate:.0f} seq/s median of "
             f"{args.repeats} [{', '.join(f'{r:.0f}' for r in rates)}]; "
             f"{fps / 1e9:.1f} GFLOP/s = {fps / peak:.2f} of matmul peak; "
-            f"x{rate / res[micros[0]][0]:.2f} vs {_micro_name(micros[0])}")
+            f"x{rate / res[variants[0]][0]:.2f} vs "
+            f"{_variant_name(variants[0])}")
   if not args.only or args.only == "eval":
     c = ml1m.get_config()
     c.model.name = args.model
-    res = bench_eval(c, ds, args.repeats, mesh, micros)
+    res = bench_eval(c, ds, args.repeats, mesh, variants)
     for mb, (med, times) in res.items():
       print(f"full-ranking eval of all {ds.num_users} users (hidden 64, L "
-            f"200, {ds.num_items} items, history masked, {_micro_name(mb)}): "
+            f"200, {ds.num_items} items, history masked, {_variant_name(mb)}): "
             f"{med:.2f} s median [{', '.join(f'{t:.2f}' for t in times)}]; "
-            f"x{res[micros[0]][0] / med:.2f} vs {_micro_name(micros[0])}")
+            f"x{res[variants[0]][0] / med:.2f} vs {_variant_name(variants[0])}")
 
 
 if __name__ == "__main__":

@@ -745,8 +745,8 @@ class AugmentPool:
     sim = curriculum.similarity_all(item_emb, self.orig, copies,
                                     batch_size=self.augment_config.batch_size,
                                     mesh=mesh)
-    self.order = curriculum.pool_order(
-        sim, self.augment_config.get("curriculum_scope", "global"))
+    self.order = curriculum.pool_order(sim,
+                                       self.augment_config.curriculum_scope)
 
   def admitted(self, step: int, pace_steps: int) -> int:
     """Copies admitted at `step` of a curriculum laid over `pace_steps`."""
@@ -884,13 +884,16 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
              rank=rank.reshape(sim.shape), user_ids=ds.user_ids,
              config_hash=np.array(chash))
     os.replace(tmp, path)
-  return _pool(config, copies, sim, seqs)
+  return _pool(config, copies, sim, seqs, order)
 
 
-def _pool(config, copies, sim, orig=None) -> AugmentPool:
+def _pool(config, copies, sim, orig=None, order=None) -> AugmentPool:
+  """The training pool; `order`: `curriculum.pool_order(sim, scope)` if
+  already computed (diff4rec mode only)."""
   u, k, l = copies.shape
   if config.mode == "diff4rec":
-    order = curriculum.pool_order(sim, config.augment.curriculum_scope)
+    if order is None:
+      order = curriculum.pool_order(sim, config.augment.curriculum_scope)
   else:  # 'aug': every copy admitted from the start, order irrelevant
     order = np.arange(u * k, dtype=np.int32)
   return AugmentPool(copies=copies.reshape(u * k, l), order=order,
