@@ -129,6 +129,9 @@ def get_config():
       curriculum_scope="global",  # global: one easy-to-hard sort of all
                                # copies | per_user: rounds of every user's
                                # k-th easiest copy (curriculum.pool_order)
+      curriculum_direction="easy_first",  # easy_first: the paper (most
+                               # similar first) | hard_first: the reverse,
+                               # a control for the curriculum's own effect
       pacing="linear",         # linear | root | step: admitted pool fraction
       pacing_start=0.2,        # fraction of the pool admitted at step 0
       pacing_end=0.8,          # training fraction at which all are admitted

@@ -85,6 +85,7 @@ _UNUSED = 1 << 30
 PACINGS = ("linear", "root", "step")
 SIMILARITY_SOURCES = ("warmup", "checkpoint")
 SCOPES = ("global", "per_user")   # = curriculum.SCOPES (augment can't import it)
+DIRECTIONS = ("easy_first", "hard_first")   # = curriculum.DIRECTIONS
 
 
 # -- config -----------------------------------------------------------------
@@ -107,7 +108,7 @@ def validate_augment_config(config) -> None:
   for f in ("num_copies", "ratio", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
             "pacing_end", "pacing_stages", "pacing_epochs",
-            "curriculum_scope", "similarity_source",
+            "curriculum_scope", "curriculum_direction", "similarity_source",
             "similarity_checkpoint", "warmup_epochs", "rescore_every",
             "batch_size"):
     if f not in a:
@@ -132,6 +133,9 @@ def validate_augment_config(config) -> None:
   if a.curriculum_scope not in SCOPES:
     raise _err("curriculum_scope", f"must be one of {SCOPES}",
                a.curriculum_scope)
+  if a.curriculum_direction not in DIRECTIONS:
+    raise _err("curriculum_direction", f"must be one of {DIRECTIONS}",
+               a.curriculum_direction)
   need_num("pacing_start", 0.0, 1.0, lo_open=True)
   need_num("pacing_end", 0.0, 1.0, lo_open=True)
   need_int("pacing_stages", 1)

@@ -205,29 +205,37 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
 
 # -- the pool and its order -------------------------------------------------
 SCOPES = augment.SCOPES   # ("global", "per_user")
+DIRECTIONS = augment.DIRECTIONS   # ("easy_first", "hard_first")
 
 
-def pool_order(sim: np.ndarray, scope: str = "global") -> np.ndarray:
-  """Flat pool indices u * K + r, easy to hard.
+def pool_order(sim: np.ndarray, scope: str = "global",
+               direction: str = "easy_first") -> np.ndarray:
+  """Flat pool indices u * K + r in curriculum order.
 
   Args:
     sim: [U, K] similarities.
     scope: 'global': one sort of all U * K copies; 'per_user': rounds, round
-      j holding every user's (j+1)-th most similar copy, rounds in order
-      and each round sorted by similarity.
+      j holding every user's (j+1)-th copy in `direction`, rounds in order
+      and each round sorted the same way.
+    direction: 'easy_first' (the paper: highest similarity first) or
+      'hard_first' (lowest first; a control for the curriculum's effect).
   Returns:
-    [U * K] int32: highest similarity first, ties by index, NaN last
-    (within a round for 'per_user').
+    [U * K] int32: in `direction`, ties by index, NaN last (within a round
+    for 'per_user').
   """
+  if direction not in DIRECTIONS:
+    raise ValueError(f"direction must be one of {DIRECTIONS}, "
+                     f"got {direction!r}")
   sim = np.asarray(sim, np.float64)
   flat = sim.ravel()
-  key = np.where(np.isnan(flat), np.inf, -flat)
+  key = -flat if direction == "easy_first" else flat
+  key = np.where(np.isnan(flat), np.inf, key)
   if scope == "global":
     return np.argsort(key, kind="stable").astype(np.int32)
   if scope != "per_user":
     raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
   u, k = sim.shape
-  # Rank of each copy among its user's K copies (0 = easiest).
+  # Rank of each copy among its user's K copies (0 = first admitted).
   within = np.argsort(key.reshape(u, k), axis=1, kind="stable")
   rank = np.empty_like(within)
   np.put_along_axis(rank, within, np.arange(k)[None, :], axis=1)

@@ -745,8 +745,9 @@ class AugmentPool:
     sim = curriculum.similarity_all(item_emb, self.orig, copies,
                                     batch_size=self.augment_config.batch_size,
                                     mesh=mesh)
-    self.order = curriculum.pool_order(sim,
-                                       self.augment_config.curriculum_scope)
+    self.order = curriculum.pool_order(
+        sim, self.augment_config.curriculum_scope,
+        self.augment_config.curriculum_direction)
 
   def admitted(self, step: int, pace_steps: int) -> int:
     """Copies admitted at `step` of a curriculum laid over `pace_steps`."""
@@ -823,6 +824,8 @@ def _augment_hash(config, ds) -> str:
               "warmup" else None)}
   if a.curriculum_scope != "global":   # the export's `rank` follows it
     keys["curriculum_scope"] = a.curriculum_scope
+  if a.curriculum_direction != "easy_first":
+    keys["curriculum_direction"] = a.curriculum_direction
   return hashlib.sha1(json.dumps(keys, sort_keys=True).encode()).hexdigest()
 
 
@@ -837,7 +840,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
     copies [U, K, L] int32  augmented training sequences, left-padded
     orig   [U, L] int32     the original training sequence S_u
     sim    [U, K] float32   Sim_{u,r} of Eq. 11 (cosine of mean embeddings)
-    rank   [U, K] int32     curriculum position (0 = easiest = most similar)
+    rank   [U, K] int32     curriculum position (0 = first admitted: the
+                            most similar, or the least with 'hard_first')
     user_ids [U] int64      dataset user ids of the rows
     config_hash             hash of the settings that made the file
   """
@@ -871,7 +875,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
       batch_size=a.batch_size, mesh=mesh)
   sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
                                   batch_size=a.batch_size, mesh=mesh)
-  order = curriculum.pool_order(sim, a.curriculum_scope)
+  order = curriculum.pool_order(sim, a.curriculum_scope,
+                                a.curriculum_direction)
   rank = np.empty(order.size, np.int32)
   rank[order] = np.arange(order.size, dtype=np.int32)
   logging.info("augmentation: %d users x %d copies in %.1fs; similarity "
@@ -893,7 +898,8 @@ def _pool(config, copies, sim, orig=None, order=None) -> AugmentPool:
   u, k, l = copies.shape
   if config.mode == "diff4rec":
     if order is None:
-      order = curriculum.pool_order(sim, config.augment.curriculum_scope)
+      order = curriculum.pool_order(sim, config.augment.curriculum_scope,
+                                    config.augment.curriculum_direction)
   else:  # 'aug': every copy admitted from the start, order irrelevant
     order = np.arange(u * k, dtype=np.int32)
   return AugmentPool(copies=copies.reshape(u * k, l), order=order,

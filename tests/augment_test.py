@@ -264,6 +264,7 @@ def test_validate_augment_config():
          ("ratio", 1.2), ("ratio", -0.1), ("top_m", 0), ("temperature", 0.0),
          ("reorder", 1), ("copies_per_batch", -1.0), ("loss_weight", -1),
          ("pacing", "cosine"), ("curriculum_scope", "user"),
+         ("curriculum_direction", "backwards"),
          ("pacing_start", 0.0), ("pacing_end", 1.5),
          ("pacing_stages", 0), ("pacing_epochs", -1),
          ("similarity_source", "oracle"),

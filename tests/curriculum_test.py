@@ -154,6 +154,25 @@ def test_pool_order_per_user_rounds():
     curriculum.pool_order(sim, "per_item")
 
 
+def test_pool_order_hard_first():
+  # The reverse of easy_first on distinct similarities, NaN still last.
+  sim = np.array([[0.1, 0.9], [np.nan, 0.5], [0.9, -1.0]])
+  np.testing.assert_array_equal(
+      curriculum.pool_order(sim, direction="hard_first"), [5, 0, 3, 1, 4, 2])
+  rng = np.random.default_rng(1)
+  sim = rng.normal(size=(40, 6))
+  np.testing.assert_array_equal(
+      curriculum.pool_order(sim, direction="hard_first"),
+      curriculum.pool_order(sim)[::-1])
+  # Per user: round 0 holds every user's least similar copy.
+  order = curriculum.pool_order(sim, "per_user", "hard_first")
+  u, r = curriculum.split_index(order[:40], 6)
+  np.testing.assert_array_equal(np.sort(u), np.arange(40))
+  np.testing.assert_array_equal(r, sim[u].argmin(axis=1))
+  with pytest.raises(ValueError, match="direction"):
+    curriculum.pool_order(sim, direction="random")
+
+
 def test_sampler_admitted_only_and_compiles_once():
   rng = np.random.default_rng(0)
   order = jnp.asarray(rng.permutation(5000).astype(np.int32))
