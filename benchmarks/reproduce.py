@@ -89,7 +89,9 @@ ABLATION_DATASETS = ("beauty", "yelp", "steam")
 # Fields the grid sets itself; --overrides may not touch them.
 GRID_FIELDS = ("mode", "model.name", "seed", "data.name")
 # Fields that may differ between a run and its config without changing it.
-IGNORED_FIELDS = ("data.dir", "data.path", "train.log_every_steps")
+# = config_lib.RESUMABLE_FIELDS (not imported: this runner stays free of JAX)
+IGNORED_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
+                  "model.attn_blocks", "train.micro_batch")
 
 MAIN_METRICS = ("HR@10", "NDCG@10")
 MORE_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR")

@@ -98,9 +98,15 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
     for b in batches:     # compile every width before timing
       states[mb], m = steps_[mb](states[mb], b, key)
     m["loss"].block_until_ready()
-    # FLOPs: the full-width step's count scaled by the tokens actually fed.
-    flops[mb] = step_flops(steps_[mb], states[mb], full, key) * (
-        tokens / config.data.max_len)
+    if not flops:
+      # FLOPs of the first variant, counted on its step compiled without
+      # micro-batching (XLA's cost analysis counts a loop body once, so a
+      # micro-batched step would read batch / micro times too low): the
+      # full-width count scaled by the tokens actually fed.
+      whole = train.make_train_step(model, tx, tc.loss, ds.num_items,
+                                    micro_batch=0)
+      flops[mb] = step_flops(whole, states[mb], full, key) * (
+          tokens / config.data.max_len)
   rates = {mb: [] for mb in variants}
   for _ in range(repeats):
     for mb in variants:

@@ -21,8 +21,11 @@ import ml_collections
 from diff4rec_jax import models
 
 # Fields that may differ between a run and its resumption: they change how a
-# run is carried out or reported, not what it computes.
-RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps")
+# run is carried out or reported, not what it computes. The speed settings
+# (`model.attn_blocks`, `train.micro_batch`) give the same model and update;
+# only the dropout draws differ.
+RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
+                    "model.attn_blocks", "train.micro_batch")
 
 
 def sub_block(config, name: str):

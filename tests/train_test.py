@@ -127,6 +127,26 @@ def test_workdir_of_another_config_is_refused(straight_run):
     train.train_and_evaluate(c2, wd)
 
 
+def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
+  # model.attn_blocks / train.micro_batch change how the step runs, not the
+  # model: a workdir saved with other values is not refused.
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  c, wd, _ = straight_run
+  saved = json.load(open(os.path.join(wd, "config.json")))
+  wd2 = str(tmp_path / "speed")
+  os.makedirs(wd2)
+  saved["model"]["attn_blocks"] = c.model.attn_blocks + 3
+  saved["train"]["micro_batch"] = c.train.micro_batch + 7
+  with open(os.path.join(wd2, "config.json"), "w") as f:
+    json.dump(saved, f)
+  config_lib.check_workdir(c, wd2)
+  saved["train"]["lr"] = c.train.lr * 2
+  with open(os.path.join(wd2, "config.json"), "w") as f:
+    json.dump(saved, f)
+  with pytest.raises(ValueError, match="different config.*train.lr"):
+    config_lib.check_workdir(c, wd2)
+
+
 @pytest.mark.parametrize("field, value", [
     ("data.max_len", 1), ("train.batch_size", -4), ("model.name", "bert"),
     ("train.loss", "hinge"), ("model.dropout", 1.5), ("mode", "magic"),
