@@ -893,8 +893,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
 
 
 def _pool(config, copies, sim, orig=None, order=None) -> AugmentPool:
-  """The training pool; `order`: `curriculum.pool_order(sim, scope)` if
-  already computed (diff4rec mode only)."""
+  """The training pool; `order`: `curriculum.pool_order(sim, scope,
+  direction)` if already computed (diff4rec mode only)."""
   u, k, l = copies.shape
   if config.mode == "diff4rec":
     if order is None:
