@@ -68,7 +68,7 @@ def _model(config, num_items, variant):
 def bench_train(config, ds, steps, repeats, mesh, variants):
   """Interleaved timed repeats of each (micro_batch, attn_blocks) variant.
 
-  Returns {micro: (median seq/s, GFLOP/s achieved, [seq/s per repeat])}.
+  Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat])}.
   """
   tc = config.train
   tx = train.make_optimizer(tc)
@@ -123,7 +123,7 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
 
 
 def bench_eval(config, ds, repeats, mesh, variants):
-  """{micro: (median s, [s per repeat])} for evaluating all test users."""
+  """{variant: (median s, [s per repeat])} for evaluating all test users."""
   tc = config.train
   model = _model(config, ds.num_items, variants[0])
   params = model.init(jax.random.key(0), jnp.zeros((1, config.data.max_len),
