@@ -310,6 +310,17 @@ class SequenceData:
     return indptr, items.astype(np.int32)
 
 
+def csr_entries(indptr: np.ndarray, flat: np.ndarray, rows: np.ndarray):
+  """Entries of rows `rows` of a CSR array, as (row_of [h], values [h]).
+
+  row_of[j] is the position in `rows` (0..len(rows)-1) of entry j.
+  """
+  rows = np.asarray(rows, dtype=np.int64)
+  start, end = indptr[rows], indptr[rows + 1]
+  row_of = np.repeat(np.arange(len(rows)), end - start)
+  return row_of, flat[_ranges(start, end)]
+
+
 def _ranges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
   """Concatenation of arange(start[i], end[i]) for all i, vectorized."""
   lens = np.maximum(end - start, 0)
@@ -336,21 +347,6 @@ def left_pad(items: np.ndarray, start: np.ndarray, end: np.ndarray,
   idx = end[:, None] - max_len + np.arange(max_len, dtype=np.int64)[None, :]
   valid = idx >= start[:, None]
   out = np.where(valid, items[np.clip(idx, 0, max(0, items.size - 1))], 0)
-  return out.astype(np.int32)
-
-
-def pad_rows(indptr: np.ndarray, flat: np.ndarray, rows: np.ndarray,
-             width: int) -> np.ndarray:
-  """Rows `rows` of a CSR array as a [len(rows), width] int32 array, 0-padded.
-
-  Keeps the first `width` entries of each row (callers size `width` to the
-  longest row, so nothing is cut).
-  """
-  start = indptr[rows]
-  end = np.minimum(indptr[rows + 1], start + width)
-  idx = start[:, None] + np.arange(width, dtype=np.int64)[None, :]
-  valid = idx < end[:, None]
-  out = np.where(valid, flat[np.clip(idx, 0, max(0, flat.size - 1))], 0)
   return out.astype(np.int32)
 
 

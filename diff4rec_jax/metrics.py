@@ -3,7 +3,8 @@
 Every user's target is ranked against every item (no sampled negatives).
 Scores are computed on device in fixed-size item chunks inside one
 `lax.scan`, so memory is O(batch x chunk) for scores, plus a bitset of the
-users' histories (O(batch x items / 32) 32-bit words).
+users' histories (O(batch x items / 32) 32-bit words, built on the host by
+`history_words`).
 
 Rank definition (0-based) of the target t of a user with hidden state h:
 
@@ -39,22 +40,31 @@ def padded_num_items(num_items: int, chunk: int) -> int:
   return int(math.ceil((num_items + 1) / chunk) * chunk)
 
 
-def history_bits(hist: jax.Array, num_words: int) -> jax.Array:
-  """Bitset of each row's items.
+def num_words(num_items: int) -> int:
+  """32-bit words of a bitset over item ids 0..N."""
+  return (num_items + 1 + 31) // 32
+
+
+def history_words(row_of: np.ndarray, items: np.ndarray, num_rows: int,
+                  num_items: int) -> np.ndarray:
+  """Host-side bitset of each row's items (numpy, built once per batch).
 
   Args:
-    hist: [B, H] int32 unique item ids per row, 0 = padding (ignored).
-    num_words: W, the number of 32-bit words (items / 32, rounded up).
+    row_of: [h] int, the row (0..num_rows-1) of each entry.
+    items: [h] int item ids in 1..N, unique within a row.
+    num_rows: R.
+    num_items: N.
   Returns:
-    [B, W] uint32 with bit (i % 32) of word (i // 32) set for item i.
+    [R, W] uint32, W = num_words(N), bit (i % 32) of word (i // 32) set for
+    item i. Built with one bincount (distinct bits add exactly in float64),
+    so the device never scatters.
   """
-  b = hist.shape[0]
-  rows = jnp.broadcast_to(jnp.arange(b)[:, None], hist.shape)
-  bit = jnp.where(hist > 0, jnp.left_shift(jnp.uint32(1),
-                                           (hist % 32).astype(jnp.uint32)),
-                  jnp.uint32(0))
-  # Items are unique within a row, so add is bitwise or.
-  return jnp.zeros((b, num_words), jnp.uint32).at[rows, hist // 32].add(bit)
+  w = num_words(num_items)
+  items = np.asarray(items, np.int64)
+  flat = np.asarray(row_of, np.int64) * w + items // 32
+  bits = np.left_shift(np.int64(1), items % 32).astype(np.float64)
+  words = np.bincount(flat, weights=bits, minlength=num_rows * w)
+  return words.astype(np.uint32).reshape(num_rows, w)
 
 
 def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
@@ -66,7 +76,8 @@ def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
     hidden: [B, D] float user states.
     table: [N + 1, D] item embeddings (row 0 = padding).
     targets: [B] int32 target ids in 1..N.
-    hist: [B, H] int32 unique history ids to mask (0 = pad), or None.
+    hist: [B, W] uint32 bitset of the history items to mask
+      (`history_words`, W = num_words(N)), or None.
     num_items: N.
     chunk: C, items scored at once (a multiple of 32).
   Returns:
@@ -78,7 +89,8 @@ def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
   n_pad = padded_num_items(num_items, chunk)
   table = jnp.pad(table, ((0, n_pad - table.shape[0]), (0, 0)))
   s_t = jnp.sum(hidden * table[targets], axis=-1)               # [B]
-  words = (history_bits(hist, n_pad // 32) if hist is not None else None)
+  words = (jnp.pad(hist, ((0, 0), (0, n_pad // 32 - hist.shape[1])))
+           if hist is not None else None)
   lane = jnp.arange(chunk, dtype=jnp.int32)
 
   def body(count, c):

@@ -204,8 +204,9 @@ def make_eval_step(model, num_items: int, chunk: int,
                    mask_history: bool, micro_batch: int = 0) -> Callable:
   """Builds `eval_step(params, sums, batch) -> sums` (full ranking).
 
-  batch: {'inputs': [B, L], 'targets': [B], 'history': [B, H],
-  'weights': [B]}; padded rows have weight 0. micro_batch m > 0: the model
+  batch: {'inputs': [B, L], 'targets': [B], 'history': [B, W] uint32
+  bitset of the items to mask (`metrics.history_words`), 'weights': [B]};
+  padded rows have weight 0. micro_batch m > 0: the model
   forward runs over B / m chunks of m rows (`lax.map`), the ranking over
   the whole batch; same result.
   """
@@ -245,14 +246,13 @@ class EvalSet:
   targets: np.ndarray      # [U] int32
   hist_indptr: np.ndarray  # [U + 1] int64
   hist_items: np.ndarray   # [h] int32
-  hist_width: int          # H, the longest history (static)
+  num_items: int           # N: batches carry [B, num_words(N)] bitsets
 
   @classmethod
   def build(cls, ds: data_lib.SequenceData, split: str, max_len: int):
     inputs, targets = ds.eval_arrays(split, max_len)
     indptr, items = ds.history_csr(split)
-    width = max(1, int(np.diff(indptr).max()))
-    return cls(inputs, targets, indptr, items, width)
+    return cls(inputs, targets, indptr, items, ds.num_items)
 
   def batches(self, batch_size: int, widths: np.ndarray,
               local: slice = slice(None)):
@@ -274,11 +274,13 @@ class EvalSet:
       rows = order[np.minimum(pos, u - 1)]
       width = int(widths[np.searchsorted(widths, lengths[rows].max())])
       rows, weights = rows[local], weights[local]
+      row_of, items = data_lib.csr_entries(self.hist_indptr, self.hist_items,
+                                           rows)
       yield {
           "inputs": self.inputs[rows, -width:],
           "targets": self.targets[rows],
-          "history": data_lib.pad_rows(self.hist_indptr, self.hist_items,
-                                       rows, self.hist_width),
+          "history": metrics_lib.history_words(row_of, items, len(rows),
+                                               self.num_items),
           "weights": weights,
       }
 

@@ -62,6 +62,14 @@ def test_left_pad_keeps_most_recent():
   assert out.dtype == np.int32
 
 
+def test_csr_entries_gathers_rows_in_the_order_asked():
+  indptr = np.array([0, 2, 2, 5])           # rows: [1, 2], [], [3, 4, 5]
+  flat = np.array([1, 2, 3, 4, 5])
+  row_of, vals = data.csr_entries(indptr, flat, np.array([2, 1, 0, 2]))
+  assert row_of.tolist() == [0, 0, 0, 2, 2, 3, 3, 3]
+  assert vals.tolist() == [3, 4, 5, 1, 2, 3, 4, 5]
+
+
 def test_real_ml100k(data_dir):
   ds = data.read_interactions(os.path.join(data_dir, "ml-100k.txt"))
   assert ds.stats()["users"] == 943 and ds.stats()["actions"] == 100000

@@ -16,10 +16,13 @@ def _random_case(seed, b=9, n=1000, d=8, h=40):
   for i in range(b):
     x = np.unique(rng.integers(1, n + 1, h))
     hist.append(x[x != targets[i]])
-  padded = np.zeros((b, h), np.int32)
-  for i, x in enumerate(hist):
-    padded[i, :len(x)] = x
-  return table, hidden, targets, hist, padded
+  return table, hidden, targets, hist, _bits(hist, n)
+
+
+def _bits(hist, n):
+  """Per-row item lists -> the [B, W] bitset target_ranks masks with."""
+  row_of = np.concatenate([np.full(len(x), i) for i, x in enumerate(hist)])
+  return metrics.history_words(row_of, np.concatenate(hist), len(hist), n)
 
 
 @pytest.mark.parametrize("chunk", [32, 256, 4096])
@@ -39,7 +42,7 @@ def test_history_target_repeat_is_not_masked():
   # The target itself appears in the history list: it must still be ranked.
   table = np.array([[0, 0], [3, 0], [2, 0], [1, 0]], np.float32)
   hidden = np.array([[1, 0]], np.float32)
-  hist = np.array([[1, 3]], np.int32)    # 3 is the target
+  hist = _bits([np.array([1, 3])], 3)    # 3 is the target
   r = metrics.target_ranks(jnp.array(hidden), jnp.array(table),
                            jnp.array([3]), jnp.array(hist), 3, 32)
   assert int(r[0]) == 1                  # item 1 masked, item 2 ahead
@@ -73,7 +76,21 @@ def test_metric_formulas():
   assert got["MRR"] == pytest.approx(np.mean(1 / (r + 1)), rel=1e-6)
 
 
-def test_history_bits():
-  hist = jnp.array([[1, 33, 0], [64, 0, 0]], jnp.int32)
-  words = np.asarray(metrics.history_bits(hist, 3))
-  assert words[0].tolist() == [2, 2, 0] and words[1].tolist() == [0, 0, 1]
+def test_history_words():
+  # Row 0 holds items 1, 33 and 31 (bit 31: the top bit of word 0), row 1
+  # item 64, row 2 nothing; N = 64 needs ceil(65 / 32) = 3 words.
+  words = metrics.history_words(np.array([0, 0, 0, 1]),
+                                np.array([1, 33, 31, 64]), 3, 64)
+  assert words.dtype == np.uint32 and words.shape == (3, 3)
+  assert words.tolist() == [[2 + 2**31, 2, 0], [0, 0, 1], [0, 0, 0]]
+
+
+def test_history_words_match_a_loop():
+  rng = np.random.default_rng(1)
+  hist = [np.unique(rng.integers(1, 301, rng.integers(0, 60)))
+          for _ in range(7)]
+  want = np.zeros((7, metrics.num_words(300)), np.uint32)
+  for i, x in enumerate(hist):
+    for item in x:
+      want[i, item // 32] |= np.uint32(1 << (item % 32))
+  np.testing.assert_array_equal(_bits(hist, 300), want)
