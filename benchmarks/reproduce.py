@@ -91,7 +91,8 @@ GRID_FIELDS = ("mode", "model.name", "seed", "data.name")
 # Fields that may differ between a run and its config without changing it.
 # = config_lib.RESUMABLE_FIELDS (not imported: this runner stays free of JAX)
 IGNORED_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
-                  "model.attn_blocks", "train.micro_batch")
+                  "model.attn_blocks", "train.micro_batch",
+                  "model.dropout_rng")
 
 MAIN_METRICS = ("HR@10", "NDCG@10")
 MORE_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR")

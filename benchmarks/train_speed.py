@@ -11,12 +11,14 @@ Prints, as medians of several timed repeats:
 
 Settings compared in one process (repeats interleaved, ratios to the first):
 every `--micro` value (config.train.micro_batch) x every `--attn_blocks`
-value (config.model.attn_blocks, SASRec's causal query blocks).
+value (config.model.attn_blocks, SASRec's causal query blocks) x every
+`--dropout_rng` value (config.model.dropout_rng, how dropout masks are
+drawn). The defaults of the last two are the config's.
 
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
       [--steps=20] [--repeats=5] [--model=sasrec] [--micro=0,-1] \
-      [--attn_blocks=1,4]
+      [--attn_blocks=1,4] [--dropout_rng=hash,prng]
 """
 
 import argparse
@@ -59,14 +61,16 @@ def step_flops(jitted, *args):
 
 
 def _model(config, num_items, variant):
-  """The recommender with variant = (micro_batch, attn_blocks)."""
+  """The recommender with variant = (micro_batch, attn_blocks, dropout_rng)."""
   c = config.copy_and_resolve_references()
   c.model.attn_blocks = variant[1]
+  c.model.dropout_rng = variant[2]
   return models.get_model(c.model, num_items, c.data.max_len)
 
 
 def bench_train(config, ds, steps, repeats, mesh, variants):
-  """Interleaved timed repeats of each (micro_batch, attn_blocks) variant.
+  """Interleaved timed repeats of each (micro_batch, attn_blocks,
+  dropout_rng) variant.
 
   Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat])}.
   """
@@ -150,9 +154,11 @@ def bench_eval(config, ds, repeats, mesh, variants):
 
 
 def _variant_name(variant):
-  mb, blocks = variant
+  mb, blocks, rng = variant
   name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
-  return name if blocks == 1 else f"{name}, attn_blocks {blocks}"
+  if blocks != 1:
+    name += f", attn_blocks {blocks}"
+  return name + f", dropout {rng}"
 
 
 def main():
@@ -164,12 +170,15 @@ def main():
   p.add_argument("--micro", default="0,-1",
                  help="config.train.micro_batch values compared in one run "
                  "(repeats interleaved); ratios are to the first")
-  p.add_argument("--attn_blocks", default="1",
+  p.add_argument("--attn_blocks", default="4",
                  help="config.model.attn_blocks values compared likewise "
                  "(SASRec); each is paired with every --micro value")
+  p.add_argument("--dropout_rng", default="hash",
+                 help="config.model.dropout_rng values compared likewise")
   args = p.parse_args()
-  variants = [(int(m), int(b)) for m in args.micro.split(",")
-            for b in args.attn_blocks.split(",")]
+  variants = [(int(m), int(b), r) for m in args.micro.split(",")
+              for b in args.attn_blocks.split(",")
+              for r in args.dropout_rng.split(",")]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")

@@ -19,13 +19,15 @@ from absl import logging
 import ml_collections
 
 from diff4rec_jax import models
+from diff4rec_jax.models import dropout as dropout_lib
 
 # Fields that may differ between a run and its resumption: they change how a
 # run is carried out or reported, not what it computes. The speed settings
-# (`model.attn_blocks`, `train.micro_batch`) give the same model and update;
-# only the dropout draws differ.
+# (`model.attn_blocks`, `train.micro_batch`, `model.dropout_rng`) give the
+# same model and update; only the dropout draws differ.
 RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
-                    "model.attn_blocks", "train.micro_batch")
+                    "model.attn_blocks", "train.micro_batch",
+                    "model.dropout_rng")
 
 
 def sub_block(config, name: str):
@@ -111,6 +113,7 @@ def validate(config) -> None:
     raise _err("model.hidden", "must be divisible by model.num_heads "
                f"({config.model.num_heads})", config.model.hidden)
   _in_range(config, "model.dropout", 0.0, 1.0, hi_open=True)
+  _choice(config, "model.dropout_rng", dropout_lib.METHODS)
   _in_range(config, "model.init_std", 0.0, 1.0)
   _choice(config, "train.loss", ("ce", "bce"))
   _choice(config, "train.optimizer", ("adam", "adamw"))

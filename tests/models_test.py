@@ -59,8 +59,9 @@ def test_causal(name, seqs):
   assert not np.allclose(a[2, 9:], b[2, 9:])
 
 
-def test_dropout_only_in_training(seqs):
-  m = _model("sasrec")
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "caser"])
+def test_dropout_only_in_training(seqs, name):
+  m = _model(name)
   params = m.init(jax.random.key(0), seqs)
   a = m.apply(params, seqs, train=True, rngs={"dropout": jax.random.key(1)})
   b = m.apply(params, seqs, train=True, rngs={"dropout": jax.random.key(2)})

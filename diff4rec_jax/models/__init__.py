@@ -16,7 +16,8 @@ def get_model(model_config, num_items: int, max_len: int):
   """Builds the recommender that `config.model.name` names."""
   name = model_config.name
   common = dict(num_items=num_items, hidden=model_config.hidden,
-                dropout=model_config.dropout, max_len=max_len)
+                dropout=model_config.dropout, max_len=max_len,
+                dropout_rng=model_config.get("dropout_rng", "hash"))
   if name == "sasrec":
     return SASRec(num_blocks=model_config.num_blocks,
                   num_heads=model_config.num_heads,

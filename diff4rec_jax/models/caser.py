@@ -17,6 +17,7 @@ backbones), and the output is scored against the shared item embeddings.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from diff4rec_jax.models import dropout as dropout_lib
 from diff4rec_jax.models.sasrec import EMBED_INIT
 
 
@@ -29,6 +30,7 @@ class Caser(nn.Module):
   v_filters: int = 4
   dropout: float = 0.2
   max_len: int = 200      # unused; kept for a uniform constructor
+  dropout_rng: str = "hash"  # dropout masks: models/dropout.py
 
   def setup(self):
     self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
@@ -37,7 +39,7 @@ class Caser(nn.Module):
                                (self.window, self.v_filters))
     self.h_convs = [nn.Dense(self.h_filters, name=f"h_conv_{h}")
                     for h in range(1, self.window + 1)]
-    self.drop = nn.Dropout(self.dropout)
+    self.drop = dropout_lib.Dropout(self.dropout, self.dropout_rng)
     self.fc = nn.Dense(self.hidden, name="fc")
 
   def __call__(self, seq, train: bool = False, last_only: bool = False):

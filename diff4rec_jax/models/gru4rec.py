@@ -8,6 +8,7 @@ at real positions do not depend on the amount of padding.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from diff4rec_jax.models import dropout as dropout_lib
 from diff4rec_jax.models.sasrec import EMBED_INIT
 
 
@@ -30,6 +31,7 @@ class GRU4Rec(nn.Module):
   num_blocks: int = 1     # GRU layers
   dropout: float = 0.2
   max_len: int = 200      # unused; kept for a uniform constructor
+  dropout_rng: str = "hash"  # dropout masks: models/dropout.py
 
   def setup(self):
     self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
@@ -38,8 +40,8 @@ class GRU4Rec(nn.Module):
                         split_rngs={"params": False}, in_axes=1, out_axes=1)
     self.layers = [scan_step(self.hidden, name=f"gru_{i}")
                    for i in range(self.num_blocks)]
-    self.in_dropout = nn.Dropout(self.dropout)
-    self.out_dropout = nn.Dropout(self.dropout)
+    self.in_dropout = dropout_lib.Dropout(self.dropout, self.dropout_rng)
+    self.out_dropout = dropout_lib.Dropout(self.dropout, self.dropout_rng)
 
   def __call__(self, seq, train: bool = False, last_only: bool = False):
     valid = (seq > 0)[..., None]                                # [B, L, 1]

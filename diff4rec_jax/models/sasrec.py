@@ -11,6 +11,8 @@ which lets evaluation and length-bucketed batches use narrower arrays.
 `init_std` > 0 draws every dense kernel from N(0, init_std^2) with zero
 biases, as the SASRec+ code (Klenitskiy & Vasilev, RecSys 2023) does with
 0.02; 0 keeps flax's defaults (LeCun normal, std 1/sqrt(fan_in)).
+Dropout masks come from `models/dropout.py` (`dropout_rng`: a fused
+integer hash by default, or `jax.random.bernoulli`).
 `attn_blocks` > 1 computes the causal attention in up to that many query
 blocks of >= 32 positions, skipping the masked upper triangle (see
 `SelfAttention`): the same outputs, less work on long sequences.
@@ -19,6 +21,8 @@ blocks of >= 32 positions, skipping the masked upper triangle (see
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from diff4rec_jax.models import dropout as dropout_lib
 
 EMBED_INIT = nn.initializers.normal(stddev=0.02)
 MIN_BLOCK = 32   # narrowest causal query block (`SASRec.attn_blocks`)
@@ -35,14 +39,17 @@ class PointWiseFFN(nn.Module):
   hidden: int
   dropout: float
   init_std: float = 0.0
+  dropout_rng: str = "hash"
 
   @nn.compact
   def __call__(self, x, train: bool):
     init = kernel_init(self.init_std)
+    drop = lambda y: dropout_lib.Dropout(self.dropout, self.dropout_rng)(
+        y, deterministic=not train)
     y = nn.Dense(self.hidden, kernel_init=init, name="fc1")(x)
-    y = nn.Dropout(self.dropout)(nn.relu(y), deterministic=not train)
+    y = drop(nn.relu(y))
     y = nn.Dense(self.hidden, kernel_init=init, name="fc2")(y)
-    y = nn.Dropout(self.dropout)(y, deterministic=not train)
+    y = drop(y)
     return x + y
 
 
@@ -65,14 +72,15 @@ class SelfAttention(nn.Module):
   features: int
   dropout: float
   init_std: float = 0.0
+  dropout_rng: str = "hash"   # models/dropout.py: hash | prng
 
   def _attend(self, q, k, v, mask, deterministic):
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)                 # [B,H,Q,K]
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     w = jax.nn.softmax(logits, axis=-1)
     if not deterministic and self.dropout > 0:
-      keep = jax.random.bernoulli(self.make_rng("dropout"), 1 - self.dropout,
-                                  (1, 1) + w.shape[2:])
+      keep = dropout_lib.keep_mask(self.make_rng("dropout"), self.dropout,
+                                   (1, 1) + w.shape[2:], self.dropout_rng)
       w = jnp.where(keep, w / (1 - self.dropout), 0.0)
     return jnp.einsum("bhqk,bkhd->bqhd", w, v)                   # [B,Q,H,Dh]
 
@@ -109,19 +117,21 @@ class SASRec(nn.Module):
   dropout: float = 0.2
   init_std: float = 0.0
   attn_blocks: int = 1     # causal query blocks, each >= MIN_BLOCK wide
+  dropout_rng: str = "hash"  # dropout masks: models/dropout.py
 
   def setup(self):
     self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
                                embedding_init=EMBED_INIT)
     self.pos_embed = nn.Embed(self.max_len, self.hidden,
                               embedding_init=EMBED_INIT)
-    self.emb_dropout = nn.Dropout(self.dropout)
+    self.emb_dropout = dropout_lib.Dropout(self.dropout, self.dropout_rng)
     self.attn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
     self.attn = [SelfAttention(self.num_heads, self.hidden, self.dropout,
-                               self.init_std)
+                               self.init_std, self.dropout_rng)
                  for _ in range(self.num_blocks)]
     self.ffn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
-    self.ffn = [PointWiseFFN(self.hidden, self.dropout, self.init_std)
+    self.ffn = [PointWiseFFN(self.hidden, self.dropout, self.init_std,
+                             self.dropout_rng)
                 for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(epsilon=1e-8)
 
