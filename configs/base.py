@@ -35,8 +35,9 @@ def get_config():
       num_blocks=2,            # SASRec blocks / GRU layers
       num_heads=1,
       dropout=0.2,
-      dropout_rng="hash",      # dropout masks: hash (fused integer hash,
-                               # BCE train x1.5 on CPU) | prng
+      dropout_rng="hash",      # dropout masks: hash (fused integer hash;
+                               # BCE train x1.25-1.32 on the 2-core CPU,
+                               # results/speed.md) | prng
                                # (jax.random.bernoulli); models/dropout.py
       init_std=0.0,            # SASRec dense kernels ~ N(0, std^2); 0: LeCun
       attn_blocks=4,           # SASRec: causal attention in up to this many
