@@ -170,10 +170,11 @@ def main():
   p.add_argument("--micro", default="0,-1",
                  help="config.train.micro_batch values compared in one run "
                  "(repeats interleaved); ratios are to the first")
-  p.add_argument("--attn_blocks", default="4",
+  defaults = ml1m.get_config().model
+  p.add_argument("--attn_blocks", default=str(defaults.attn_blocks),
                  help="config.model.attn_blocks values compared likewise "
                  "(SASRec); each is paired with every --micro value")
-  p.add_argument("--dropout_rng", default="hash",
+  p.add_argument("--dropout_rng", default=defaults.dropout_rng,
                  help="config.model.dropout_rng values compared likewise")
   args = p.parse_args()
   variants = [(int(m), int(b), r) for m in args.micro.split(",")

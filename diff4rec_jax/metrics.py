@@ -68,7 +68,7 @@ def history_words(row_of: np.ndarray, items: np.ndarray, num_rows: int,
 
 
 def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
-                 hist: jax.Array | None, num_items: int,
+                 hist_words: jax.Array | None, num_items: int,
                  chunk: int) -> jax.Array:
   """0-based pessimistic rank of each target among all items.
 
@@ -76,7 +76,7 @@ def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
     hidden: [B, D] float user states.
     table: [N + 1, D] item embeddings (row 0 = padding).
     targets: [B] int32 target ids in 1..N.
-    hist: [B, W] uint32 bitset of the history items to mask
+    hist_words: [B, W] uint32 bitset of the history items to mask
       (`history_words`, W = num_words(N)), or None.
     num_items: N.
     chunk: C, items scored at once (a multiple of 32).
@@ -89,8 +89,9 @@ def target_ranks(hidden: jax.Array, table: jax.Array, targets: jax.Array,
   n_pad = padded_num_items(num_items, chunk)
   table = jnp.pad(table, ((0, n_pad - table.shape[0]), (0, 0)))
   s_t = jnp.sum(hidden * table[targets], axis=-1)               # [B]
-  words = (jnp.pad(hist, ((0, 0), (0, n_pad // 32 - hist.shape[1])))
-           if hist is not None else None)
+  words = (jnp.pad(hist_words,
+                   ((0, 0), (0, n_pad // 32 - hist_words.shape[1])))
+           if hist_words is not None else None)
   lane = jnp.arange(chunk, dtype=jnp.int32)
 
   def body(count, c):
