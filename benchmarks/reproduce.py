@@ -92,7 +92,7 @@ GRID_FIELDS = ("mode", "model.name", "seed", "data.name")
 # = config_lib.RESUMABLE_FIELDS (not imported: this runner stays free of JAX)
 IGNORED_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
                   "model.attn_blocks", "train.micro_batch",
-                  "model.dropout_rng")
+                  "model.dropout_rng", "cpu_devices")
 
 MAIN_METRICS = ("HR@10", "NDCG@10")
 MORE_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR")

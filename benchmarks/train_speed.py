@@ -18,7 +18,10 @@ drawn). The defaults of the last two are the config's.
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
       [--steps=20] [--repeats=5] [--model=sasrec] [--micro=0,-1] \
-      [--attn_blocks=1,4] [--dropout_rng=hash,prng]
+      [--attn_blocks=1,4] [--dropout_rng=hash,prng] [--cpu_devices=-1]
+
+`--cpu_devices` (config.cpu_devices) is fixed per process: compare values in
+separate runs.
 """
 
 import argparse
@@ -41,23 +44,29 @@ from diff4rec_jax import sharding
 from diff4rec_jax import train
 
 
-def matmul_flops_per_s(n=2048, repeats=10):
-  x = jnp.ones((n, n), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(x).block_until_ready()
+def matmul_flops_per_s(mesh, n=2048, repeats=10):
+  """float32 [n, n] x [n, n] FLOP/s over all devices of `mesh` (rows of the
+  left factor sharded over them, as the batches are)."""
+  x = jax.device_put(jnp.ones((n, n), jnp.float32),
+                     sharding.batch_sharding(mesh))
+  y = sharding.replicate(jnp.ones((n, n), jnp.float32), mesh)
+  f = jax.jit(lambda a, b: a @ b)
+  f(x, y).block_until_ready()
   times = []
   for _ in range(repeats):
     t = time.perf_counter()
-    f(x).block_until_ready()
+    f(x, y).block_until_ready()
     times.append(time.perf_counter() - t)
   return 2 * n ** 3 / statistics.median(times)
 
 
-def step_flops(jitted, *args):
+def step_flops(jitted, mesh, *args):
+  """FLOPs of one call: XLA's cost analysis counts one device's partition."""
   cost = jitted.lower(*args).compile().cost_analysis()
   if isinstance(cost, list):
     cost = cost[0]
-  return float(cost.get("flops", float("nan"))) if cost else float("nan")
+  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  return flops * mesh.devices.size
 
 
 def _model(config, num_items, variant):
@@ -109,7 +118,7 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
       # full-width count scaled by the tokens actually fed.
       whole = train.make_train_step(model, tx, tc.loss, ds.num_items,
                                     micro_batch=0)
-      flops[mb] = step_flops(whole, states[mb], full, key) * (
+      flops[mb] = step_flops(whole, mesh, states[mb], full, key) * (
           tokens / config.data.max_len)
   rates = {mb: [] for mb in variants}
   for _ in range(repeats):
@@ -176,7 +185,16 @@ def main():
                  "(SASRec); each is paired with every --micro value")
   p.add_argument("--dropout_rng", default=defaults.dropout_rng,
                  help="config.model.dropout_rng values compared likewise")
+  p.add_argument("--cpu_devices", type=int,
+                 default=ml1m.get_config().cpu_devices,
+                 help="config.cpu_devices: -1 auto (one device per core), "
+                 "0 JAX's default (one device), n devices")
   args = p.parse_args()
+  n_cpu = args.cpu_devices
+  if n_cpu == -1:
+    tc = ml1m.get_config().train
+    n_cpu = sharding.auto_cpu_devices([tc.batch_size, tc.eval_batch_size])
+  sharding.split_cpu(n_cpu)
   variants = [(int(m), int(b), r) for m in args.micro.split(",")
               for b in args.attn_blocks.split(",")
               for r in args.dropout_rng.split(",")]
@@ -186,8 +204,10 @@ def main():
   ds = data_lib.load(cfg.data)
   print(f"machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus, jax {jax.__version__}, devices "
-        f"{jax.devices()}")
-  peak = matmul_flops_per_s()
+        f"{jax.devices()}, cpu_devices {args.cpu_devices} -> "
+        f"{mesh.devices.size} device(s), XLA_FLAGS "
+        f"{os.environ.get('XLA_FLAGS', '')!r}")
+  peak = matmul_flops_per_s(mesh)
   print(f"float32 2048^3 matmul: {peak / 1e9:.1f} GFLOP/s")
 
   settings = {

@@ -15,6 +15,11 @@ def get_config():
   # PRNG of the recommender's dropout and negative sampling. 'rbg' is much
   # cheaper than threefry on CPU and GPU; runs are reproducible either way.
   c.rng_impl = "rbg"           # rbg | threefry2x32 | unsafe_rbg
+  # CPU only: run as this many XLA devices, data-parallel over the batch
+  # (sharding.split_cpu). -1 = auto (one per usable core, down to a divisor
+  # of the batch sizes), 0 = JAX's default (one device over all cores). Set
+  # by `main` before JAX starts; no effect on GPU/TPU (results/speed.md).
+  c.cpu_devices = -1
   # base: recommender alone | aug: + diffusion augmentation, random order
   # ("w/o cur") | diff4rec: + curriculum order.
   c.mode = "base"

@@ -23,11 +23,12 @@ from diff4rec_jax.models import dropout as dropout_lib
 
 # Fields that may differ between a run and its resumption: they change how a
 # run is carried out or reported, not what it computes. The speed settings
-# (`model.attn_blocks`, `train.micro_batch`, `model.dropout_rng`) give the
-# same model and update; only the dropout draws differ.
+# (`model.attn_blocks`, `train.micro_batch`, `model.dropout_rng`,
+# `cpu_devices`) give the same model and update; only the random draws
+# (dropout, negatives) may differ.
 RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
                     "model.attn_blocks", "train.micro_batch",
-                    "model.dropout_rng")
+                    "model.dropout_rng", "cpu_devices")
 
 
 def sub_block(config, name: str):
@@ -97,6 +98,10 @@ def validate(config) -> None:
   """Raises ValueError naming the first bad field."""
   _choice(config, "mode", ("base", "aug", "diff4rec"))
   _choice(config, "rng_impl", ("rbg", "threefry2x32", "unsafe_rbg"))
+  v = config.get("cpu_devices", 0)
+  if not isinstance(v, int) or v < -1:
+    raise _err("cpu_devices", "must be -1 (auto), 0 (JAX's default) or a "
+               "positive integer", v)
   if not isinstance(config.seed, int):
     raise _err("seed", "must be an integer", config.seed)
   _choice(config, "data.format", ("auto", "pair", "per_user"))

@@ -10,6 +10,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from diff4rec_jax import sharding
+
 _CONFIG = config_flags.DEFINE_config_file("config", None,
                                           "Path to a config file.",
                                           lock_config=True)
@@ -20,6 +22,14 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "Call jax.distributed.initialize() first (multi-host runs).")
 
 
+def _batch_sizes(config) -> list[int]:
+  """The user-facing batch sizes that the device count must divide."""
+  sizes = [config.train.batch_size, config.train.eval_batch_size]
+  if config.mode != "base" and config.generator.enabled:
+    sizes.append(config.generator.batch_size)
+  return sizes
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -27,6 +37,14 @@ def main(argv):
   for handler in std_logging.getLogger().handlers:
     handler.addFilter(lambda r: "orbax" not in r.pathname or
                       r.levelno >= std_logging.WARNING)
+  config = _CONFIG.value
+  if config.get("cpu_devices", 0):
+    n = config.cpu_devices
+    if n == -1:
+      n = sharding.auto_cpu_devices(_batch_sizes(config))
+    if sharding.split_cpu(n):
+      logging.info("cpu_devices: the CPU backend runs as %d devices, "
+                   "data-parallel over the batch", n)
   if _DISTRIBUTED.value:
     num = os.environ.get("DIFF4REC_NUM_PROCESSES")
     pid = os.environ.get("DIFF4REC_PROCESS_ID")
@@ -42,7 +60,7 @@ def main(argv):
                jax.process_index(), jax.process_count())
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(config, _WORKDIR.value)
   except train.Interrupted as e:
     # Preemption (SIGTERM/SIGINT): the checkpoint is saved; exit cleanly.
     logging.warning("%s. Rerun the same command to resume.", e)

@@ -8,9 +8,59 @@ all-reduce from these shardings (pmap is in maintenance mode in today's JAX).
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def usable_cores() -> int:
+  """CPU cores this process may run on (its affinity mask where known)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:   # macOS, Windows
+    return os.cpu_count() or 1
+
+
+def auto_cpu_devices(batch_sizes, cores: int | None = None) -> int:
+  """The largest n <= `cores` that divides every size in `batch_sizes`.
+
+  `cores` defaults to `usable_cores()`; always >= 1.
+  """
+  cores = usable_cores() if cores is None else int(cores)
+  sizes = [int(b) for b in batch_sizes]
+  for n in range(max(cores, 1), 1, -1):
+    if all(b % n == 0 for b in sizes):
+      return n
+  return 1
+
+
+def split_cpu(n: int) -> bool:
+  """Makes JAX's CPU backend `n` devices, data-parallel over the batch.
+
+  The same mesh and sharded batches as on GPU/TPU (`make_mesh`): the
+  devices run their shards of each step at once, which keeps the cores
+  busier than one device that splits every small op between them. On the
+  2-core CPU, 2 devices train SASRec-BCE faster (results/speed.md).
+  Leaves everything as it is (returns False) for n <= 1 or when XLA_FLAGS
+  already sets a host device count (the user's choice, e.g. the tests').
+  Only the CPU backend changes: on a GPU/TPU host the mesh still spans the
+  accelerators.
+
+  Must run before JAX initializes a backend (before any JAX computation);
+  raises RuntimeError otherwise.
+  """
+  if n <= 1 or "xla_force_host_platform_device_count" in os.environ.get(
+      "XLA_FLAGS", ""):
+    return False
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if xla_bridge.backends_are_initialized():
+    raise RuntimeError(
+        "cpu_devices: JAX backends are already initialized; set it before "
+        "any JAX computation (or pass cpu_devices=0).")
+  jax.config.update("jax_num_cpu_devices", int(n))
+  return True
 
 
 def make_mesh() -> Mesh:

@@ -16,8 +16,11 @@ from diff4rec_jax import train
 def _start(workdir, data_dir, log_path, *overrides):
   env = dict(os.environ, DIFF4REC_DATA_DIR=data_dir, JAX_PLATFORMS="cpu",
              PYTHONUNBUFFERED="1")
+  # cpu_devices=0: JAX's one CPU device, as in the in-process straight run
+  # that the resumed run must match bit for bit (a split CPU sums metrics
+  # per device, which moves the last float digits).
   cmd = [sys.executable, "-m", "diff4rec_jax.main", "--config=configs/tiny.py",
-         f"--workdir={workdir}", *overrides]
+         f"--workdir={workdir}", "--config.cpu_devices=0", *overrides]
   log = open(log_path, "w")
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
                           stderr=subprocess.STDOUT)
