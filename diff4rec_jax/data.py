@@ -316,9 +316,21 @@ def csr_entries(indptr: np.ndarray, flat: np.ndarray, rows: np.ndarray):
   row_of[j] is the position in `rows` (0..len(rows)-1) of entry j.
   """
   rows = np.asarray(rows, dtype=np.int64)
-  start, end = indptr[rows], indptr[rows + 1]
-  row_of = np.repeat(np.arange(len(rows)), end - start)
-  return row_of, flat[_ranges(start, end)]
+  row_of, pos = row_ranges(indptr[rows], indptr[rows + 1])
+  return row_of, flat[pos]
+
+
+def row_ranges(start: np.ndarray, end: np.ndarray):
+  """Positions of the ranges [start[i], end[i]), concatenated, vectorized.
+
+  Returns (row_of [h] int64, pos [h] int64): pos = the concatenation of
+  arange(start[i], end[i]) over i, row_of[j] = the i that pos[j] came from.
+  A range with end <= start is empty.
+  """
+  start = np.asarray(start, dtype=np.int64)
+  end = np.asarray(end, dtype=np.int64)
+  lens = np.maximum(end - start, 0)
+  return np.repeat(np.arange(len(start)), lens), _ranges(start, end)
 
 
 def _ranges(start: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -235,10 +235,7 @@ def train_rows(ds: data_lib.SequenceData, cap: int = 0):
   u = ds.num_users
   start = ds.indptr[:-1].astype(np.int64)
   end = ds.split_end("train").astype(np.int64)
-  lens = np.maximum(end - start, 0)
-  rows = np.repeat(np.arange(u, dtype=np.int64), lens)
-  offs = np.repeat(start - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-  pos = np.arange(rows.size, dtype=np.int64) + offs
+  rows, pos = data_lib.row_ranges(start, end)
   items = ds.items[pos]
   # Unique (row, item), keeping the last position of each.
   order = np.lexsort((-pos, items, rows))
@@ -338,10 +335,9 @@ def flat_rows(indptr: np.ndarray, items: np.ndarray, users: np.ndarray,
   n = int(lens.sum())
   if n > tokens:
     raise ValueError(f"batch holds {n} items, more than its budget {tokens}")
-  seg = np.repeat(np.arange(users.size, dtype=np.int32), lens)
-  offs = np.repeat(start - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+  seg, pos = data_lib.row_ranges(start, start + lens)
   ids = np.zeros(tokens, np.int32)
-  ids[:n] = items[np.arange(n, dtype=np.int64) + offs]
+  ids[:n] = items[pos]
   seg_out = np.zeros(tokens, np.int32)
   seg_out[:n] = seg
   return ids, seg_out

@@ -70,6 +70,17 @@ def test_csr_entries_gathers_rows_in_the_order_asked():
   assert vals.tolist() == [3, 4, 5, 1, 2, 3, 4, 5]
 
 
+def test_row_ranges_matches_a_loop():
+  rng = np.random.default_rng(0)
+  start = rng.integers(0, 50, 40)
+  end = start + rng.integers(-3, 8, 40)      # some empty or reversed
+  row_of, pos = data.row_ranges(start, end)
+  want = [(i, p) for i in range(40) for p in range(start[i], end[i])]
+  assert list(zip(row_of.tolist(), pos.tolist())) == want
+  row_of, pos = data.row_ranges(np.array([3]), np.array([3]))
+  assert row_of.size == pos.size == 0
+
+
 def test_real_ml100k(data_dir):
   ds = data.read_interactions(os.path.join(data_dir, "ml-100k.txt"))
   assert ds.stats()["users"] == 943 and ds.stats()["actions"] == 100000
