@@ -17,7 +17,8 @@ drawn). The defaults of the last two are the config's.
 
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
-      [--steps=20] [--repeats=5] [--model=sasrec] [--micro=0,-1] \
+      [--steps=0] [--length_buckets=32,64,128] [--repeats=5] \
+      [--model=sasrec] [--micro=0,-1] \
       [--attn_blocks=1,4] [--dropout_rng=hash,prng] [--cpu_devices=-1]
 
 `--cpu_devices` (config.cpu_devices) is fixed per process: compare values in
@@ -90,7 +91,8 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   widths = train.bucket_widths(config)
   batches = [sharding.shard_batch(b, mesh) for b in train.train_batches(
       inputs, targets, rows, tc.batch_size, 0, 1, widths)]
-  batches = batches[:steps]
+  if steps > 0:
+    batches = batches[:steps]
   key = jax.random.key(1, impl=config.rng_impl)
   full = sharding.shard_batch(next(train.train_batches(
       inputs, targets, rows, tc.batch_size, 0, 1,
@@ -172,7 +174,15 @@ def _variant_name(variant):
 
 def main():
   p = argparse.ArgumentParser()
-  p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--steps", type=int, default=0,
+                 help="training steps per timed repeat: the first N batches "
+                 "of epoch 1; 0 = the whole epoch (its true mix of bucket "
+                 "widths; the first batches are wider than the average)")
+  p.add_argument("--length_buckets",
+                 default=",".join(map(str, ml1m.get_config().train
+                                      .length_buckets)),
+                 help="config.train.length_buckets (comma list; '' = every "
+                 "batch at max_len)")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--model", default="sasrec")
   p.add_argument("--only", default="", help="bce|ce|eval (default: all)")
@@ -195,6 +205,7 @@ def main():
     tc = ml1m.get_config().train
     n_cpu = sharding.auto_cpu_devices([tc.batch_size, tc.eval_batch_size])
   sharding.split_cpu(n_cpu)
+  buckets = tuple(int(w) for w in args.length_buckets.split(",") if w)
   variants = [(int(m), int(b), r) for m in args.micro.split(",")
               for b in args.attn_blocks.split(",")
               for r in args.dropout_rng.split(",")]
@@ -207,6 +218,8 @@ def main():
         f"{jax.devices()}, cpu_devices {args.cpu_devices} -> "
         f"{mesh.devices.size} device(s), XLA_FLAGS "
         f"{os.environ.get('XLA_FLAGS', '')!r}")
+  print(f"timed: {args.steps or 'the whole'} {'steps' if args.steps else 'epoch'}"
+        f" per repeat; length_buckets {buckets}")
   peak = matmul_flops_per_s(mesh)
   print(f"float32 2048^3 matmul: {peak / 1e9:.1f} GFLOP/s")
 
@@ -219,6 +232,7 @@ def main():
       continue
     c = ml1m.get_config()
     c.model.name = args.model
+    c.train.length_buckets = buckets
     c.train.loss, c.model.hidden, c.model.dropout = (s["loss"], s["hidden"],
                                                      s["dropout"])
     c.model.num_heads = 1
@@ -233,6 +247,7 @@ def main():
   if not args.only or args.only == "eval":
     c = ml1m.get_config()
     c.model.name = args.model
+    c.train.length_buckets = buckets
     res = bench_eval(c, ds, args.repeats, mesh, variants)
     for mb, (med, times) in res.items():
       print(f"full-ranking eval of all {ds.num_users} users (hidden 64, L "
