@@ -75,6 +75,11 @@ def get_config():
       # to the smallest width that holds it (one compile per width). () =
       # every batch at data.max_len.
       length_buckets=(),
+      # Loss of a batch: 'batch' = mean over its target positions (a batch
+      # of short rows then weighs as much as one of long rows); 'epoch' =
+      # sum / the epoch's mean count per batch (each position weighs the
+      # same, as with unbucketed random batches).
+      loss_norm="batch",
       # Rows per micro-batch: the model runs over the batch in chunks of
       # this many rows (gradients summed), same result. -1 = auto (32 on
       # CPU, where the chunks stay in cache: 1.2-1.7x faster; off on GPU and

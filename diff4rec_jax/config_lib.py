@@ -122,6 +122,7 @@ def validate(config) -> None:
   _in_range(config, "model.init_std", 0.0, 1.0)
   _choice(config, "train.loss", ("ce", "bce"))
   _choice(config, "train.optimizer", ("adam", "adamw"))
+  _choice(config, "train.loss_norm", ("batch", "epoch"))
   for f in ("train.batch_size", "train.num_epochs", "train.eval_every",
             "train.patience", "train.checkpoint_every",
             "train.eval_batch_size", "train.eval_item_chunk"):

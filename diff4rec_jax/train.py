@@ -133,7 +133,8 @@ def _num_chunks(rows: int, micro_batch: int) -> int:
 
 def make_train_step(model, tx, loss_name: str, num_items: int,
                     aug_weight: float = 1.0,
-                    micro_batch: int = 0) -> Callable:
+                    micro_batch: int = 0,
+                    token_norm: float = 0.0) -> Callable:
   """Builds `train_step(state, batch, rng) -> (state, metrics)`.
 
   batch: {'inputs': [B, L], 'targets': [B, L]} int32, and optionally
@@ -145,6 +146,12 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   the same number of chunks of copies; A must divide by it) and sums their
   gradients: the same loss and gradient as one pass (up to float rounding
   and the dropout/negative draws, which are per chunk). 0: one pass.
+
+  token_norm: 0 divides the originals' loss sum by this batch's count of
+  target positions (a per-batch mean); t > 0 divides it by t, the same
+  constant for every batch (`train.loss_norm='epoch'`: the epoch's mean
+  count per batch), so every target position weighs the same whichever
+  batch holds it. The copies' loss stays a per-batch mean.
   """
 
   def one_pass(params, batch, r_orig, r_aug, n_orig, n_aug):
@@ -166,7 +173,8 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   def train_step(state, batch, rng):
     rng = jax.random.fold_in(rng, state["step"])
     r_orig, r_aug = jax.random.split(rng)
-    n_orig = count(batch["targets"])
+    n_orig = (jnp.float32(token_norm) if token_norm > 0
+              else count(batch["targets"]))
     n_aug = count(batch["aug_targets"]) if "aug_inputs" in batch else 1.0
     grad_fn = jax.value_and_grad(one_pass, has_aux=True)
     chunks = _num_chunks(batch["inputs"].shape[0], micro_batch)
@@ -351,6 +359,17 @@ def num_train_steps(inputs, rows, batch_size, widths) -> int:
   return int(sum(-(-c // batch_size) for c in counts if c))
 
 
+def loss_token_norm(targets, rows, steps_per_epoch: int) -> float:
+  """Mean count of target positions per batch over an epoch
+  (`train.loss_norm='epoch'`): targets [U, L] int32 (0 = none), `rows` the
+  users trained on. With length buckets a short-bucket batch holds a
+  fraction of a long one's targets; dividing every batch by this constant
+  instead of its own count gives each target position the same weight, as
+  random batches at full width do on average.
+  """
+  return float((targets[rows] > 0).sum()) / max(steps_per_epoch, 1)
+
+
 # ----------------------------------------------------------------------------
 # Run files
 # ----------------------------------------------------------------------------
@@ -443,16 +462,17 @@ def train_recommender(config: ml_collections.ConfigDict,
   ndev = mesh.devices.size
   micro = resolve_micro_batch(tc.micro_batch, tc.batch_size, ndev)
   eval_micro = resolve_micro_batch(tc.micro_batch, tc.eval_batch_size, ndev)
-  train_step = make_train_step(model, tx, tc.loss, ds.num_items,
-                               config.augment.loss_weight, micro)
-  eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
-                             tc.mask_history, eval_micro)
-
   train_in, train_tg = ds.train_arrays(max_len)
   rows = np.flatnonzero((train_tg > 0).any(axis=1))
   valid_set = EvalSet.build(ds, "valid", max_len)
   widths = bucket_widths(config)
   steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
+  token_norm = (loss_token_norm(train_tg, rows, steps_per_epoch)
+                if tc.loss_norm == "epoch" else 0.0)
+  train_step = make_train_step(model, tx, tc.loss, ds.num_items,
+                               config.augment.loss_weight, micro, token_norm)
+  eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
+                             tc.mask_history, eval_micro)
   # Each process builds only its own rows of every batch.
   local = sharding.local_slice(tc.batch_size, mesh)
   if pool is not None:

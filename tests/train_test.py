@@ -51,6 +51,39 @@ def test_train_step_compiles_once_per_width(tiny_config, loss):
   assert np.isfinite(np.array(jax.device_get(losses_))).all()
 
 
+def test_epoch_loss_norm_weighs_every_position_the_same(tiny_config):
+  """loss_norm='epoch': a batch's loss is its sum over target positions
+  divided by one constant (the epoch's mean count per batch), so a short
+  bucket's batch and a long one's differ by their counts; 'batch' divides
+  each by its own count."""
+  c = tiny_config
+  ds = data_lib.load(c.data)
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  tx = train.make_optimizer(c.train)
+  params = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  inputs, targets = ds.train_arrays(c.data.max_len)
+  rows = np.flatnonzero((targets > 0).any(axis=1))
+  widths = np.array([32, c.data.max_len])
+  steps = train.num_train_steps(inputs, rows, 64, widths)
+  norm = train.loss_token_norm(targets, rows, steps)
+  batches = list(train.train_batches(inputs, targets, rows, 64, 0, 1, widths))
+  assert len(batches) == steps
+  counts = [float((b["targets"] > 0).sum()) for b in batches]
+  assert norm == pytest.approx(np.mean(counts))
+  short = next(b for b in batches if b["inputs"].shape[1] == 32)
+  n = float((short["targets"] > 0).sum())
+  assert n < 0.7 * norm   # a short batch holds fewer positions (1470 vs 2584)
+  per_batch = train.make_train_step(model, tx, "ce", ds.num_items)
+  per_epoch = train.make_train_step(model, tx, "ce", ds.num_items,
+                                    token_norm=norm)
+  copy = lambda: jax.tree.map(jnp.array, params)
+  _, m_batch = per_batch(copy(), short, jax.random.key(3))
+  _, m_epoch = per_epoch(copy(), short, jax.random.key(3))
+  # Same draws, same loss sum: only the divisor differs.
+  np.testing.assert_allclose(float(m_epoch["loss"]) * norm,
+                             float(m_batch["loss"]) * n, rtol=1e-5)
+
+
 def test_batches_cover_every_trainable_user_once(tiny_config):
   ds = data_lib.load(tiny_config.data)
   inputs, targets = ds.train_arrays(50)
@@ -151,6 +184,7 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("data.max_len", 1), ("train.batch_size", -4), ("model.name", "bert"),
     ("train.loss", "hinge"), ("model.dropout", 1.5), ("mode", "magic"),
     ("train.eval_item_chunk", 100), ("model.dropout_rng", "fast"),
+    ("train.loss_norm", "user"),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config
