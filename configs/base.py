@@ -50,6 +50,14 @@ def get_config():
                                # masked triangle; same outputs (1 = off).
                                # 4 on the 2-core CPU: eval x1.24, BCE train
                                # x1.11 (results/speed.md)
+      # SASRec switches where the PyTorch ports (SASRec+) differ from the
+      # TF code / flax (models/sasrec.py):
+      attn_dropout="shared",   # shared: one attention-dropout mask for the
+                               # batch | per_row: per row and head (torch)
+      qkv_init="dense",        # dense: as other kernels | torch: Xavier-
+                               # uniform of the packed [3D, D] in_proj
+      positions="newest",      # newest: newest item at max_len - 1 |
+                               # oldest: the row's first item at 0
       caser_window=5,          # Caser: L, items per convolution window
       caser_h_filters=16,      # Caser: horizontal filters per height
       caser_v_filters=4,       # Caser: vertical filters

@@ -40,9 +40,13 @@ def test_shapes_and_last_only(name, seqs):
   assert models.item_table(params["params"]).shape == (N + 1, 16)
 
 
-@pytest.mark.parametrize("name", models.RECOMMENDERS)
-def test_outputs_do_not_depend_on_left_padding(name, seqs):
+@pytest.mark.parametrize("name, positions", [
+    ("sasrec", "newest"), ("sasrec", "oldest"), ("gru4rec", None),
+    ("caser", None)])
+def test_outputs_do_not_depend_on_left_padding(name, positions, seqs):
   m = _model(name)
+  if positions:
+    m = m.clone(positions=positions)
   params = m.init(jax.random.key(0), seqs)
   full = m.apply(params, seqs)
   cut = m.apply(params, seqs[:, 7:])        # row 0 has 5 items, all kept
@@ -141,3 +145,53 @@ def test_causal_attention_blocks_give_the_same_outputs(length):
   scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads[1]))
   for a, b in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[4])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_positions_oldest_counts_from_the_first_item(seqs):
+  """positions='oldest': a 5-item row uses position rows 0..4 of the table
+  (zeroing rows 5.. leaves it alone, zeroing row 0 does not); 'newest' uses
+  the last 5 rows (max_len - 5 .. max_len - 1)."""
+  row = seqs[:1]                       # 7 pads, then 5 items; max_len 12
+  for positions, unused, used in (("oldest", slice(5, None), 0),
+                                  ("newest", slice(0, 7), 11)):
+    m = _model("sasrec").clone(positions=positions)
+    p = m.init(jax.random.key(0), row)
+    base_out = m.apply(p, row)[0, 7:]
+    table = p["params"]["pos_embed"]["embedding"]
+    zero = lambda idx, t=table, p=p: {"params": {
+        **p["params"], "pos_embed": {"embedding": t.at[idx].set(0.0)}}}
+    np.testing.assert_allclose(m.apply(zero(unused), row)[0, 7:], base_out,
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(m.apply(zero(used), row)[0, 7:], base_out,
+                           atol=1e-4), positions
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_row"])
+def test_attention_dropout_shared_or_per_row(mode):
+  """attn_dropout='shared' drops the same attention entries in every row of
+  a batch (two equal rows stay equal); 'per_row' draws each row's own."""
+  from diff4rec_jax.models import sasrec  # pylint: disable=g-import-not-at-top
+  att = sasrec.SelfAttention(num_heads=1, features=8, dropout=0.5,
+                             attn_dropout=mode)
+  x = jnp.tile(jax.random.normal(jax.random.key(0), (1, 6, 8)), (2, 1, 1))
+  mask = jnp.tril(jnp.ones((6, 6), bool))[None, None]
+  p = att.init(jax.random.key(1), x, x, mask, True)
+  y = att.apply(p, x, x, mask, False, rngs={"dropout": jax.random.key(2)})
+  assert np.allclose(y[0], y[1]) == (mode == "shared")
+  assert not np.allclose(y, att.apply(p, x, x, mask, True))  # dropout ran
+
+
+def test_qkv_init_torch_is_xavier_uniform_of_the_packed_projection():
+  """qkv_init='torch': query/key/value kernels ~ U(-b, b), b = sqrt(6 / 4D)
+  (torch's Xavier-uniform over the [3D, D] in_proj); the output and FFN
+  kernels keep init_std."""
+  c = base.get_config()
+  c.model.hidden, c.model.init_std, c.model.qkv_init = 64, 0.02, "torch"
+  m = models.get_model(c.model, num_items=500, max_len=10)
+  p = m.init(jax.random.key(0), jnp.zeros((1, 10), jnp.int32))["params"]
+  qkv = np.concatenate([np.ravel(p[b][n]["kernel"]) for b in ("attn_0",
+                        "attn_1") for n in ("query", "key", "value")])
+  bound = (6 / (4 * 64)) ** 0.5
+  assert np.abs(qkv).max() <= bound and np.abs(qkv).max() > 0.95 * bound
+  assert abs(np.std(qkv) - bound / 3 ** 0.5) < 0.003
+  assert abs(np.std(p["attn_0"]["out"]["kernel"]) - 0.02) < 0.002

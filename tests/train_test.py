@@ -184,7 +184,8 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("data.max_len", 1), ("train.batch_size", -4), ("model.name", "bert"),
     ("train.loss", "hinge"), ("model.dropout", 1.5), ("mode", "magic"),
     ("train.eval_item_chunk", 100), ("model.dropout_rng", "fast"),
-    ("train.loss_norm", "user"),
+    ("train.loss_norm", "user"), ("model.attn_dropout", "none"),
+    ("model.qkv_init", "xavier"), ("model.positions", "left"),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config

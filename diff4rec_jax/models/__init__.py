@@ -22,7 +22,11 @@ def get_model(model_config, num_items: int, max_len: int):
     return SASRec(num_blocks=model_config.num_blocks,
                   num_heads=model_config.num_heads,
                   init_std=model_config.get("init_std", 0.0),
-                  attn_blocks=model_config.get("attn_blocks", 1), **common)
+                  attn_blocks=model_config.get("attn_blocks", 1),
+                  attn_dropout=model_config.get("attn_dropout", "shared"),
+                  qkv_init=model_config.get("qkv_init", "dense"),
+                  positions=model_config.get("positions", "newest"),
+                  **common)
   if name == "gru4rec":
     return GRU4Rec(num_blocks=model_config.num_blocks, **common)
   if name == "caser":

@@ -16,6 +16,19 @@ integer hash by default, or `jax.random.bernoulli`).
 `attn_blocks` > 1 computes the causal attention in up to that many query
 blocks of >= 32 positions, skipping the masked upper triangle (see
 `SelfAttention`): the same outputs, less work on long sequences.
+
+Three switches follow the PyTorch SASRec ports (pmixer's, and the SASRec+
+code built on it) where the original TF code and flax differ:
+* `attn_dropout`: 'shared' drops the same (query, key) attention entries in
+  every row and head of a batch (flax's `broadcast_dropout`); 'per_row'
+  draws them for every row and head, as `torch.nn.MultiheadAttention` does.
+* `qkv_init`: 'dense' draws the query/key/value kernels like the other dense
+  kernels (`init_std`); 'torch' draws them as torch's packed [3D, D]
+  in_proj weight: Xavier-uniform, bound sqrt(6 / 4D) (std ~0.088 at D = 64).
+* `positions`: 'newest' counts positions from the right end (the newest
+  item is max_len - 1, as the TF code's left-padded arrays); 'oldest'
+  counts them from the first item of the row (0, 1, ...), as right-padded
+  torch batches do.
 """
 
 import flax.linen as nn
@@ -73,14 +86,18 @@ class SelfAttention(nn.Module):
   dropout: float
   init_std: float = 0.0
   dropout_rng: str = "hash"   # models/dropout.py: hash | prng
+  attn_dropout: str = "shared"  # shared | per_row (see the module docstring)
+  qkv_init: str = "dense"       # dense | torch
 
   def _attend(self, q, k, v, mask, deterministic):
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)                 # [B,H,Q,K]
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     w = jax.nn.softmax(logits, axis=-1)
     if not deterministic and self.dropout > 0:
+      shape = w.shape if self.attn_dropout == "per_row" else (
+          (1, 1) + w.shape[2:])
       keep = dropout_lib.keep_mask(self.make_rng("dropout"), self.dropout,
-                                   (1, 1) + w.shape[2:], self.dropout_rng)
+                                   shape, self.dropout_rng)
       w = jnp.where(keep, w / (1 - self.dropout), 0.0)
     return jnp.einsum("bhqk,bkhd->bqhd", w, v)                   # [B,Q,H,Dh]
 
@@ -90,7 +107,12 @@ class SelfAttention(nn.Module):
     h = self.num_heads
     dh = self.features // h
     init = kernel_init(self.init_std)
-    dense = lambda name: nn.DenseGeneral((h, dh), kernel_init=init, name=name)
+    qkv = init
+    if self.qkv_init == "torch":
+      bound = (6.0 / (4 * self.features)) ** 0.5
+      qkv = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+          key, shape, dtype, -bound, bound)
+    dense = lambda name: nn.DenseGeneral((h, dh), kernel_init=qkv, name=name)
     q = dense("query")(q_in) / jnp.sqrt(dh).astype(q_in.dtype)  # [B,Q,H,Dh]
     k = dense("key")(kv_in)
     v = dense("value")(kv_in)
@@ -118,6 +140,9 @@ class SASRec(nn.Module):
   init_std: float = 0.0
   attn_blocks: int = 1     # causal query blocks, each >= MIN_BLOCK wide
   dropout_rng: str = "hash"  # dropout masks: models/dropout.py
+  attn_dropout: str = "shared"   # shared | per_row
+  qkv_init: str = "dense"        # dense | torch
+  positions: str = "newest"      # newest | oldest
 
   def setup(self):
     self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
@@ -127,7 +152,8 @@ class SASRec(nn.Module):
     self.emb_dropout = dropout_lib.Dropout(self.dropout, self.dropout_rng)
     self.attn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
     self.attn = [SelfAttention(self.num_heads, self.hidden, self.dropout,
-                               self.init_std, self.dropout_rng)
+                               self.init_std, self.dropout_rng,
+                               self.attn_dropout, self.qkv_init)
                  for _ in range(self.num_blocks)]
     self.ffn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
     self.ffn = [PointWiseFFN(self.hidden, self.dropout, self.init_std,
@@ -141,9 +167,14 @@ class SASRec(nn.Module):
     length = seq.shape[1]
     valid = (seq > 0)[..., None]                                # [B, L, 1]
     x = self.item_embed(seq) * (self.hidden ** 0.5)             # [B, L, D]
-    # Positions counted from the right end: the newest item is max_len - 1.
-    pos = jnp.arange(self.max_len - length, self.max_len)
-    x = x + self.pos_embed(pos)[None]
+    if self.positions == "oldest":
+      # Counted from the row's first item: 0, 1, ... (pads take 0).
+      pos = jnp.maximum(jnp.cumsum(seq > 0, axis=1) - 1, 0)    # [B, L]
+      x = x + self.pos_embed(pos)
+    else:
+      # Counted from the right end: the newest item is max_len - 1.
+      pos = jnp.arange(self.max_len - length, self.max_len)
+      x = x + self.pos_embed(pos)[None]
     x = self.emb_dropout(x, deterministic=not train) * valid
     blocks = max(1, min(self.attn_blocks, length // MIN_BLOCK))
     causal = jnp.tril(jnp.ones((length, length), dtype=bool))
