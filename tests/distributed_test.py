@@ -3,7 +3,8 @@
 Two CPU processes on localhost (one device each, coordinator 127.0.0.1 on a
 free port, cross-process collectives over gloo, JAX's CPU default) train the
 tiny config (2 epochs) with `train.train_and_evaluate` in one shared
-workdir, next to a one-process run of the same config, in two modes:
+workdir, next to a one-process run of the same config on the same 2-device mesh
+(two fake CPU devices in one process), in two modes:
 'base' (the recommender alone) and 'diff4rec' (every phase: generator
 training and top-M inference, warm-up recommender, K copies, similarities,
 curriculum training). Both processes must end with the same results as the
@@ -85,14 +86,18 @@ def runs(request, tmp_path_factory, data_dir):
   driver.write_text(DRIVER)
   coordinator = f"127.0.0.1:{free_port()}"
 
-  def start(workdir, out, n, i):
+  def start(workdir, out, n, i, devices=None):
     return subprocess.Popen(
         [sys.executable, str(driver), REPO, data_dir, str(workdir), str(out),
-         str(n), str(i), coordinator, mode], env=subprocess_env(),
+         str(n), str(i), coordinator, mode], env=subprocess_env(devices),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
+  # The one-process reference runs on 2 CPU devices, the same 2-way mesh
+  # and reduction order as the two processes: 1 vs 2 devices is the
+  # sharding tests' subject, and its float-order differences compound over
+  # the diff4rec phases (different CPUs flip different numbers of users).
   jobs = [(tmp / "single.json", start(tmp / "wd_single", tmp / "single.json",
-                                      1, 0))]
+                                      1, 0, devices=2))]
   jobs += [(tmp / f"p{i}.json", start(tmp / "wd_two", tmp / f"p{i}.json", 2,
                                       i)) for i in (0, 1)]
   logs = []
@@ -122,7 +127,7 @@ def test_two_processes_form_one_mesh(runs):
 def test_results_match_the_one_process_run(runs):
   single, (p0, p1) = runs[:2]
   assert p0 == p1 | {"process_index": 0}  # both processes agree exactly
-  assert single["devices"] == 1
+  assert single["devices"] == 2
   assert p0["best_epoch"] == single["best_epoch"]
   tol = 1.01 / single["users"]    # at most one user's rank may flip
   for split in ("valid", "test"):
