@@ -224,15 +224,13 @@ def main():
   peak = matmul_flops_per_s(mesh)
   print(f"float32 2048^3 matmul: {peak / 1e9:.1f} GFLOP/s")
 
-  # bce: the original SASRec setting (its dropout, one attention-dropout
-  # mask shared across the batch as flax's default); ce: configs/ml1m.py as
-  # it trains (since session 9 the SASRec+ recipe: dropout 0.1, a mask per
-  # row and head).
-  m = ml1m.get_config().model
+  # Overrides of configs/ml1m.py. bce: the original SASRec setting (its
+  # dropout, one attention-dropout mask shared across the batch as flax's
+  # default); ce: ml1m.py as it trains.
   settings = {
-      "bce": dict(loss="bce", hidden=50, dropout=0.2, attn_dropout="shared"),
-      "ce": dict(loss="ce", hidden=64, dropout=m.dropout,
-                 attn_dropout=m.attn_dropout),
+      "bce": dict(loss="bce", model=dict(hidden=50, dropout=0.2,
+                                         attn_dropout="shared")),
+      "ce": dict(loss="ce", model=dict(hidden=64)),
   }
   for name, s in settings.items():
     if args.only and args.only != name:
@@ -240,13 +238,12 @@ def main():
     c = ml1m.get_config()
     c.model.name = args.model
     c.train.length_buckets = buckets
-    c.train.loss, c.model.hidden, c.model.dropout = (s["loss"], s["hidden"],
-                                                     s["dropout"])
-    c.model.attn_dropout = s["attn_dropout"]
+    c.train.loss = s["loss"]
+    c.model.update(s["model"])
     c.model.num_heads = 1
     res = bench_train(c, ds, args.steps, args.repeats, mesh, variants)
     for mb, (rate, fps, rates) in res.items():
-      print(f"train {args.model} {name:3s} (hidden {s['hidden']}, L 200, "
+      print(f"train {args.model} {name:3s} (hidden {c.model.hidden}, L 200, "
             f"batch 128, {_variant_name(mb)}): {rate:.0f} seq/s median of "
             f"{args.repeats} [{', '.join(f'{r:.0f}' for r in rates)}]; "
             f"{fps / 1e9:.1f} GFLOP/s = {fps / peak:.2f} of matmul peak; "

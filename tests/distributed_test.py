@@ -3,9 +3,9 @@
 Two CPU processes on localhost (one device each, coordinator 127.0.0.1 on a
 free port, cross-process collectives over gloo, JAX's CPU default) train the
 tiny config (2 epochs) with `train.train_and_evaluate` in one shared
-workdir, next to a one-process run of the same config on the same 2-device mesh
-(two fake CPU devices in one process), in two modes:
-'base' (the recommender alone) and 'diff4rec' (every phase: generator
+workdir, next to a one-process run of the same config on the same 2-device
+mesh (two fake CPU devices in one process), in two modes: 'base' (the
+recommender alone) and 'diff4rec' (every phase: generator
 training and top-M inference, warm-up recommender, K copies, similarities,
 curriculum training). Both processes must end with the same results as the
 one-process run, and the run files must be written once (by process 0); the
