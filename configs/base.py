@@ -69,6 +69,8 @@ def get_config():
       num_epochs=200,
       optimizer="adam",        # adam | adamw
       lr=1e-3,
+      lr_schedule="constant",  # constant | cosine (decays to 0 at num_epochs)
+      lr_warmup_epochs=0,      # cosine: linear warmup from 0 over these
       b1=0.9,
       b2=0.98,
       weight_decay=0.0,

@@ -126,6 +126,11 @@ def validate(config) -> None:
   _choice(config, "train.loss", ("ce", "bce"))
   _choice(config, "train.optimizer", ("adam", "adamw"))
   _choice(config, "train.loss_norm", ("batch", "epoch"))
+  _choice(config, "train.lr_schedule", ("constant", "cosine"))
+  w = config.train.lr_warmup_epochs
+  if not isinstance(w, int) or not 0 <= w < config.train.num_epochs:
+    raise _err("train.lr_warmup_epochs", "must be an integer in [0, "
+               "train.num_epochs)", w)
   for f in ("train.batch_size", "train.num_epochs", "train.eval_every",
             "train.patience", "train.checkpoint_every",
             "train.eval_batch_size", "train.eval_item_chunk"):

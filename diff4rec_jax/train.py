@@ -52,10 +52,27 @@ from diff4rec_jax import sharding
 # ----------------------------------------------------------------------------
 # Compiled steps
 # ----------------------------------------------------------------------------
-def make_optimizer(tc) -> optax.GradientTransformation:
+def learning_rate(tc, steps_per_epoch: int):
+  """`train.lr` as a float ('constant') or an optax schedule of the step:
+  'cosine' = linear warmup from 0 over `lr_warmup_epochs`, then cosine decay
+  to 0 at `num_epochs` (early stopping may end the run before that)."""
+  if tc.lr_schedule == "constant":
+    return tc.lr
+  warmup = tc.lr_warmup_epochs * steps_per_epoch
+  total = max(tc.num_epochs * steps_per_epoch, warmup + 1)
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=tc.lr, warmup_steps=warmup,
+      decay_steps=total, end_value=0.0)
+
+
+def make_optimizer(tc, steps_per_epoch: int = 1
+                   ) -> optax.GradientTransformation:
+  """Adam or AdamW on `learning_rate(tc, steps_per_epoch)`; the optimizer
+  state's structure does not depend on `steps_per_epoch`."""
+  lr = learning_rate(tc, steps_per_epoch)
   if tc.optimizer == "adam":
-    return optax.adam(tc.lr, b1=tc.b1, b2=tc.b2)
-  return optax.adamw(tc.lr, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
+    return optax.adam(lr, b1=tc.b1, b2=tc.b2)
+  return optax.adamw(lr, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
 
 
 def init_state(model, tx, rng, max_len: int) -> dict:
@@ -455,18 +472,18 @@ def train_recommender(config: ml_collections.ConfigDict,
   sharding.check_batch(tc.eval_batch_size, mesh, "config.train.eval_batch_size")
 
   model = models.get_model(mc, ds.num_items, max_len)
-  tx = make_optimizer(tc)
+  train_in, train_tg = ds.train_arrays(max_len)
+  rows = np.flatnonzero((train_tg > 0).any(axis=1))
+  valid_set = EvalSet.build(ds, "valid", max_len)
+  widths = bucket_widths(config)
+  steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
+  tx = make_optimizer(tc, steps_per_epoch)
   key = jax.random.key(config.seed, impl=config.rng_impl)
   init_key, step_key = jax.random.split(key)
   state = sharding.replicate(init_state(model, tx, init_key, max_len), mesh)
   ndev = mesh.devices.size
   micro = resolve_micro_batch(tc.micro_batch, tc.batch_size, ndev)
   eval_micro = resolve_micro_batch(tc.micro_batch, tc.eval_batch_size, ndev)
-  train_in, train_tg = ds.train_arrays(max_len)
-  rows = np.flatnonzero((train_tg > 0).any(axis=1))
-  valid_set = EvalSet.build(ds, "valid", max_len)
-  widths = bucket_widths(config)
-  steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
   token_norm = (loss_token_norm(train_tg, rows, steps_per_epoch)
                 if tc.loss_norm == "epoch" else 0.0)
   train_step = make_train_step(model, tx, tc.loss, ds.num_items,

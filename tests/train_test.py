@@ -51,6 +51,30 @@ def test_train_step_compiles_once_per_width(tiny_config, loss):
   assert np.isfinite(np.array(jax.device_get(losses_))).all()
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
+  """lr_schedule='cosine': 0 at step 0, the peak `lr` after the warmup
+  epochs, half of it midway through the decay, 0 at num_epochs; Adam's
+  first update then moves nothing, and the optimizer state has the same
+  structure for any steps_per_epoch (restoring needs no epoch size)."""
+  tc = tiny_config.train
+  tc.lr, tc.num_epochs = 1e-2, 10
+  tc.lr_schedule, tc.lr_warmup_epochs = "cosine", 2
+  lr = train.learning_rate(tc, steps_per_epoch=5)
+  assert float(lr(0)) == 0.0
+  np.testing.assert_allclose(float(lr(10)), 1e-2, rtol=1e-6)
+  np.testing.assert_allclose(float(lr(10 + 20)), 5e-3, rtol=1e-5)
+  assert float(lr(50)) == pytest.approx(0.0, abs=1e-9)
+  assert float(lr(9)) < float(lr(10)) > float(lr(11))
+  params = {"w": jnp.ones(3)}
+  tx = train.make_optimizer(tc, 5)
+  upd, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
+  np.testing.assert_array_equal(upd["w"], 0.0)
+  s1 = jax.tree.structure(train.make_optimizer(tc, 1).init(params))
+  assert s1 == jax.tree.structure(tx.init(params))
+  tc.lr_schedule = "constant"
+  assert train.learning_rate(tc, 5) == 1e-2
+
+
 def test_epoch_loss_norm_weighs_every_position_the_same(tiny_config):
   """loss_norm='epoch': a batch's loss is its sum over target positions
   divided by one constant (the epoch's mean count per batch), so a short
@@ -186,6 +210,7 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("train.eval_item_chunk", 100), ("model.dropout_rng", "fast"),
     ("train.loss_norm", "user"), ("model.attn_dropout", "none"),
     ("model.qkv_init", "xavier"), ("model.positions", "left"),
+    ("train.lr_schedule", "step"), ("train.lr_warmup_epochs", -1),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config
