@@ -60,6 +60,8 @@ def learning_rate(tc, steps_per_epoch: int):
     return tc.lr
   warmup = tc.lr_warmup_epochs * steps_per_epoch
   total = max(tc.num_epochs * steps_per_epoch, warmup + 1)
+  if not warmup:
+    return optax.cosine_decay_schedule(tc.lr, total, alpha=0.0)
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=tc.lr, warmup_steps=warmup,
       decay_steps=total, end_value=0.0)

@@ -71,6 +71,10 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
   np.testing.assert_array_equal(upd["w"], 0.0)
   s1 = jax.tree.structure(train.make_optimizer(tc, 1).init(params))
   assert s1 == jax.tree.structure(tx.init(params))
+  tc.lr_warmup_epochs = 0
+  lr = train.learning_rate(tc, steps_per_epoch=5)
+  np.testing.assert_allclose(float(lr(0)), 1e-2, rtol=1e-6)
+  np.testing.assert_allclose(float(lr(25)), 5e-3, rtol=1e-5)
   tc.lr_schedule = "constant"
   assert train.learning_rate(tc, 5) == 1e-2
 
