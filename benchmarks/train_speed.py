@@ -14,13 +14,15 @@ Settings compared in one process (repeats interleaved, ratios to the first):
 every `--micro` value (config.train.micro_batch) x every `--attn_blocks`
 value (config.model.attn_blocks, SASRec's causal query blocks) x every
 `--dropout_rng` value (config.model.dropout_rng, how dropout masks are
-drawn). The defaults of the last two are the config's.
+drawn) x every `--dtype` value (config.model.dtype, the matmul operands).
+The defaults of the last three are the config's.
 
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
       [--steps=0] [--length_buckets=32,64,128] [--repeats=5] \
       [--model=sasrec] [--micro=0,-1] \
-      [--attn_blocks=1,4] [--dropout_rng=hash,prng] [--cpu_devices=-1]
+      [--attn_blocks=1,4] [--dropout_rng=hash,prng] \
+      [--dtype=float32,bfloat16] [--cpu_devices=-1]
 
 `--cpu_devices` (config.cpu_devices) is fixed per process: compare values in
 separate runs.
@@ -72,16 +74,18 @@ def step_flops(jitted, mesh, *args):
 
 
 def _model(config, num_items, variant):
-  """The recommender with variant = (micro_batch, attn_blocks, dropout_rng)."""
+  """The recommender with variant = (micro_batch, attn_blocks, dropout_rng,
+  dtype)."""
   c = config.copy_and_resolve_references()
   c.model.attn_blocks = variant[1]
   c.model.dropout_rng = variant[2]
+  c.model.dtype = variant[3]
   return models.get_model(c.model, num_items, c.data.max_len)
 
 
 def bench_train(config, ds, steps, repeats, mesh, variants):
   """Interleaved timed repeats of each (micro_batch, attn_blocks,
-  dropout_rng) variant.
+  dropout_rng, dtype) variant.
 
   Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat])}.
   """
@@ -166,11 +170,11 @@ def bench_eval(config, ds, repeats, mesh, variants):
 
 
 def _variant_name(variant):
-  mb, blocks, rng = variant
+  mb, blocks, rng, dtype = variant
   name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
   if blocks != 1:
     name += f", attn_blocks {blocks}"
-  return name + f", dropout {rng}"
+  return name + f", dropout {rng}, {dtype}"
 
 
 def main():
@@ -186,7 +190,8 @@ def main():
                  "batch at max_len)")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--model", default="sasrec")
-  p.add_argument("--only", default="", help="bce|ce|eval (default: all)")
+  p.add_argument("--only", default="",
+                 help="comma list of bce|ce|eval (default: all)")
   p.add_argument("--micro", default="0,-1",
                  help="config.train.micro_batch values compared in one run "
                  "(repeats interleaved); ratios are to the first")
@@ -196,6 +201,9 @@ def main():
                  "(SASRec); each is paired with every --micro value")
   p.add_argument("--dropout_rng", default=defaults.dropout_rng,
                  help="config.model.dropout_rng values compared likewise")
+  p.add_argument("--dtype", default=defaults.dtype,
+                 help="config.model.dtype values compared likewise (matmul "
+                 "operands: float32 | bfloat16)")
   p.add_argument("--cpu_devices", type=int,
                  default=ml1m.get_config().cpu_devices,
                  help="config.cpu_devices: -1 auto (one device per core), "
@@ -207,9 +215,10 @@ def main():
     n_cpu = sharding.auto_cpu_devices([tc.batch_size, tc.eval_batch_size])
   sharding.split_cpu(n_cpu)
   buckets = tuple(int(w) for w in args.length_buckets.split(",") if w)
-  variants = [(int(m), int(b), r) for m in args.micro.split(",")
+  variants = [(int(m), int(b), r, d) for m in args.micro.split(",")
               for b in args.attn_blocks.split(",")
-              for r in args.dropout_rng.split(",")]
+              for r in args.dropout_rng.split(",")
+              for d in args.dtype.split(",")]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")
@@ -233,7 +242,7 @@ def main():
       "ce": dict(loss="ce", model=dict(hidden=64)),
   }
   for name, s in settings.items():
-    if args.only and args.only != name:
+    if args.only and name not in args.only.split(","):
       continue
     c = ml1m.get_config()
     c.model.name = args.model
@@ -249,7 +258,7 @@ def main():
             f"{fps / 1e9:.1f} GFLOP/s = {fps / peak:.2f} of matmul peak; "
             f"x{rate / res[variants[0]][0]:.2f} vs "
             f"{_variant_name(variants[0])}")
-  if not args.only or args.only == "eval":
+  if not args.only or "eval" in args.only.split(","):
     c = ml1m.get_config()
     c.model.name = args.model
     c.train.length_buckets = buckets

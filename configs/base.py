@@ -58,6 +58,9 @@ def get_config():
                                # uniform of the packed [3D, D] in_proj
       positions="newest",      # newest: newest item at max_len - 1 |
                                # oldest: the row's first item at 0
+      # SASRec's matmul operands: float32 | bfloat16 (cast at each product,
+      # float32 accumulation, parameters, layer norms and softmax).
+      dtype="float32",
       caser_window=5,          # Caser: L, items per convolution window
       caser_h_filters=16,      # Caser: horizontal filters per height
       caser_v_filters=4,       # Caser: vertical filters

@@ -123,6 +123,10 @@ def validate(config) -> None:
   _choice(config, "model.attn_dropout", ("shared", "per_row"))
   _choice(config, "model.qkv_init", ("dense", "torch"))
   _choice(config, "model.positions", ("newest", "oldest"))
+  _choice(config, "model.dtype", ("float32", "bfloat16"))
+  if config.model.dtype != "float32" and config.model.name != "sasrec":
+    raise _err("model.dtype", f"{config.model.dtype} is implemented for "
+               "model.name='sasrec' only", config.model.dtype)
   _choice(config, "train.loss", ("ce", "bce"))
   _choice(config, "train.optimizer", ("adam", "adamw"))
   _choice(config, "train.loss_norm", ("batch", "epoch"))

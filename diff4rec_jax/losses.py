@@ -13,13 +13,16 @@ import jax
 import jax.numpy as jnp
 
 
-def ce_loss(hidden, table, targets):
+def ce_loss(hidden, table, targets, dtype="float32"):
   """Full-softmax CE.
 
   Args:
     hidden: [B, L, D] float.
     table: [N + 1, D] item embeddings (row 0 = padding, never a class).
     targets: [B, L] int32, 0 where a position has no target.
+    dtype: operands of the [B*L, D] x [D, N] logits product ('bfloat16':
+      hidden and table rounded to it, float32 accumulation; the target
+      logit uses the same rounded values).
   Returns:
     (loss_sum, count) float32 scalars.
   """
@@ -27,9 +30,13 @@ def ce_loss(hidden, table, targets):
   # target logit is a [B, L, D] gather, not a gather from [B, L, N] logits
   # (whose gradient would be a scatter into the logits).
   b, l, d = hidden.shape
-  logits = hidden.reshape(b * l, d) @ table[1:].T               # [B*L, N]
+  cdt = jnp.dtype(dtype)
+  hidden, table = hidden.astype(cdt), table.astype(cdt)
+  logits = jnp.dot(hidden.reshape(b * l, d), table[1:].T,
+                   preferred_element_type=jnp.float32)          # [B*L, N]
   lse = jax.nn.logsumexp(logits, axis=-1).reshape(b, l)
-  tgt = jnp.sum(hidden * table[targets], axis=-1)
+  tgt = jnp.sum(hidden.astype(jnp.float32)
+                * table[targets].astype(jnp.float32), axis=-1)
   w = (targets > 0).astype(jnp.float32)
   return jnp.sum((lse - tgt) * w), jnp.sum(w)
 

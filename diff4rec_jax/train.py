@@ -56,9 +56,9 @@ def learning_rate(tc, steps_per_epoch: int):
   """`train.lr` as a float ('constant') or an optax schedule of the step:
   'cosine' = linear warmup from 0 over `lr_warmup_epochs`, then cosine decay
   to 0 at `num_epochs` (early stopping may end the run before that)."""
-  if tc.lr_schedule == "constant":
+  if tc.get("lr_schedule", "constant") == "constant":
     return tc.lr
-  warmup = tc.lr_warmup_epochs * steps_per_epoch
+  warmup = tc.get("lr_warmup_epochs", 0) * steps_per_epoch
   total = max(tc.num_epochs * steps_per_epoch, warmup + 1)
   if not warmup:
     return optax.cosine_decay_schedule(tc.lr, total, alpha=0.0)
@@ -92,7 +92,8 @@ def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
                        rngs={"dropout": drop_rng})
   table = models.item_table(params)
   if loss_name == "ce":
-    return losses.ce_loss(hidden, table, targets)
+    return losses.ce_loss(hidden, table, targets,
+                          getattr(model, "dtype", "float32"))
   seen = jnp.concatenate([inputs, targets[:, -1:]], axis=1)
   neg = losses.sample_negatives(neg_rng, seen, num_items, targets.shape)
   return losses.bce_loss(hidden, table, targets, neg)

@@ -7,12 +7,25 @@ import numpy as np
 from diff4rec_jax import losses
 
 
-def test_ce_matches_numpy_log_softmax():
+import pytest
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_ce_matches_numpy_log_softmax(dtype):
+  """bfloat16: the same loss of the inputs rounded to bfloat16 (products
+  accumulate in float32), not of the float32 inputs."""
   rng = np.random.default_rng(0)
   h = rng.normal(size=(2, 4, 5)).astype(np.float32)
   table = rng.normal(size=(8, 5)).astype(np.float32)
   tg = np.array([[0, 3, 7, 1], [0, 0, 2, 5]], np.int32)
-  s, n = losses.ce_loss(jnp.array(h), jnp.array(table), jnp.array(tg))
+  s, n = losses.ce_loss(jnp.array(h), jnp.array(table), jnp.array(tg), dtype)
+  exact = float(losses.ce_loss(jnp.array(h), jnp.array(table),
+                               jnp.array(tg))[0])
+  if dtype == "bfloat16":
+    h = np.asarray(jnp.array(h).astype(jnp.bfloat16).astype(jnp.float32))
+    table = np.asarray(jnp.array(table).astype(jnp.bfloat16)
+                       .astype(jnp.float32))
+    assert float(s) != exact
   logits = h.astype(np.float64) @ table[1:].T.astype(np.float64)
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   want = -sum(logp[b, l, tg[b, l] - 1] for b in range(2) for l in range(4)

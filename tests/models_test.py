@@ -195,3 +195,41 @@ def test_qkv_init_torch_is_xavier_uniform_of_the_packed_projection():
   assert np.abs(qkv).max() <= bound and np.abs(qkv).max() > 0.95 * bound
   assert abs(np.std(qkv) - bound / 3 ** 0.5) < 0.003
   assert abs(np.std(p["attn_0"]["out"]["kernel"]) - 0.02) < 0.002
+
+
+def _dot_operand_dtypes(closed):
+  """(lhs, rhs, out) dtypes of every dot_general in a jaxpr, nested ones
+  included."""
+  out = []
+  for eqn in closed.jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      out.append(tuple(str(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars)))
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+      out += _dot_operand_dtypes(jax.extend.core.ClosedJaxpr(sub, ()))
+  return out
+
+
+def test_bfloat16_matmuls_keep_float32_parameters_and_outputs(seqs):
+  """model.dtype='bfloat16': every SASRec product takes bfloat16 operands
+  (seen in the jaxpr) and returns float32; the parameters (same tree as
+  float32, so checkpoints are interchangeable), outputs and gradients stay
+  float32, and the outputs agree with float32 to bfloat16's precision."""
+  f32 = _model("sasrec")
+  bf16 = f32.clone(dtype="bfloat16")
+  p = f32.init(jax.random.key(0), seqs)
+  p16 = bf16.init(jax.random.key(0), seqs)
+  assert jax.tree.structure(p) == jax.tree.structure(p16)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(p16))
+  a, b = f32.apply(p, seqs), bf16.apply(p, seqs)
+  assert b.dtype == jnp.float32
+  assert not np.array_equal(a, b)
+  np.testing.assert_allclose(b, a, atol=0.05 * float(np.abs(a).max()))
+  dots = _dot_operand_dtypes(jax.make_jaxpr(lambda q: bf16.apply(q, seqs))(p))
+  assert len(dots) >= 8 and set(dots) == {
+      ("bfloat16", "bfloat16", "float32")}, dots
+  dots = _dot_operand_dtypes(jax.make_jaxpr(lambda q: f32.apply(q, seqs))(p))
+  assert set(dots) == {("float32", "float32", "float32")}, dots
+  g = jax.grad(lambda q: bf16.apply(q, seqs, train=True, rngs={
+      "dropout": jax.random.key(1)}).sum())(p)
+  assert all(x.dtype == jnp.float32 and np.isfinite(x).all()
+             for x in jax.tree.leaves(g))

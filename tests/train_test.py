@@ -215,6 +215,7 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("train.loss_norm", "user"), ("model.attn_dropout", "none"),
     ("model.qkv_init", "xavier"), ("model.positions", "left"),
     ("train.lr_schedule", "step"), ("train.lr_warmup_epochs", -1),
+    ("model.dtype", "float16"),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config
@@ -224,6 +225,15 @@ def test_bad_config_values_name_the_field(tiny_config, field, value):
   else:
     c[name] = value
   with pytest.raises(ValueError, match=f"config.{field}"):
+    config_lib.validate(c)
+
+
+def test_bfloat16_is_refused_for_backbones_without_it(tiny_config):
+  c = tiny_config
+  c.model.dtype = "bfloat16"
+  config_lib.validate(c)                      # sasrec has it
+  c.model.name = "gru4rec"
+  with pytest.raises(ValueError, match="config.model.dtype.*sasrec"):
     config_lib.validate(c)
 
 

@@ -26,6 +26,7 @@ def get_model(model_config, num_items: int, max_len: int):
                   attn_dropout=model_config.get("attn_dropout", "shared"),
                   qkv_init=model_config.get("qkv_init", "dense"),
                   positions=model_config.get("positions", "newest"),
+                  dtype=model_config.get("dtype", "float32"),
                   **common)
   if name == "gru4rec":
     return GRU4Rec(num_blocks=model_config.num_blocks, **common)

@@ -31,6 +31,8 @@ code built on it) where the original TF code and flax differ:
   torch batches do.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,6 +41,15 @@ from diff4rec_jax.models import dropout as dropout_lib
 
 EMBED_INIT = nn.initializers.normal(stddev=0.02)
 MIN_BLOCK = 32   # narrowest causal query block (`SASRec.attn_blocks`)
+# Products accumulate and return float32 whatever the operands' dtype.
+DOT_F32 = functools.partial(jax.lax.dot_general,
+                            preferred_element_type=jnp.float32)
+
+
+def mixed(dtype: str) -> dict:
+  """Dense-layer arguments of a compute dtype: operands cast to `dtype`,
+  float32 accumulation and outputs, float32 parameters."""
+  return dict(dtype=jnp.dtype(dtype), dot_general=DOT_F32)
 
 
 def kernel_init(init_std: float):
@@ -53,15 +64,17 @@ class PointWiseFFN(nn.Module):
   dropout: float
   init_std: float = 0.0
   dropout_rng: str = "hash"
+  dtype: str = "float32"     # matmul operands (`SASRec.dtype`)
 
   @nn.compact
   def __call__(self, x, train: bool):
     init = kernel_init(self.init_std)
     drop = lambda y: dropout_lib.Dropout(self.dropout, self.dropout_rng)(
         y, deterministic=not train)
-    y = nn.Dense(self.hidden, kernel_init=init, name="fc1")(x)
+    mx = mixed(self.dtype)
+    y = nn.Dense(self.hidden, kernel_init=init, name="fc1", **mx)(x)
     y = drop(nn.relu(y))
-    y = nn.Dense(self.hidden, kernel_init=init, name="fc2")(y)
+    y = nn.Dense(self.hidden, kernel_init=init, name="fc2", **mx)(y)
     y = drop(y)
     return x + y
 
@@ -88,9 +101,12 @@ class SelfAttention(nn.Module):
   dropout_rng: str = "hash"   # models/dropout.py: hash | prng
   attn_dropout: str = "shared"  # shared | per_row (see the module docstring)
   qkv_init: str = "dense"       # dense | torch
+  dtype: str = "float32"        # matmul operands (`SASRec.dtype`)
 
   def _attend(self, q, k, v, mask, deterministic):
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)                 # [B,H,Q,K]
+    cdt = jnp.dtype(self.dtype)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q.astype(cdt), k.astype(cdt),
+                        preferred_element_type=jnp.float32)      # [B,H,Q,K]
     logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
     w = jax.nn.softmax(logits, axis=-1)
     if not deterministic and self.dropout > 0:
@@ -99,7 +115,8 @@ class SelfAttention(nn.Module):
       keep = dropout_lib.keep_mask(self.make_rng("dropout"), self.dropout,
                                    shape, self.dropout_rng)
       w = jnp.where(keep, w / (1 - self.dropout), 0.0)
-    return jnp.einsum("bhqk,bkhd->bqhd", w, v)                   # [B,Q,H,Dh]
+    return jnp.einsum("bhqk,bkhd->bqhd", w.astype(cdt), v.astype(cdt),
+                      preferred_element_type=jnp.float32)        # [B,Q,H,Dh]
 
   @nn.compact
   def __call__(self, q_in, kv_in, mask, deterministic: bool,
@@ -112,7 +129,9 @@ class SelfAttention(nn.Module):
       bound = (6.0 / (4 * self.features)) ** 0.5
       qkv = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
           key, shape, dtype, -bound, bound)
-    dense = lambda name: nn.DenseGeneral((h, dh), kernel_init=qkv, name=name)
+    mx = mixed(self.dtype)
+    dense = lambda name: nn.DenseGeneral((h, dh), kernel_init=qkv, name=name,
+                                         **mx)
     q = dense("query")(q_in) / jnp.sqrt(dh).astype(q_in.dtype)  # [B,Q,H,Dh]
     k = dense("key")(kv_in)
     v = dense("value")(kv_in)
@@ -126,7 +145,7 @@ class SelfAttention(nn.Module):
     else:
       out = self._attend(q, k, v, mask, deterministic)
     return nn.DenseGeneral(self.features, axis=(-2, -1), kernel_init=init,
-                           name="out")(out)
+                           name="out", **mx)(out)
 
 
 class SASRec(nn.Module):
@@ -143,6 +162,7 @@ class SASRec(nn.Module):
   attn_dropout: str = "shared"   # shared | per_row
   qkv_init: str = "dense"        # dense | torch
   positions: str = "newest"      # newest | oldest
+  dtype: str = "float32"         # matmul operands: float32 | bfloat16
 
   def setup(self):
     self.item_embed = nn.Embed(self.num_items + 1, self.hidden,
@@ -153,11 +173,11 @@ class SASRec(nn.Module):
     self.attn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
     self.attn = [SelfAttention(self.num_heads, self.hidden, self.dropout,
                                self.init_std, self.dropout_rng,
-                               self.attn_dropout, self.qkv_init)
+                               self.attn_dropout, self.qkv_init, self.dtype)
                  for _ in range(self.num_blocks)]
     self.ffn_ln = [nn.LayerNorm(epsilon=1e-8) for _ in range(self.num_blocks)]
     self.ffn = [PointWiseFFN(self.hidden, self.dropout, self.init_std,
-                             self.dropout_rng)
+                             self.dropout_rng, self.dtype)
                 for _ in range(self.num_blocks)]
     self.final_ln = nn.LayerNorm(epsilon=1e-8)
 
