@@ -26,9 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 import ml_collections
-import numpy as np
 
-from diff4rec_jax import checkpointing
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
@@ -36,20 +34,6 @@ from diff4rec_jax import sharding
 from diff4rec_jax import train
 
 DTYPES = ("float32", "bfloat16")
-
-
-def restore_best(config, ds, workdir):
-  """Parameters of the best-validation checkpoint of `workdir`."""
-  model = models.get_model(config.model, ds.num_items, config.data.max_len)
-  target = train.init_state(model, train.make_optimizer(config.train),
-                            jax.random.key(0), config.data.max_len)
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
-                                                 "recommender"))
-  try:
-    state, meta = ckpt.restore_best(target)
-  finally:
-    ckpt.close()
-  return state["params"], meta
 
 
 def main():
@@ -71,7 +55,7 @@ def main():
   print(f"machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus, jax {jax.__version__}, "
         f"{mesh.devices.size} device(s); workdir {args.workdir}")
-  params, meta = restore_best(config, ds, args.workdir)
+  params, meta = train.restore_best_params(config, ds, args.workdir)
   print(f"best checkpoint: {meta}")
   params = sharding.replicate(params, mesh)
   widths = train.bucket_widths(config)

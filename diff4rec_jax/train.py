@@ -821,18 +821,24 @@ def _phase_config(config, **train_overrides):
   return c
 
 
-def best_item_table(config, ds, phase_dir: str) -> np.ndarray:
-  """Item embeddings [N + 1, D] of the best checkpoint of a recommender run."""
+def restore_best_params(config, ds, phase_dir: str):
+  """(params, meta) of the best checkpoint of a recommender run."""
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   target = init_state(model, make_optimizer(config.train), jax.random.key(0),
                       config.data.max_len)
   ckpt = checkpointing.Checkpointer(os.path.join(phase_dir, "ckpt",
                                                  "recommender"))
   try:
-    state, _ = ckpt.restore_best(target)
+    state, meta = ckpt.restore_best(target)
   finally:
     ckpt.close()
-  return np.asarray(models.item_table(state["params"]))
+  return state["params"], meta
+
+
+def best_item_table(config, ds, phase_dir: str) -> np.ndarray:
+  """Item embeddings [N + 1, D] of the best checkpoint of a recommender run."""
+  params, _ = restore_best_params(config, ds, phase_dir)
+  return np.asarray(models.item_table(params))
 
 
 def similarity_embeddings(config, ds, workdir: str) -> np.ndarray:
