@@ -14,12 +14,14 @@ Settings compared in one process (repeats interleaved, ratios to the first):
 every `--micro` value (config.train.micro_batch) x every `--attn_blocks`
 value (config.model.attn_blocks, SASRec's causal query blocks) x every
 `--dropout_rng` value (config.model.dropout_rng, how dropout masks are
-drawn) x every `--dtype` value (config.model.dtype, the matmul operands).
-The defaults of the last three are the config's.
+drawn) x every `--dtype` value (config.model.dtype, the matmul operands)
+x every `--length_buckets` set (config.train.length_buckets; sets separated
+by ';'). The defaults of the last four are the config's.
 
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
-      [--steps=0] [--length_buckets=32,64,128] [--repeats=5] \
+      [--steps=0] [--length_buckets='32,64,128;16,32,48,64,96,128,160'] \
+      [--repeats=5] \
       [--model=sasrec] [--micro=0,-1] \
       [--attn_blocks=1,4] [--dropout_rng=hash,prng] \
       [--dtype=float32,bfloat16] [--cpu_devices=-1]
@@ -75,7 +77,7 @@ def step_flops(jitted, mesh, *args):
 
 def _model(config, num_items, variant):
   """The recommender with variant = (micro_batch, attn_blocks, dropout_rng,
-  dtype)."""
+  dtype, length_buckets)."""
   c = config.copy_and_resolve_references()
   c.model.attn_blocks = variant[1]
   c.model.dropout_rng = variant[2]
@@ -85,7 +87,7 @@ def _model(config, num_items, variant):
 
 def bench_train(config, ds, steps, repeats, mesh, variants):
   """Interleaved timed repeats of each (micro_batch, attn_blocks,
-  dropout_rng, dtype) variant.
+  dropout_rng, dtype, length_buckets) variant.
 
   Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat])}.
   """
@@ -93,18 +95,23 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   tx = train.make_optimizer(tc)
   inputs, targets = ds.train_arrays(config.data.max_len)
   rows = np.flatnonzero((targets > 0).any(axis=1))
-  widths = train.bucket_widths(config)
-  batches = [sharding.shard_batch(b, mesh) for b in train.train_batches(
-      inputs, targets, rows, tc.batch_size, 0, 1, widths)]
-  if steps > 0:
-    batches = batches[:steps]
   key = jax.random.key(1, impl=config.rng_impl)
   full = sharding.shard_batch(next(train.train_batches(
       inputs, targets, rows, tc.batch_size, 0, 1,
       np.array([config.data.max_len]))), mesh)
-  seqs = sum(int((np.asarray(b["targets"]) > 0).any(axis=1).sum())
-             for b in batches)
-  tokens = sum(b["inputs"].shape[1] for b in batches) / len(batches)
+  batches, seqs, tokens = {}, {}, {}   # per length-bucket set
+  for buckets in {mb[4] for mb in variants}:
+    c = config.copy_and_resolve_references()
+    c.train.length_buckets = buckets
+    bs = [sharding.shard_batch(b, mesh) for b in train.train_batches(
+        inputs, targets, rows, tc.batch_size, 0, 1, train.bucket_widths(c))]
+    if steps > 0:
+      bs = bs[:steps]
+    batches[buckets] = bs
+    seqs[buckets] = sum(int((np.asarray(b["targets"]) > 0).any(axis=1).sum())
+                        for b in bs)
+    # Mean batch width per sequence fed (FLOPs scale with it).
+    tokens[buckets] = sum(b["inputs"].shape[1] for b in bs) / len(bs)
   steps_, states, flops = {}, {}, {}
   for mb in variants:
     model = _model(config, ds.num_items, mb)
@@ -115,30 +122,30 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
     states[mb] = sharding.replicate(
         train.init_state(model, tx, jax.random.key(0), config.data.max_len),
         mesh)
-    for b in batches:     # compile every width before timing
+    for b in batches[mb[4]]:     # compile every width before timing
       states[mb], m = steps_[mb](states[mb], b, key)
     m["loss"].block_until_ready()
     if not flops:
       # FLOPs of the first variant, counted on its step compiled without
       # micro-batching (XLA's cost analysis counts a loop body once, so a
       # micro-batched step would read batch / micro times too low): the
-      # full-width count scaled by the tokens actually fed.
+      # full-width count, scaled below by each variant's mean width.
       whole = train.make_train_step(model, tx, tc.loss, ds.num_items,
                                     micro_batch=0)
-      flops[mb] = step_flops(whole, mesh, states[mb], full, key) * (
-          tokens / config.data.max_len)
+      flops[0] = step_flops(whole, mesh, states[mb], full, key)
   rates = {mb: [] for mb in variants}
   for _ in range(repeats):
     for mb in variants:
       t = time.perf_counter()
-      for b in batches:
+      for b in batches[mb[4]]:
         states[mb], m = steps_[mb](states[mb], b, key)
       m["loss"].block_until_ready()
-      rates[mb].append(seqs / (time.perf_counter() - t))
+      rates[mb].append(seqs[mb[4]] / (time.perf_counter() - t))
   out = {}
   for mb in variants:
     rate = statistics.median(rates[mb])
-    out[mb] = (rate, flops[variants[0]] * rate / tc.batch_size, rates[mb])
+    per_batch = flops[0] * tokens[mb[4]] / config.data.max_len
+    out[mb] = (rate, per_batch * rate / tc.batch_size, rates[mb])
   return out
 
 
@@ -150,7 +157,11 @@ def bench_eval(config, ds, repeats, mesh, variants):
                                                    jnp.int32))["params"]
   params = sharding.replicate(params, mesh)
   evalset = train.EvalSet.build(ds, "test", config.data.max_len)
-  widths = train.bucket_widths(config)
+  widths = {}
+  for buckets in {mb[4] for mb in variants}:
+    c = config.copy_and_resolve_references()
+    c.train.length_buckets = buckets
+    widths[buckets] = train.bucket_widths(c)
   steps_, times = {}, {mb: [] for mb in variants}
   for mb in variants:   # the variants share the params (same param tree)
     model = _model(config, ds.num_items, mb)
@@ -158,23 +169,24 @@ def bench_eval(config, ds, repeats, mesh, variants):
                                        mesh.devices.size)
     steps_[mb] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                                       tc.mask_history, m_rows)
-    train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size, widths,
-                   mesh)
+    train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size,
+                   widths[mb[4]], mesh)
   for _ in range(repeats):
     for mb in variants:
       t = time.perf_counter()
-      train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size, widths,
-                     mesh)
+      train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size,
+                     widths[mb[4]], mesh)
       times[mb].append(time.perf_counter() - t)
   return {mb: (statistics.median(times[mb]), times[mb]) for mb in variants}
 
 
 def _variant_name(variant):
-  mb, blocks, rng, dtype = variant
+  mb, blocks, rng, dtype, buckets = variant
   name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
   if blocks != 1:
     name += f", attn_blocks {blocks}"
-  return name + f", dropout {rng}, {dtype}"
+  return name + (f", dropout {rng}, {dtype}, buckets "
+                 f"{','.join(map(str, buckets)) or 'none'}")
 
 
 def main():
@@ -186,7 +198,8 @@ def main():
   p.add_argument("--length_buckets",
                  default=",".join(map(str, ml1m.get_config().train
                                       .length_buckets)),
-                 help="config.train.length_buckets (comma list; '' = every "
+                 help="config.train.length_buckets sets compared likewise "
+                 "(comma lists separated by ';'; an empty set = every "
                  "batch at max_len)")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--model", default="sasrec")
@@ -214,11 +227,13 @@ def main():
     tc = ml1m.get_config().train
     n_cpu = sharding.auto_cpu_devices([tc.batch_size, tc.eval_batch_size])
   sharding.split_cpu(n_cpu)
-  buckets = tuple(int(w) for w in args.length_buckets.split(",") if w)
-  variants = [(int(m), int(b), r, d) for m in args.micro.split(",")
+  bucket_sets = [tuple(int(w) for w in s.split(",") if w)
+                 for s in args.length_buckets.split(";")]
+  variants = [(int(m), int(b), r, d, k) for m in args.micro.split(",")
               for b in args.attn_blocks.split(",")
               for r in args.dropout_rng.split(",")
-              for d in args.dtype.split(",")]
+              for d in args.dtype.split(",")
+              for k in bucket_sets]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")
@@ -229,7 +244,7 @@ def main():
         f"{mesh.devices.size} device(s), XLA_FLAGS "
         f"{os.environ.get('XLA_FLAGS', '')!r}")
   print(f"timed: {args.steps or 'the whole'} {'steps' if args.steps else 'epoch'}"
-        f" per repeat; length_buckets {buckets}")
+        f" per repeat; length_buckets {bucket_sets}")
   peak = matmul_flops_per_s(mesh)
   print(f"float32 2048^3 matmul: {peak / 1e9:.1f} GFLOP/s")
 
@@ -246,7 +261,6 @@ def main():
       continue
     c = ml1m.get_config()
     c.model.name = args.model
-    c.train.length_buckets = buckets
     c.train.loss = s["loss"]
     c.model.update(s["model"])
     c.model.num_heads = 1
@@ -261,7 +275,6 @@ def main():
   if not args.only or "eval" in args.only.split(","):
     c = ml1m.get_config()
     c.model.name = args.model
-    c.train.length_buckets = buckets
     res = bench_eval(c, ds, args.repeats, mesh, variants)
     for mb, (med, times) in res.items():
       print(f"full-ranking eval of all {ds.num_users} users (hidden 64, L "

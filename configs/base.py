@@ -77,6 +77,9 @@ def get_config():
       b1=0.9,
       b2=0.98,
       weight_decay=0.0,
+      # Evaluate (and keep as best) an exponential moving average of the
+      # parameters, updated after every step with this decay; 0 = off.
+      ema_decay=0.0,
       eval_every=5,            # epochs between validation evaluations
       patience=5,              # evaluations without improvement before stop
       checkpoint_every=5,      # epochs between 'latest' checkpoints

@@ -162,6 +162,7 @@ def validate(config) -> None:
   _in_range(config, "train.b1", 0.0, 1.0, hi_open=True)
   _in_range(config, "train.b2", 0.0, 1.0, hi_open=True)
   _in_range(config, "train.weight_decay", 0.0, 10.0)
+  _in_range(config, "train.ema_decay", 0.0, 1.0, hi_open=True)
   # The generator and augmentation blocks check themselves (with the
   # helpers above; imported here because they import this module).
   from diff4rec_jax import augment  # pylint: disable=g-import-not-at-top

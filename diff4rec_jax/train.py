@@ -28,7 +28,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
 import jax
@@ -67,14 +67,63 @@ def learning_rate(tc, steps_per_epoch: int):
       decay_steps=total, end_value=0.0)
 
 
+class ParamEmaState(NamedTuple):
+  """Exponential moving average of the parameters after each update.
+
+  ema: zero-initialized running sum (a params pytree); count: updates seen.
+  The average is `ema / (1 - decay ** count)` (debiased as Adam's moments).
+  """
+  count: jax.Array
+  ema: Any
+
+
+def param_ema(decay: float) -> optax.GradientTransformation:
+  """An optax transformation that leaves the updates as they are and keeps
+  an exponential moving average of the parameters they produce (Polyak /
+  EMA averaging); `eval_params` reads it. Place it last in a chain."""
+
+  def init_fn(params):
+    return ParamEmaState(count=jnp.zeros((), jnp.int32),
+                         ema=jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params):
+    new = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p,
+                       state.ema, new)
+    return updates, ParamEmaState(count=state.count + 1, ema=ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def eval_params(state: dict, decay: float):
+  """The parameters to evaluate: the debiased EMA of `param_ema(decay)` in
+  the optimizer state when `decay` > 0 (`train.ema_decay`), else the raw
+  parameters. Before the first update the EMA is empty: raw parameters."""
+  if not decay:
+    return state["params"]
+  ema_state = state["opt_state"][-1]
+  if not isinstance(ema_state, ParamEmaState):
+    raise ValueError("train.ema_decay > 0 but the optimizer state holds no "
+                     "parameter average (built without it?)")
+  n = ema_state.count
+  scale = 1.0 / (1.0 - jnp.power(jnp.float32(decay), jnp.maximum(n, 1)))
+  return jax.tree.map(
+      lambda e, p: jnp.where(n > 0, e * scale, p).astype(p.dtype),
+      ema_state.ema, state["params"])
+
+
 def make_optimizer(tc, steps_per_epoch: int = 1
                    ) -> optax.GradientTransformation:
-  """Adam or AdamW on `learning_rate(tc, steps_per_epoch)`; the optimizer
-  state's structure does not depend on `steps_per_epoch`."""
+  """Adam or AdamW on `learning_rate(tc, steps_per_epoch)`, followed by
+  `param_ema(tc.ema_decay)` when it is > 0; the optimizer state's structure
+  does not depend on `steps_per_epoch`."""
   lr = learning_rate(tc, steps_per_epoch)
   if tc.optimizer == "adam":
-    return optax.adam(lr, b1=tc.b1, b2=tc.b2)
-  return optax.adamw(lr, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
+    tx = optax.adam(lr, b1=tc.b1, b2=tc.b2)
+  else:
+    tx = optax.adamw(lr, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
+  decay = tc.get("ema_decay", 0.0)
+  return optax.chain(tx, param_ema(decay)) if decay else tx
 
 
 def init_state(model, tx, rng, max_len: int) -> dict:
@@ -481,6 +530,7 @@ def train_recommender(config: ml_collections.ConfigDict,
   widths = bucket_widths(config)
   steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
   tx = make_optimizer(tc, steps_per_epoch)
+  ema = tc.get("ema_decay", 0.0)
   key = jax.random.key(config.seed, impl=config.rng_impl)
   init_key, step_key = jax.random.split(key)
   state = sharding.replicate(init_state(model, tx, init_key, max_len), mesh)
@@ -568,7 +618,7 @@ def train_recommender(config: ml_collections.ConfigDict,
                 "seq_per_s": rate}
 
       if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
-        valid = evaluate(eval_step, state["params"], valid_set,
+        valid = evaluate(eval_step, eval_params(state, ema), valid_set,
                          tc.eval_batch_size, widths, mesh)
         record.update({f"valid/{k}": v for k, v in valid.items()})
         logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
@@ -587,7 +637,8 @@ def train_recommender(config: ml_collections.ConfigDict,
       if rescore_every and epoch % rescore_every == 0:
         # Curriculum re-scored with the current model (instead of only the
         # warm-up model's embeddings); saved so a resumed run uses it too.
-        pool.rescore(np.asarray(models.item_table(state["params"])), mesh)
+        pool.rescore(np.asarray(models.item_table(eval_params(state, ema))),
+                     mesh)
         if is_chief():
           tmp = os.path.join(workdir, f".pool_order_e{epoch}.npy")
           np.save(tmp, pool.order)
@@ -622,9 +673,10 @@ def train_recommender(config: ml_collections.ConfigDict,
   best_state, _ = ckpt.restore_best(state)
   test_set = EvalSet.build(ds, "test", max_len)
   t_eval = time.time()
-  valid = evaluate(eval_step, best_state["params"], valid_set,
+  best_params = eval_params(best_state, ema)
+  valid = evaluate(eval_step, best_params, valid_set,
                    tc.eval_batch_size, widths, mesh)
-  test = evaluate(eval_step, best_state["params"], test_set,
+  test = evaluate(eval_step, best_params, test_set,
                   tc.eval_batch_size, widths, mesh)
   eval_seconds = time.time() - t_eval
   logging.info("best epoch %d  valid %s", meta["best_epoch"],
@@ -822,7 +874,8 @@ def _phase_config(config, **train_overrides):
 
 
 def restore_best_params(config, ds, phase_dir: str):
-  """(params, meta) of the best checkpoint of a recommender run."""
+  """(params, meta) of the best checkpoint of a recommender run (its
+  parameter average when the run had `train.ema_decay` > 0)."""
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   target = init_state(model, make_optimizer(config.train), jax.random.key(0),
                       config.data.max_len)
@@ -832,7 +885,7 @@ def restore_best_params(config, ds, phase_dir: str):
     state, meta = ckpt.restore_best(target)
   finally:
     ckpt.close()
-  return state["params"], meta
+  return eval_params(state, config.train.get("ema_decay", 0.0)), meta
 
 
 def best_item_table(config, ds, phase_dir: str) -> np.ndarray:

@@ -79,6 +79,85 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
   assert train.learning_rate(tc, 5) == 1e-2
 
 
+def test_param_ema_is_the_debiased_average_of_the_updated_params(
+    tiny_config):
+  """train.ema_decay = d: the optimizer's updates are those of plain Adam,
+  and eval_params is sum_k (1 - d) d^(t-k) p_k / (1 - d^t) over the
+  parameters p_1..p_t after each of t updates (numpy recurrence); before
+  any update, and with d = 0, it is the raw parameters."""
+  tc = tiny_config.train
+  tc.lr = 0.1
+  d = 0.8
+  plain = train.make_optimizer(tc)
+  tc.ema_decay = d
+  tx = train.make_optimizer(tc)
+  params = {"w": jnp.arange(3.0), "b": jnp.ones((2, 2))}
+  state = {"params": params, "opt_state": tx.init(params)}
+  np.testing.assert_array_equal(train.eval_params(state, d)["w"],
+                                params["w"])
+  p_plain, s_plain = params, plain.init(params)
+  history, rng = [], np.random.default_rng(0)
+  for _ in range(4):
+    g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape),
+                                           jnp.float32), params)
+    upd, opt = tx.update(g, state["opt_state"], state["params"])
+    upd_plain, s_plain = plain.update(g, s_plain, p_plain)
+    jax.tree.map(np.testing.assert_array_equal, upd, upd_plain)
+    p_plain = optax_apply(p_plain, upd_plain)
+    state = {"params": optax_apply(state["params"], upd), "opt_state": opt}
+    history.append(jax.tree.map(np.asarray, state["params"]))
+  t = len(history)
+  for k in ("w", "b"):
+    want = sum((1 - d) * d ** (t - 1 - i) * h[k]
+               for i, h in enumerate(history)) / (1 - d ** t)
+    np.testing.assert_allclose(train.eval_params(state, d)[k], want,
+                               rtol=1e-6)
+    assert not np.allclose(want, history[-1][k])   # it is not the last one
+  assert train.eval_params(state, 0.0) is state["params"]
+
+
+def optax_apply(params, updates):
+  return jax.tree.map(lambda p, u: p + u, params, updates)
+
+
+def test_ema_run_evaluates_and_keeps_the_average(tiny_config, tmp_path):
+  """A tiny run with train.ema_decay: its results are the metrics of the
+  best checkpoint's parameter average (restore_best_params), which differs
+  from that checkpoint's raw parameters."""
+  c = tiny_config
+  c.train.num_epochs, c.train.eval_every = 2, 1
+  c.train.ema_decay = 0.9
+  wd = str(tmp_path / "ema")
+  res = train.train_and_evaluate(c, wd)
+  ds = data_lib.load(c.data)
+  avg, meta = train.restore_best_params(c, ds, wd)
+  raw_c = c.copy_and_resolve_references()
+  raw_c.train.ema_decay = 0.0   # read the same checkpoint's raw params
+  with pytest.raises(Exception):
+    train.restore_best_params(raw_c, ds, wd)   # other optimizer structure
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  mesh = sharding.make_mesh()
+  step = train.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
+                              c.train.mask_history)
+  widths = train.bucket_widths(c)
+  valid = train.evaluate(step, sharding.replicate(avg, mesh),
+                         train.EvalSet.build(ds, "valid", c.data.max_len),
+                         c.train.eval_batch_size, widths, mesh)
+  assert meta["epoch"] == res["best_epoch"]
+  for k, v in res["valid"].items():
+    assert valid[k] == pytest.approx(v, abs=1e-6), k
+  target = train.init_state(model, train.make_optimizer(c.train),
+                            jax.random.key(0), c.data.max_len)
+  ckpt = checkpointing.Checkpointer(os.path.join(wd, "ckpt", "recommender"))
+  try:
+    state, _ = ckpt.restore_best(target)
+  finally:
+    ckpt.close()
+  diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                      avg, state["params"])
+  assert max(jax.tree.leaves(diff)) > 1e-4
+
+
 def test_epoch_loss_norm_weighs_every_position_the_same(tiny_config):
   """loss_norm='epoch': a batch's loss is its sum over target positions
   divided by one constant (the epoch's mean count per batch), so a short
@@ -215,7 +294,7 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("train.loss_norm", "user"), ("model.attn_dropout", "none"),
     ("model.qkv_init", "xavier"), ("model.positions", "left"),
     ("train.lr_schedule", "step"), ("train.lr_warmup_epochs", -1),
-    ("model.dtype", "float16"),
+    ("model.dtype", "float16"), ("train.ema_decay", 1.0),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config
