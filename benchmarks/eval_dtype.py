@@ -58,7 +58,7 @@ def main():
   params, meta = train.restore_best_params(config, ds, args.workdir)
   print(f"best checkpoint: {meta}")
   params = sharding.replicate(params, mesh)
-  widths = train.bucket_widths(config)
+  widths = train.bucket_widths(config, "eval")
   steps = {}
   for dt in DTYPES:
     config.model.dtype = dt

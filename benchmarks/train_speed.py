@@ -15,8 +15,9 @@ every `--micro` value (config.train.micro_batch) x every `--attn_blocks`
 value (config.model.attn_blocks, SASRec's causal query blocks) x every
 `--dropout_rng` value (config.model.dropout_rng, how dropout masks are
 drawn) x every `--dtype` value (config.model.dtype, the matmul operands)
-x every `--length_buckets` set (config.train.length_buckets; sets separated
-by ';'). The defaults of the last four are the config's.
+x every `--length_buckets` set (sets separated by ';'; each is used as
+config.train.length_buckets for training and as .eval_length_buckets for
+evaluation). The defaults of the last four are the config's.
 
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
@@ -102,7 +103,8 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   batches, seqs, tokens = {}, {}, {}   # per length-bucket set
   for buckets in {mb[4] for mb in variants}:
     c = config.copy_and_resolve_references()
-    c.train.length_buckets = buckets
+    if buckets is not None:
+      c.train.length_buckets = buckets
     bs = [sharding.shard_batch(b, mesh) for b in train.train_batches(
         inputs, targets, rows, tc.batch_size, 0, 1, train.bucket_widths(c))]
     if steps > 0:
@@ -160,8 +162,9 @@ def bench_eval(config, ds, repeats, mesh, variants):
   widths = {}
   for buckets in {mb[4] for mb in variants}:
     c = config.copy_and_resolve_references()
-    c.train.length_buckets = buckets
-    widths[buckets] = train.bucket_widths(c)
+    if buckets is not None:
+      c.train.length_buckets = c.train.eval_length_buckets = buckets
+    widths[buckets] = train.bucket_widths(c, "eval")
   steps_, times = {}, {mb: [] for mb in variants}
   for mb in variants:   # the variants share the params (same param tree)
     model = _model(config, ds.num_items, mb)
@@ -185,6 +188,8 @@ def _variant_name(variant):
   name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
   if blocks != 1:
     name += f", attn_blocks {blocks}"
+  if buckets is None:
+    return name + f", dropout {rng}, {dtype}, the config's buckets"
   return name + (f", dropout {rng}, {dtype}, buckets "
                  f"{','.join(map(str, buckets)) or 'none'}")
 
@@ -195,12 +200,12 @@ def main():
                  help="training steps per timed repeat: the first N batches "
                  "of epoch 1; 0 = the whole epoch (its true mix of bucket "
                  "widths; the first batches are wider than the average)")
-  p.add_argument("--length_buckets",
-                 default=",".join(map(str, ml1m.get_config().train
-                                      .length_buckets)),
-                 help="config.train.length_buckets sets compared likewise "
-                 "(comma lists separated by ';'; an empty set = every "
-                 "batch at max_len)")
+  p.add_argument("--length_buckets", default=None,
+                 help="bucket width sets compared likewise, each used for "
+                 "training and evaluation batches (comma lists separated by "
+                 "';'; an empty set = every batch at max_len); default: "
+                 "configs/ml1m.py's length_buckets for training and "
+                 "eval_length_buckets for evaluation")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--model", default="sasrec")
   p.add_argument("--only", default="",
@@ -227,8 +232,9 @@ def main():
     tc = ml1m.get_config().train
     n_cpu = sharding.auto_cpu_devices([tc.batch_size, tc.eval_batch_size])
   sharding.split_cpu(n_cpu)
-  bucket_sets = [tuple(int(w) for w in s.split(",") if w)
-                 for s in args.length_buckets.split(";")]
+  bucket_sets = [None] if args.length_buckets is None else [
+      tuple(int(w) for w in s.split(",") if w)
+      for s in args.length_buckets.split(";")]
   variants = [(int(m), int(b), r, d, k) for m in args.micro.split(",")
               for b in args.attn_blocks.split(",")
               for r in args.dropout_rng.split(",")
@@ -244,7 +250,7 @@ def main():
         f"{mesh.devices.size} device(s), XLA_FLAGS "
         f"{os.environ.get('XLA_FLAGS', '')!r}")
   print(f"timed: {args.steps or 'the whole'} {'steps' if args.steps else 'epoch'}"
-        f" per repeat; length_buckets {bucket_sets}")
+        f" per repeat; length_buckets {bucket_sets} (None: the config's)")
   peak = matmul_flops_per_s(mesh)
   print(f"float32 2048^3 matmul: {peak / 1e9:.1f} GFLOP/s")
 

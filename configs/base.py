@@ -91,6 +91,10 @@ def get_config():
       # to the smallest width that holds it (one compile per width). () =
       # every batch at data.max_len.
       length_buckets=(),
+      # Widths of evaluation batches (users sorted by length, each batch cut
+      # to the narrowest width that holds it); () = length_buckets. Only
+      # the speed depends on them: finer is faster, one compile per width.
+      eval_length_buckets=(),
       # Loss of a batch: 'batch' = mean over its target positions (a batch
       # of short rows then weighs as much as one of long rows); 'epoch' =
       # sum / the epoch's mean count per batch (each position weighs the

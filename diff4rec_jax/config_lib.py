@@ -25,10 +25,12 @@ from diff4rec_jax.models import dropout as dropout_lib
 # run is carried out or reported, not what it computes. The speed settings
 # (`model.attn_blocks`, `train.micro_batch`, `model.dropout_rng`,
 # `cpu_devices`) give the same model and update; only the random draws
-# (dropout, negatives) may differ.
+# (dropout, negatives) may differ. `train.eval_length_buckets` changes only
+# how evaluation batches are cut.
 RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
                     "model.attn_blocks", "train.micro_batch",
-                    "model.dropout_rng", "cpu_devices")
+                    "model.dropout_rng", "cpu_devices",
+                    "train.eval_length_buckets")
 
 
 def sub_block(config, name: str):
@@ -142,10 +144,10 @@ def validate(config) -> None:
   if config.train.eval_item_chunk % 32:
     raise _err("train.eval_item_chunk", "must be a multiple of 32",
                config.train.eval_item_chunk)
-  for w in config.train.length_buckets:
-    if not isinstance(w, int) or w < 1:
-      raise _err("train.length_buckets", "must hold positive integers",
-                 config.train.length_buckets)
+  for f in ("train.length_buckets", "train.eval_length_buckets"):
+    for w in _get(config, f):
+      if not isinstance(w, int) or w < 1:
+        raise _err(f, "must hold positive integers", _get(config, f))
   v = config.train.get("micro_batch", 0)
   if not isinstance(v, int) or v < -1:
     raise _err("train.micro_batch", "must be -1 (auto), 0 (off) or a "

@@ -362,10 +362,18 @@ class EvalSet:
       }
 
 
-def bucket_widths(config) -> np.ndarray:
-  """Sorted sequence widths used for batches; the last one is max_len."""
+def bucket_widths(config, split: str = "train") -> np.ndarray:
+  """Sorted sequence widths used for batches; the last one is max_len.
+
+  split 'train': `train.length_buckets`; 'eval': `train.eval_length_buckets`
+  (evaluation batches; () = the training ones). Evaluation results do not
+  depend on the widths (`EvalSet.batches`), only its speed does.
+  """
   max_len = config.data.max_len
-  ws = {int(w) for w in config.train.length_buckets if 0 < int(w) < max_len}
+  buckets = config.train.length_buckets
+  if split == "eval" and config.train.get("eval_length_buckets", ()):
+    buckets = config.train.eval_length_buckets
+  ws = {int(w) for w in buckets if 0 < int(w) < max_len}
   return np.array(sorted(ws) + [max_len], dtype=np.int64)
 
 
@@ -528,6 +536,7 @@ def train_recommender(config: ml_collections.ConfigDict,
   rows = np.flatnonzero((train_tg > 0).any(axis=1))
   valid_set = EvalSet.build(ds, "valid", max_len)
   widths = bucket_widths(config)
+  eval_widths = bucket_widths(config, "eval")
   steps_per_epoch = num_train_steps(train_in, rows, tc.batch_size, widths)
   tx = make_optimizer(tc, steps_per_epoch)
   ema = tc.get("ema_decay", 0.0)
@@ -619,7 +628,7 @@ def train_recommender(config: ml_collections.ConfigDict,
 
       if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
         valid = evaluate(eval_step, eval_params(state, ema), valid_set,
-                         tc.eval_batch_size, widths, mesh)
+                         tc.eval_batch_size, eval_widths, mesh)
         record.update({f"valid/{k}": v for k, v in valid.items()})
         logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
         if valid["NDCG@10"] > meta["best_ndcg10"]:
@@ -675,9 +684,9 @@ def train_recommender(config: ml_collections.ConfigDict,
   t_eval = time.time()
   best_params = eval_params(best_state, ema)
   valid = evaluate(eval_step, best_params, valid_set,
-                   tc.eval_batch_size, widths, mesh)
+                   tc.eval_batch_size, eval_widths, mesh)
   test = evaluate(eval_step, best_params, test_set,
-                  tc.eval_batch_size, widths, mesh)
+                  tc.eval_batch_size, eval_widths, mesh)
   eval_seconds = time.time() - t_eval
   logging.info("best epoch %d  valid %s", meta["best_epoch"],
                _fmt_metrics(valid))

@@ -158,6 +158,35 @@ def test_ema_run_evaluates_and_keeps_the_average(tiny_config, tmp_path):
   assert max(jax.tree.leaves(diff)) > 1e-4
 
 
+def test_eval_length_buckets_change_the_widths_not_the_metrics(tiny_config):
+  """train.eval_length_buckets cuts evaluation batches to other widths (()
+  falls back to train.length_buckets); the metrics stay the same."""
+  c = tiny_config
+  c.train.length_buckets = (32,)
+  np.testing.assert_array_equal(train.bucket_widths(c, "eval"), [32, 50])
+  c.train.eval_length_buckets = (24, 28, 36, 40, 44)
+  np.testing.assert_array_equal(train.bucket_widths(c), [32, 50])
+  np.testing.assert_array_equal(train.bucket_widths(c, "eval"),
+                                [24, 28, 36, 40, 44, 50])
+  ds = data_lib.load(c.data)
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 50), jnp.int32))
+  mesh = sharding.make_mesh()
+  step = train.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
+                              True)
+  evalset = train.EvalSet.build(ds, "test", c.data.max_len)
+  got = {}
+  for split in ("train", "eval"):
+    widths = train.bucket_widths(c, split)
+    used = {b["inputs"].shape[1] for b in evalset.batches(32, widths)}
+    assert len(used) >= 3 if split == "eval" else used == {32, 50}
+    got[split] = train.evaluate(step, params["params"], evalset, 32, widths,
+                                mesh)
+  for k, v in got["train"].items():
+    assert got["eval"][k] == pytest.approx(v, abs=1e-6), k
+  assert got["train"]["HR@20"] > 0   # something to compare
+
+
 def test_epoch_loss_norm_weighs_every_position_the_same(tiny_config):
   """loss_norm='epoch': a batch's loss is its sum over target positions
   divided by one constant (the epoch's mean count per batch), so a short
@@ -295,6 +324,7 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("model.qkv_init", "xavier"), ("model.positions", "left"),
     ("train.lr_schedule", "step"), ("train.lr_warmup_epochs", -1),
     ("model.dtype", "float16"), ("train.ema_decay", 1.0),
+    ("train.eval_length_buckets", (16, 0)),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config
