@@ -32,6 +32,10 @@ def get_config():
       drop_short_users=False,  # users with < 3 actions: error unless True
       download=True,           # missing data: fetch + preprocess (prepare.py)
       max_len=200,             # most recent items fed to the recommender
+      # Training rows per user: 1 = the most recent max_len pairs of the
+      # training prefix; w > 1 adds up to w - 1 earlier non-overlapping
+      # windows of long prefixes; 0 = all (every pair a target once).
+      train_windows=1,
   ))
 
   c.model = ml_collections.ConfigDict(dict(

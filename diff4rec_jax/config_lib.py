@@ -110,6 +110,10 @@ def validate(config) -> None:
   v = config.data.max_len
   if not isinstance(v, int) or v < 2:
     raise _err("data.max_len", "must be an integer >= 2", v)
+  v = config.data.train_windows
+  if not isinstance(v, int) or v < 0:
+    raise _err("data.train_windows", "must be an integer >= 0 (0 = every "
+               "window)", v)
   _choice(config, "model.name", models.RECOMMENDERS)
   for f in ("model.hidden", "model.num_blocks", "model.num_heads",
             "model.attn_blocks",

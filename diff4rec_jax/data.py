@@ -266,17 +266,34 @@ class SequenceData:
     """[U] int32 target item of `split` ('valid' or 'test')."""
     return self.items[self.split_end(split)]
 
-  def train_arrays(self, max_len: int):
+  def train_arrays(self, max_len: int, windows: int = 1):
     """Next-item training pairs from each user's training prefix.
 
+    Row u < U is user u's most recent L pairs. windows w > 1 adds, for users
+    whose prefix holds more than L pairs, rows of the L pairs before those
+    (window 1), the L before that (window 2), ... up to w windows per user
+    (0 = every window): each pair of the prefix is then a target in exactly
+    one row. Extra rows follow the U user rows, window by window.
+
     Returns:
-      inputs [U, L] int32: prefix[:-1], most recent L, left-padded with 0.
-      targets [U, L] int32: prefix[1:], aligned with inputs (0 = no target).
+      inputs [R, L] int32: prefix[:-1], L per row, left-padded with 0.
+      targets [R, L] int32: prefix[1:], aligned with inputs (0 = no target).
     """
     start = self.indptr[:-1]
     end = self.split_end("train")
-    inputs = left_pad(self.items, start, end - 1, max_len)
-    targets = left_pad(self.items, start + 1, end, max_len)
+    ends = [end]
+    k = 1
+    while windows == 0 or k < windows:
+      e = end - k * max_len
+      more = e > start + 1          # this window still holds a pair
+      if not more.any():
+        break
+      ends.append(np.where(more, e, -1))
+      k += 1
+    rows_start = np.concatenate([start] + [start[e >= 0] for e in ends[1:]])
+    rows_end = np.concatenate([ends[0]] + [e[e >= 0] for e in ends[1:]])
+    inputs = left_pad(self.items, rows_start, rows_end - 1, max_len)
+    targets = left_pad(self.items, rows_start + 1, rows_end, max_len)
     return inputs, targets
 
   def eval_arrays(self, split: str, max_len: int):

@@ -532,8 +532,13 @@ def train_recommender(config: ml_collections.ConfigDict,
   sharding.check_batch(tc.eval_batch_size, mesh, "config.train.eval_batch_size")
 
   model = models.get_model(mc, ds.num_items, max_len)
-  train_in, train_tg = ds.train_arrays(max_len)
+  train_in, train_tg = ds.train_arrays(max_len,
+                                       config.data.get("train_windows", 1))
   rows = np.flatnonzero((train_tg > 0).any(axis=1))
+  if len(train_in) > ds.num_users:
+    logging.info("training rows: %d users + %d earlier windows of long "
+                 "prefixes (data.train_windows=%d)", ds.num_users,
+                 len(train_in) - ds.num_users, config.data.train_windows)
   valid_set = EvalSet.build(ds, "valid", max_len)
   widths = bucket_widths(config)
   eval_widths = bucket_widths(config, "eval")

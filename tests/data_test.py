@@ -45,6 +45,25 @@ def test_leave_one_out_split(tmp_path):
   assert tt.tolist() == [13, 22, 10]
 
 
+@pytest.mark.parametrize("windows, rows", [(1, 2), (2, 3), (3, 4), (0, 4),
+                                           (9, 4)])
+def test_train_windows_cover_the_prefix_once(tmp_path, windows, rows):
+  # User 1: 12 items -> training prefix 1..10 (9 pairs); user 2: 4 items ->
+  # prefix 20, 21 (1 pair). L = 3: user 1's pairs fall in windows of 3, 3, 3.
+  raw = "".join(f"1 {i}\n" for i in range(1, 13)) + "2 20\n2 21\n2 22\n2 23\n"
+  ds = data.read_interactions(_write(tmp_path, "w.txt", raw.encode()))
+  inputs, targets = ds.train_arrays(3, windows)
+  assert inputs.shape == (rows, 3)
+  assert inputs[:2].tolist() == [[7, 8, 9], [0, 0, 20]]   # rows 0..U-1 = users
+  assert targets[:2].tolist() == [[8, 9, 10], [0, 0, 21]]
+  pairs = sorted((int(a), int(b)) for a, b in zip(inputs.ravel(),
+                                                  targets.ravel()) if b)
+  want = [(i, i + 1) for i in range(10 - 3 * (rows - 1), 10)] + [(20, 21)]
+  assert pairs == sorted(want)        # each pair once, newest windows first
+  if windows in (0, 9):
+    assert inputs[2:].tolist() == [[4, 5, 6], [1, 2, 3]]
+
+
 def test_history_excludes_target_and_duplicates(tmp_path):
   # User 1 repeats item 5 and its test target is 5 again.
   raw = b"1 5\n1 6\n1 5\n1 7\n1 5\n"

@@ -324,7 +324,7 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     ("model.qkv_init", "xavier"), ("model.positions", "left"),
     ("train.lr_schedule", "step"), ("train.lr_warmup_epochs", -1),
     ("model.dtype", "float16"), ("train.ema_decay", 1.0),
-    ("train.eval_length_buckets", (16, 0)),
+    ("train.eval_length_buckets", (16, 0)), ("data.train_windows", -1),
 ])
 def test_bad_config_values_name_the_field(tiny_config, field, value):
   c = tiny_config
