@@ -36,8 +36,9 @@ def get_config():
   c.train.eval_every = 1
   c.train.patience = 10
   c.train.length_buckets = (32, 64, 128)
-  # Evaluation only (results do not depend on it): x1.08-1.16 faster than
-  # the training buckets on ML-1M (results/speed.md, session 11).
+  # Evaluation only (results do not depend on it): x1.11 / x1.18 faster
+  # than the training buckets in two in-process runs on ML-1M
+  # (results/speed.md, session 11).
   c.train.eval_length_buckets = (16, 32, 48, 64, 96, 128, 160)
   # Generator (paper 3.2-3.3; see results/generator.md for how the
   # defaults were chosen). The paper gives no values.

@@ -9,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from diff4rec_jax import checkpointing
@@ -103,8 +104,8 @@ def test_param_ema_is_the_debiased_average_of_the_updated_params(
     upd, opt = tx.update(g, state["opt_state"], state["params"])
     upd_plain, s_plain = plain.update(g, s_plain, p_plain)
     jax.tree.map(np.testing.assert_array_equal, upd, upd_plain)
-    p_plain = optax_apply(p_plain, upd_plain)
-    state = {"params": optax_apply(state["params"], upd), "opt_state": opt}
+    p_plain = optax.apply_updates(p_plain, upd_plain)
+    state = {"params": optax.apply_updates(state["params"], upd), "opt_state": opt}
     history.append(jax.tree.map(np.asarray, state["params"]))
   t = len(history)
   for k in ("w", "b"):
@@ -114,10 +115,6 @@ def test_param_ema_is_the_debiased_average_of_the_updated_params(
                                rtol=1e-6)
     assert not np.allclose(want, history[-1][k])   # it is not the last one
   assert train.eval_params(state, 0.0) is state["params"]
-
-
-def optax_apply(params, updates):
-  return jax.tree.map(lambda p, u: p + u, params, updates)
 
 
 def test_ema_run_evaluates_and_keeps_the_average(tiny_config, tmp_path):
