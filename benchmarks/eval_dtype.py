@@ -63,8 +63,8 @@ def main():
   for dt in DTYPES:
     config.model.dtype = dt
     model = models.get_model(config.model, ds.num_items, config.data.max_len)
-    micro = train.resolve_micro_batch(tc.micro_batch, tc.eval_batch_size,
-                                      mesh.devices.size)
+    micro = train.micro_batcher(tc.micro_batch, tc.eval_batch_size,
+                                mesh.devices.size)
     steps[dt] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                                      tc.mask_history, micro)
   for split in ("test", "valid"):

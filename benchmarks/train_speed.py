@@ -17,7 +17,10 @@ value (config.model.attn_blocks, SASRec's causal query blocks) x every
 drawn) x every `--dtype` value (config.model.dtype, the matmul operands)
 x every `--length_buckets` set (sets separated by ';'; each is used as
 config.train.length_buckets for training and as .eval_length_buckets for
-evaluation). The defaults of the last four are the config's.
+evaluation) x every `--ynn` value (XLA:CPU's YNNPACK fusions: 'project'
+= off in the BCE train step (`sharding.without_ynn`), on in the CE one
+and in evaluation; 'off' / 'on' = in every step). The defaults of the last
+five are the project's.
 
 Usage:
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/train_speed.py \
@@ -25,7 +28,7 @@ Usage:
       [--repeats=5] \
       [--model=sasrec] [--micro=0,-1] \
       [--attn_blocks=1,4] [--dropout_rng=hash,prng] \
-      [--dtype=float32,bfloat16] [--cpu_devices=-1]
+      [--dtype=float32,bfloat16] [--ynn=project,on] [--cpu_devices=-1]
 
 `--cpu_devices` (config.cpu_devices) is fixed per process: compare values in
 separate runs.
@@ -78,7 +81,7 @@ def step_flops(jitted, mesh, *args):
 
 def _model(config, num_items, variant):
   """The recommender with variant = (micro_batch, attn_blocks, dropout_rng,
-  dtype, length_buckets)."""
+  dtype, length_buckets, ynn)."""
   c = config.copy_and_resolve_references()
   c.model.attn_blocks = variant[1]
   c.model.dropout_rng = variant[2]
@@ -86,9 +89,18 @@ def _model(config, num_items, variant):
   return models.get_model(c.model, num_items, c.data.max_len)
 
 
+def _options(variant):
+  """XLA compiler options of a variant's steps: None = the project's (on
+  CPU: YNNPACK fusions off in the BCE train step, XLA's defaults in the CE
+  one and in evaluation); 'on' = XLA's defaults; 'off' = YNNPACK fusions
+  off."""
+  return {"project": None, "on": {},
+          "off": sharding.without_ynn()}[variant[5]]
+
+
 def bench_train(config, ds, steps, repeats, mesh, variants):
   """Interleaved timed repeats of each (micro_batch, attn_blocks,
-  dropout_rng, dtype, length_buckets) variant.
+  dropout_rng, dtype, length_buckets, ynn) variant.
 
   Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat])}.
   """
@@ -117,10 +129,10 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   steps_, states, flops = {}, {}, {}
   for mb in variants:
     model = _model(config, ds.num_items, mb)
-    m_rows = train.resolve_micro_batch(mb[0], tc.batch_size,
-                                       mesh.devices.size)
+    m_rows = train.micro_batcher(mb[0], tc.batch_size, mesh.devices.size)
     steps_[mb] = train.make_train_step(model, tx, tc.loss, ds.num_items,
-                                       micro_batch=m_rows)
+                                       micro_batch=m_rows,
+                                       compiler_options=_options(mb))
     states[mb] = sharding.replicate(
         train.init_state(model, tx, jax.random.key(0), config.data.max_len),
         mesh)
@@ -168,10 +180,10 @@ def bench_eval(config, ds, repeats, mesh, variants):
   steps_, times = {}, {mb: [] for mb in variants}
   for mb in variants:   # the variants share the params (same param tree)
     model = _model(config, ds.num_items, mb)
-    m_rows = train.resolve_micro_batch(mb[0], tc.eval_batch_size,
-                                       mesh.devices.size)
+    m_rows = train.micro_batcher(mb[0], tc.eval_batch_size,
+                                 mesh.devices.size)
     steps_[mb] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
-                                      tc.mask_history, m_rows)
+                                      tc.mask_history, m_rows, _options(mb))
     train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size,
                    widths[mb[4]], mesh)
   for _ in range(repeats):
@@ -184,8 +196,9 @@ def bench_eval(config, ds, repeats, mesh, variants):
 
 
 def _variant_name(variant):
-  mb, blocks, rng, dtype, buckets = variant
+  mb, blocks, rng, dtype, buckets, ynn = variant
   name = {0: "one pass", -1: "micro auto"}.get(mb, f"micro {mb}")
+  name += f", ynn {ynn}"
   if blocks != 1:
     name += f", attn_blocks {blocks}"
   if buckets is None:
@@ -222,6 +235,10 @@ def main():
   p.add_argument("--dtype", default=defaults.dtype,
                  help="config.model.dtype values compared likewise (matmul "
                  "operands: float32 | bfloat16)")
+  p.add_argument("--ynn", default="project",
+                 help="XLA:CPU YNNPACK fusions compared likewise: project "
+                 "(off in the BCE train step only) | off | on (XLA's "
+                 "default)")
   p.add_argument("--cpu_devices", type=int,
                  default=ml1m.get_config().cpu_devices,
                  help="config.cpu_devices: -1 auto (one device per core), "
@@ -235,11 +252,12 @@ def main():
   bucket_sets = [None] if args.length_buckets is None else [
       tuple(int(w) for w in s.split(",") if w)
       for s in args.length_buckets.split(";")]
-  variants = [(int(m), int(b), r, d, k) for m in args.micro.split(",")
+  variants = [(int(m), int(b), r, d, k, y) for m in args.micro.split(",")
               for b in args.attn_blocks.split(",")
               for r in args.dropout_rng.split(",")
               for d in args.dtype.split(",")
-              for k in bucket_sets]
+              for k in bucket_sets
+              for y in args.ynn.split(",")]
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")

@@ -63,6 +63,27 @@ def split_cpu(n: int) -> bool:
   return True
 
 
+# XLA:CPU hands dots, elementwise ops and reductions to YNNPACK fusions by
+# default. A step whose time goes to small products ([tokens x 50] x
+# [50 x 50], [W x W] softmaxes and their gradients: SASRec with the BCE
+# loss) runs faster in XLA's own kernels; one with a large product (the CE
+# loss's [tokens x D] x [D x N] logits, the evaluation's ranking) runs
+# faster with them (results/speed.md, session 12).
+_YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
+
+
+def without_ynn(backend: str | None = None) -> dict:
+  """`jax.jit(..., compiler_options=...)` turning YNNPACK fusions off.
+
+  On CPU: {_YNN_FLAG: ''} (no fusion type), unless XLA_FLAGS already names
+  that flag (the user's choice wins). Elsewhere: {} (nothing to change).
+  """
+  backend = backend or jax.default_backend()
+  if backend != "cpu" or _YNN_FLAG in os.environ.get("XLA_FLAGS", ""):
+    return {}
+  return {_YNN_FLAG: ""}
+
+
 def make_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), ("data",))
 

@@ -148,27 +148,42 @@ def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
   return losses.bce_loss(hidden, table, targets, neg)
 
 
+# Auto micro-batching on CPU: rows x width per chunk at most this many.
+AUTO_MICRO_TOKENS = 6400
+
+
 def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
-                        backend: Optional[str] = None) -> int:
+                        backend: Optional[str] = None,
+                        width: Optional[int] = None) -> int:
   """Rows per micro-batch of a step, from `config.train.micro_batch`.
 
   A step over B rows can run its model in B / m chunks of m rows (gradients
   summed in a `lax.scan`, forward passes in a `lax.map`): the same result,
   but on CPU the [m, L, L] attention and [m * L, N] logits arrays stay in
-  cache (1.2-1.5x faster on the 2-core CI machine, results/speed.md) and
-  peak memory drops B/m-fold. On GPU/TPU one wide batch is faster.
+  cache, and peak memory drops B/m-fold. Every chunk is a loop iteration
+  with a fixed cost, though, so narrow batches are best in few chunks: on
+  the 2-core CI machine a batch of 128 rows of width 32 trains 2.5x faster
+  in one pass than in 4 chunks of 32, one of width 200 1.2x slower
+  (results/speed.md). On GPU/TPU one wide batch is faster.
 
-  value: -1 = auto (32 on CPU when it divides the batch into >= 2 chunks
-  of a multiple of the device count, else off); 0 = off; m > 0 = m rows
-  (must divide `batch_size` and be a multiple of `num_devices`).
+  value: -1 = auto: on CPU, the most rows m that divide the batch, are a
+  multiple of the device count and hold at most AUTO_MICRO_TOKENS (6,400)
+  positions of width `width` (None: the width is not known, taken as 200);
+  so 32 rows at width 200, 64 at width 64, the whole batch of 128 at width
+  <= 50. Off on GPU/TPU, and where no such m of >= 8 rows exists.
+  0 = off; m > 0 = m rows whatever the width (must divide `batch_size` and
+  be a multiple of `num_devices`).
   Returns m, or 0 for one chunk.
   """
   if value == -1:
     backend = backend or jax.default_backend()
-    m = 32
-    ok = (backend == "cpu" and batch_size > m and batch_size % m == 0
-          and m % num_devices == 0)
-    return m if ok else 0
+    if backend != "cpu":
+      return 0
+    most = AUTO_MICRO_TOKENS // (width or 200)
+    fits = [m for m in range(num_devices, min(most, batch_size) + 1,
+                             num_devices) if batch_size % m == 0]
+    m = max(fits, default=0)
+    return m if 8 <= m < batch_size else 0
   if value == 0 or value >= batch_size:
     return 0
   if batch_size % value or value % num_devices:
@@ -196,14 +211,29 @@ def merge_rows(x: jax.Array) -> jax.Array:
   return jnp.swapaxes(x, 0, 1).reshape((n * k,) + x.shape[2:])
 
 
-def _num_chunks(rows: int, micro_batch: int) -> int:
-  return rows // micro_batch if micro_batch and rows > micro_batch else 1
+def micro_batcher(value: int, batch_size: int,
+                  num_devices: int) -> Callable[[int], int]:
+  """`width -> rows per micro-batch` of `config.train.micro_batch` for
+  batches of `batch_size` rows (`resolve_micro_batch`); a bad value raises
+  here, not at the first step."""
+  resolve_micro_batch(value, batch_size, num_devices)
+  return lambda width: resolve_micro_batch(value, batch_size, num_devices,
+                                           width=width)
+
+
+def _num_chunks(batch_shape, micro_batch) -> int:
+  """Chunks of a [rows, width] batch; `micro_batch` is rows per chunk
+  (0 = one pass) or a function of the width giving them."""
+  rows, width = batch_shape[:2]
+  m = micro_batch(width) if callable(micro_batch) else micro_batch
+  return rows // m if m and rows > m else 1
 
 
 def make_train_step(model, tx, loss_name: str, num_items: int,
                     aug_weight: float = 1.0,
-                    micro_batch: int = 0,
-                    token_norm: float = 0.0) -> Callable:
+                    micro_batch: int | Callable[[int], int] = 0,
+                    token_norm: float = 0.0,
+                    compiler_options: Optional[dict] = None) -> Callable:
   """Builds `train_step(state, batch, rng) -> (state, metrics)`.
 
   batch: {'inputs': [B, L], 'targets': [B, L]} int32, and optionally
@@ -213,14 +243,21 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
 
   micro_batch: m > 0 runs the model on B / m chunks of m originals (and
   the same number of chunks of copies; A must divide by it) and sums their
-  gradients: the same loss and gradient as one pass (up to float rounding
-  and the dropout/negative draws, which are per chunk). 0: one pass.
+  gradients (a function of the batch width L gives m per width:
+  `micro_batcher`): the same loss and gradient as one pass (up to float
+  rounding and the dropout/negative draws, which are per chunk). 0: one
+  pass.
 
   token_norm: 0 divides the originals' loss sum by this batch's count of
   target positions (a per-batch mean); t > 0 divides it by t, the same
   constant for every batch (`train.loss_norm='epoch'`: the epoch's mean
   count per batch), so every target position weighs the same whichever
   batch holds it. The copies' loss stays a per-batch mean.
+
+  compiler_options: XLA options of the compiled step; None = on CPU,
+  YNNPACK fusions off for the BCE loss (`sharding.without_ynn`: x1.03-1.17
+  whole-epoch SASRec training on the 2-core CI machine) and XLA's defaults
+  for CE (its logits product is faster in them: x1.05-1.16).
   """
 
   def one_pass(params, batch, r_orig, r_aug, n_orig, n_aug):
@@ -246,7 +283,7 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
               else count(batch["targets"]))
     n_aug = count(batch["aug_targets"]) if "aug_inputs" in batch else 1.0
     grad_fn = jax.value_and_grad(one_pass, has_aux=True)
-    chunks = _num_chunks(batch["inputs"].shape[0], micro_batch)
+    chunks = _num_chunks(batch["inputs"].shape, micro_batch)
     if "aug_inputs" in batch:
       chunks = np.gcd(chunks, batch["aug_inputs"].shape[0])
     if chunks == 1:
@@ -274,18 +311,26 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
                  "step": state["step"] + 1}
     return new_state, {"loss": loss, **aux}
 
-  return jax.jit(train_step, donate_argnums=(0,))
+  if compiler_options is None:
+    compiler_options = sharding.without_ynn() if loss_name == "bce" else {}
+  return jax.jit(train_step, donate_argnums=(0,),
+                 compiler_options=compiler_options)
 
 
 def make_eval_step(model, num_items: int, chunk: int,
-                   mask_history: bool, micro_batch: int = 0) -> Callable:
+                   mask_history: bool,
+                   micro_batch: int | Callable[[int], int] = 0,
+                   compiler_options: Optional[dict] = None) -> Callable:
   """Builds `eval_step(params, sums, batch) -> sums` (full ranking).
 
   batch: {'inputs': [B, L], 'targets': [B], 'history': [B, W] uint32
   bitset of the items to mask (`metrics.history_words`), 'weights': [B]};
-  padded rows have weight 0. micro_batch m > 0: the model
-  forward runs over B / m chunks of m rows (`lax.map`), the ranking over
-  the whole batch; same result.
+  padded rows have weight 0. micro_batch m > 0 (or a function of the
+  batch width giving m): the model forward runs over B / m chunks of m rows
+  (`lax.map`), the ranking over the whole batch; same result.
+  compiler_options: XLA options of the compiled step; None = XLA's
+  defaults (its ranking product runs faster in XLA:CPU's YNNPACK fusions:
+  x1.11, results/speed.md).
   """
 
   def forward(params, inputs):
@@ -293,7 +338,7 @@ def make_eval_step(model, num_items: int, chunk: int,
                        last_only=True)[:, -1]                     # [B, D]
 
   def eval_step(params, sums, batch):
-    chunks = _num_chunks(batch["inputs"].shape[0], micro_batch)
+    chunks = _num_chunks(batch["inputs"].shape, micro_batch)
     if chunks == 1:
       last = forward(params, batch["inputs"])
     else:
@@ -305,7 +350,8 @@ def make_eval_step(model, num_items: int, chunk: int,
     new = metrics_lib.metrics_from_ranks(ranks, batch["weights"])
     return jax.tree.map(jnp.add, sums, new)
 
-  return jax.jit(eval_step, donate_argnums=(1,))
+  return jax.jit(eval_step, donate_argnums=(1,),
+                 compiler_options=compiler_options or {})
 
 
 def zero_sums() -> dict:
@@ -549,8 +595,8 @@ def train_recommender(config: ml_collections.ConfigDict,
   init_key, step_key = jax.random.split(key)
   state = sharding.replicate(init_state(model, tx, init_key, max_len), mesh)
   ndev = mesh.devices.size
-  micro = resolve_micro_batch(tc.micro_batch, tc.batch_size, ndev)
-  eval_micro = resolve_micro_batch(tc.micro_batch, tc.eval_batch_size, ndev)
+  micro = micro_batcher(tc.micro_batch, tc.batch_size, ndev)
+  eval_micro = micro_batcher(tc.micro_batch, tc.eval_batch_size, ndev)
   token_norm = (loss_token_norm(train_tg, rows, steps_per_epoch)
                 if tc.loss_norm == "epoch" else 0.0)
   train_step = make_train_step(model, tx, tc.loss, ds.num_items,

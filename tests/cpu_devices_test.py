@@ -115,3 +115,44 @@ def test_main_runs_on_the_requested_cpu_devices_deterministically(
     assert 0.0 < res["test"]["NDCG@10"] < 1.0
   assert results[0]["valid"] == results[1]["valid"]
   assert results[0]["test"] == results[1]["test"]
+
+
+def test_without_ynn_turns_ynnpack_fusions_off_on_cpu_only(monkeypatch):
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  flag = "xla_cpu_experimental_ynn_fusion_type"
+  assert sharding.without_ynn("cpu") == {flag: ""}
+  assert sharding.without_ynn("gpu") == {}
+  assert sharding.without_ynn("tpu") == {}
+  # A user who sets the flag keeps it.
+  monkeypatch.setenv("XLA_FLAGS", f"--{flag}=dot")
+  assert sharding.without_ynn("cpu") == {}
+
+
+def test_bce_train_step_compiles_without_ynnpack_fusions(tiny_config,
+                                                          monkeypatch):
+  """The project's options reach XLA: the BCE step compiled with them holds
+  no YNNPACK fusion; the CE step (XLA's defaults) does, so this test would
+  notice a JAX whose CPU backend stops making them."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from diff4rec_jax import data as data_lib
+  from diff4rec_jax import models
+  from diff4rec_jax import train
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  if jax.default_backend() != "cpu":
+    pytest.skip("XLA:CPU only")
+  c = tiny_config
+  ds = data_lib.load(c.data)
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  tx = optax.adam(1e-3)
+  state = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  batch = {"inputs": jnp.ones((16, 32), jnp.int32),
+           "targets": jnp.ones((16, 32), jnp.int32)}
+  texts = {}
+  for loss in ("bce", "ce"):
+    step = train.make_train_step(model, tx, loss, ds.num_items)
+    texts[loss] = step.lower(state, batch, jax.random.key(1)).compile(
+        ).as_text()
+  assert "__ynn_fusion" not in texts["bce"]
+  assert "__ynn_fusion" in texts["ce"]

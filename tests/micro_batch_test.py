@@ -93,12 +93,13 @@ def test_split_and_merge_rows_are_inverse_and_strided():
 
 def test_resolve_micro_batch():
   r = train.resolve_micro_batch
-  assert r(-1, 128, 1, "cpu") == 32
+  assert r(-1, 128, 1, "cpu") == 32      # width unknown: taken as 200
   assert r(-1, 128, 1, "gpu") == 0
   assert r(-1, 128, 1, "tpu") == 0
   assert r(-1, 32, 1, "cpu") == 0        # one chunk: nothing to split
-  assert r(-1, 100, 1, "cpu") == 0       # 32 does not divide it
+  assert r(-1, 100, 1, "cpu") == 25      # the largest divisor <= 32
   assert r(-1, 128, 64, "cpu") == 0      # a chunk smaller than the mesh
+  assert r(-1, 97, 1, "cpu") == 0        # only 1-row chunks divide it
   assert r(0, 128, 1, "cpu") == 0
   assert r(16, 128, 8, "gpu") == 16
   assert r(256, 128, 1, "cpu") == 0      # at least the batch: one pass
@@ -106,6 +107,44 @@ def test_resolve_micro_batch():
     r(12, 128, 1, "cpu")
   with pytest.raises(ValueError, match=r"device count \(8\)"):
     r(4, 128, 8, "cpu")
+
+
+def test_auto_micro_batch_holds_at_most_6400_positions_per_chunk():
+  r = train.resolve_micro_batch
+  widths = {w: r(-1, 128, 2, "cpu", width=w) for w in (16, 32, 50, 64, 128,
+                                                     200, 400)}
+  assert widths == {16: 0, 32: 0, 50: 0, 64: 64, 128: 32, 200: 32, 400: 16}
+  assert r(-1, 256, 2, "cpu", width=64) == 64
+  assert r(-1, 128, 2, "gpu", width=32) == 0
+  # A fixed value does not depend on the width.
+  assert r(16, 128, 2, "cpu", width=32) == 16
+  m = train.micro_batcher(-1, 128, 2)
+  assert m(200) * 200 <= train.AUTO_MICRO_TOKENS
+  with pytest.raises(ValueError, match=r"micro_batch=12"):
+    train.micro_batcher(12, 128, 1)
+
+
+def test_micro_batcher_picks_chunks_per_width(tiny_config):
+  """A narrow batch runs in one pass and a wide one in chunks: the traced
+  step of the wide one holds one more loop (the chunks' scan)."""
+  c = tiny_config
+  ds = data_lib.load(c.data)
+  model = models.get_model(c.model, ds.num_items, c.data.max_len)
+  tx = optax.sgd(0.1)
+  state = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  # 256 rows, 6,400 / width rows per chunk: one pass at width 20 (320
+  # rows fit), chunks of 128 at width 50.
+  assert c.data.max_len >= 50
+  step = train.make_train_step(model, tx, "ce", ds.num_items,
+                               micro_batch=lambda w: train.resolve_micro_batch(
+                                   -1, 256, 1, "cpu", width=w))
+  loops = {}
+  for width in (20, 50):
+    batch = {"inputs": jnp.ones((256, width), jnp.int32),
+             "targets": jnp.ones((256, width), jnp.int32)}
+    text = step.lower(state, batch, jax.random.key(1)).as_text()
+    loops[width] = text.count("stablehlo.while")
+  assert loops[50] == loops[20] + 1
 
 
 @pytest.mark.parametrize("value", [-2, 24])
