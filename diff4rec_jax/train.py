@@ -162,9 +162,10 @@ def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
   but on CPU the [m, L, L] attention and [m * L, N] logits arrays stay in
   cache, and peak memory drops B/m-fold. Every chunk is a loop iteration
   with a fixed cost, though, so narrow batches are best in few chunks: on
-  the 2-core CI machine a batch of 128 rows of width 32 trains 2.5x faster
-  in one pass than in 4 chunks of 32, one of width 200 1.2x slower
-  (results/speed.md). On GPU/TPU one wide batch is faster.
+  the 2-core CI machine a SASRec-BCE step of 128 rows took 38 ms in one
+  pass and 53 ms in 4 chunks of 32 at width 32, but 215-229 ms in one pass
+  and 149-173 ms in chunks of 32 at width 128 (results/speed.md, session
+  12). On GPU/TPU one wide batch is faster.
 
   value: -1 = auto: on CPU, the most rows m that divide the batch, are a
   multiple of the device count and hold at most AUTO_MICRO_TOKENS (6,400)
