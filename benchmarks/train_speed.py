@@ -8,7 +8,11 @@ Prints, as medians of several timed repeats:
 * the achieved FLOP/s of each train step (XLA's cost analysis of the
   compiled step) as a fraction of a float32 [2048 x 2048] matmul measured in
   the same process;
-* the time to evaluate all 6,040 ML-1M users with full ranking.
+* the time to evaluate all 6,040 ML-1M users with full ranking;
+* for every repeat, the share of the host's CPU time the hypervisor stole
+  (Linux /proc/stat 'steal'; on a shared virtual machine the repeats that
+  saw steal ran on less than the machine's cores), and the median of the
+  repeats that saw under 1% ("quiet repeats"), beside the plain median.
 
 Settings compared in one process (repeats interleaved, ratios to the first):
 every `--micro` value (config.train.micro_batch) x every `--attn_blocks`
@@ -47,6 +51,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import machine
 from configs import ml1m
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import models
@@ -102,7 +107,8 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   """Interleaved timed repeats of each (micro_batch, attn_blocks,
   dropout_rng, dtype, length_buckets, ynn) variant.
 
-  Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat])}.
+  Returns {variant: (median seq/s, FLOP/s achieved, [seq/s per repeat],
+  [host steal share per repeat, or None])}.
   """
   tc = config.train
   tx = train.make_optimizer(tc)
@@ -148,23 +154,27 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
                                     micro_batch=0)
       flops[0] = step_flops(whole, mesh, states[mb], full, key)
   rates = {mb: [] for mb in variants}
+  steal = {mb: [] for mb in variants}
   for _ in range(repeats):
     for mb in variants:
+      host = machine.cpu_times()
       t = time.perf_counter()
       for b in batches[mb[4]]:
         states[mb], m = steps_[mb](states[mb], b, key)
       m["loss"].block_until_ready()
       rates[mb].append(seqs[mb[4]] / (time.perf_counter() - t))
+      steal[mb].append(machine.steal_fraction(host, machine.cpu_times()))
   out = {}
   for mb in variants:
     rate = statistics.median(rates[mb])
     per_batch = flops[0] * tokens[mb[4]] / config.data.max_len
-    out[mb] = (rate, per_batch * rate / tc.batch_size, rates[mb])
+    out[mb] = (rate, per_batch * rate / tc.batch_size, rates[mb], steal[mb])
   return out
 
 
 def bench_eval(config, ds, repeats, mesh, variants):
-  """{variant: (median s, [s per repeat])} for evaluating all test users."""
+  """{variant: (median s, [s per repeat], [host steal share per repeat])}
+  for evaluating all test users."""
   tc = config.train
   model = _model(config, ds.num_items, variants[0])
   params = model.init(jax.random.key(0), jnp.zeros((1, config.data.max_len),
@@ -178,6 +188,7 @@ def bench_eval(config, ds, repeats, mesh, variants):
       c.train.length_buckets = c.train.eval_length_buckets = buckets
     widths[buckets] = train.bucket_widths(c, "eval")
   steps_, times = {}, {mb: [] for mb in variants}
+  steal = {mb: [] for mb in variants}
   for mb in variants:   # the variants share the params (same param tree)
     model = _model(config, ds.num_items, mb)
     m_rows = train.micro_batcher(mb[0], tc.eval_batch_size,
@@ -188,11 +199,34 @@ def bench_eval(config, ds, repeats, mesh, variants):
                    widths[mb[4]], mesh)
   for _ in range(repeats):
     for mb in variants:
+      host = machine.cpu_times()
       t = time.perf_counter()
       train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size,
                      widths[mb[4]], mesh)
       times[mb].append(time.perf_counter() - t)
-  return {mb: (statistics.median(times[mb]), times[mb]) for mb in variants}
+      steal[mb].append(machine.steal_fraction(host, machine.cpu_times()))
+  return {mb: (statistics.median(times[mb]), times[mb], steal[mb])
+          for mb in variants}
+
+
+QUIET = 0.01   # a repeat is "quiet" if the host stole < 1% of its CPU time
+
+
+def steal_summary(values, steals, unit, fmt="{:.0f}"):
+  """'; host steal per repeat [..%]; median of the k quiet repeats: v'
+  ('' where steal cannot be read)."""
+  if any(x is None for x in steals):
+    return ""
+  quiet = [v for v, x in zip(values, steals) if x < QUIET]
+  text = ("; host steal per repeat [" +
+          ", ".join(f"{100 * x:.1f}%" for x in steals) + "]")
+  if quiet:
+    text += (f"; median of the {len(quiet)} quiet repeat(s) (steal < "
+             f"{100 * QUIET:.0f}%): {fmt.format(statistics.median(quiet))}"
+             f"{unit}")
+  else:
+    text += "; no quiet repeat"
+  return text
 
 
 def _variant_name(variant):
@@ -289,22 +323,24 @@ def main():
     c.model.update(s["model"])
     c.model.num_heads = 1
     res = bench_train(c, ds, args.steps, args.repeats, mesh, variants)
-    for mb, (rate, fps, rates) in res.items():
+    for mb, (rate, fps, rates, steals) in res.items():
       print(f"train {args.model} {name:3s} (hidden {c.model.hidden}, L 200, "
             f"batch 128, {_variant_name(mb)}): {rate:.0f} seq/s median of "
             f"{args.repeats} [{', '.join(f'{r:.0f}' for r in rates)}]; "
             f"{fps / 1e9:.1f} GFLOP/s = {fps / peak:.2f} of matmul peak; "
             f"x{rate / res[variants[0]][0]:.2f} vs "
-            f"{_variant_name(variants[0])}")
+            f"{_variant_name(variants[0])}"
+            f"{steal_summary(rates, steals, ' seq/s')}")
   if not args.only or "eval" in args.only.split(","):
     c = ml1m.get_config()
     c.model.name = args.model
     res = bench_eval(c, ds, args.repeats, mesh, variants)
-    for mb, (med, times) in res.items():
+    for mb, (med, times, steals) in res.items():
       print(f"full-ranking eval of all {ds.num_users} users (hidden 64, L "
             f"200, {ds.num_items} items, history masked, {_variant_name(mb)}): "
             f"{med:.2f} s median [{', '.join(f'{t:.2f}' for t in times)}]; "
-            f"x{res[variants[0]][0] / med:.2f} vs {_variant_name(variants[0])}")
+            f"x{res[variants[0]][0] / med:.2f} vs {_variant_name(variants[0])}"
+            f"{steal_summary(times, steals, ' s', '{:.2f}')}")
 
 
 if __name__ == "__main__":
