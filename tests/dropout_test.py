@@ -39,6 +39,23 @@ def test_neighbours_and_draws_are_uncorrelated():
   np.testing.assert_array_equal(again, a.astype(bool))
 
 
+def test_seed_pairs_sharing_a_seed_are_uncorrelated():
+  # (index ^ seed0) + seed1 is linear in each seed: check draws that share
+  # one seed and differ (at random) in the other. (Seeds that differ by less
+  # than the mask size shift or permute the stream: see index_hash.)
+  idx = jnp.arange(200_000, dtype=jnp.uint32)
+  u32 = lambda v: jnp.uint32(v)
+  base = dropout.index_hash(idx, u32(0x12345678), u32(0x9ABCDEF0))
+  others = [dropout.index_hash(idx, u32(0x12345678), u32(0x0F1E2D3C)),
+            dropout.index_hash(idx, u32(0x87654321), u32(0x9ABCDEF0))]
+  a = (np.asarray(base) >= 2 ** 31).astype(np.float64)
+  for other in others:
+    b = (np.asarray(other) >= 2 ** 31).astype(np.float64)
+    for lag in (0, 1, 2, 50):
+      r = np.corrcoef(a[lag:], b[:len(b) - lag])[0, 1]
+      assert abs(r) < 0.015, (lag, r)   # 1 / sqrt(2e5) = 0.0022: > 6 sigma
+
+
 def test_module_scales_kept_entries_and_is_identity_in_eval():
   x = jnp.ones((1000, 10))
   layer = dropout.Dropout(0.25)
