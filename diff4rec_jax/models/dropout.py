@@ -19,8 +19,8 @@ Indices wrap above 2^32 elements per mask. Until session 13 the hash was
 murmur3's finalizer applied twice, once per seed (18 ops, four
 multiplies); XLA recomputes a mask in every fusion that reads it (forward,
 backward, transposed copies), and the one-round hash made whole BCE
-training epochs x1.04 (CPU time) to x1.08 (wall) faster (results/speed.md,
-session 13). It draws different masks than the old one. `method='prng'` keeps
+training epochs x1.06-1.08 faster in wall time and x1.04-1.07 per CPU-second
+(two in-process runs, results/speed.md, session 13). It draws different masks than the old one. `method='prng'` keeps
 `jax.random.bernoulli`. Either way the mask is a deterministic function of
 the rng, so runs stay reproducible and resumable.
 """
