@@ -156,3 +156,13 @@ def test_bce_train_step_compiles_without_ynnpack_fusions(tiny_config,
         ).as_text()
   assert "__ynn_fusion" not in texts["bce"]
   assert "__ynn_fusion" in texts["ce"]
+
+
+@pytest.mark.parametrize("name", ["base", "tiny", "ml1m", "beauty", "yelp",
+                                  "steam"])
+def test_no_config_splits_the_cpu_by_default(name):
+  """A split CPU can abort under load (XLA's 40 s all-reduce rendezvous):
+  every shipped config keeps JAX's single CPU device unless asked."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  c = importlib.import_module(f"configs.{name}").get_config()
+  assert c.cpu_devices == 0
