@@ -74,6 +74,23 @@ DATASET_CONFIGS = {
     "steam": "configs/steam.py",
     "ml-100k": "configs/tiny.py",     # smoke runs only; not in the paper
 }
+# Settings: 'strong' = the dataset configs' recipes (full-softmax CE, tuned on
+# validation); 'paper' = the paper's setting, configs/paper.py:<dataset>
+# (SASRec with BCE and one sampled negative, hidden 50).
+SETTINGS = ("strong", "paper")
+_PAPER_ARG = {"beauty": "beauty", "yelp": "yelp", "ml-1m": "ml1m",
+              "steam": "steam"}
+
+
+def config_arg(dataset: str, setting: str = "strong") -> str:
+  """The `--config=` value of a cell of `dataset` in `setting`."""
+  if setting == "paper":
+    if dataset not in _PAPER_ARG:
+      raise ValueError(f"dataset {dataset!r} has no paper setting")
+    return f"configs/paper.py:{_PAPER_ARG[dataset]}"
+  return DATASET_CONFIGS[dataset]
+
+
 DATASET_TITLES = {"beauty": "Amazon Beauty", "yelp": "Yelp",
                   "ml-1m": "MovieLens-1M", "steam": "Steam",
                   "ml-100k": "MovieLens-100K (smoke dataset, not in the paper)"}
@@ -173,6 +190,7 @@ class Cell:
   model: str
   mode: str
   seed: int
+  setting: str = "strong"
 
   @property
   def name(self) -> str:
@@ -180,7 +198,8 @@ class Cell:
 
 
 def plan_cells(datasets: Sequence[str], models: Sequence[str],
-               modes: Sequence[str], seeds: Sequence[int]) -> list:
+               modes: Sequence[str], seeds: Sequence[int],
+               setting: str = "strong") -> list:
   """The grid's cells in the order they are run (see the module docstring).
 
   Within a priority tier cells go seed by seed, then in the order of
@@ -200,7 +219,7 @@ def plan_cells(datasets: Sequence[str], models: Sequence[str],
       return 2
     return 3
 
-  cells = [Cell(d, m, mo, s) for d in datasets for m in models for mo in modes
+  cells = [Cell(d, m, mo, s, setting) for d in datasets for m in models for mo in modes
            for s in seeds]
   return sorted(cells, key=lambda c: (
       tier(c), list(seeds).index(c.seed), list(datasets).index(c.dataset),
@@ -373,8 +392,10 @@ def expected_config(cell: Cell, overrides: Sequence[str] = ()) -> dict:
   An override that cannot be interpreted here is left out (the trainer is
   the authority on it).
   """
-  name = os.path.splitext(os.path.basename(DATASET_CONFIGS[cell.dataset]))[0]
-  c = importlib.import_module(f"configs.{name}").get_config()
+  path, _, arg = config_arg(cell.dataset, cell.setting).partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  module = importlib.import_module(f"configs.{name}")
+  c = module.get_config(arg) if arg else module.get_config()
   flat = _flatten(json.loads(json.dumps(c.to_dict())))
   flat.update({"mode": cell.mode, "model.name": cell.model,
                "seed": cell.seed})
@@ -429,7 +450,7 @@ def cell_command(cell: Cell, root: str, overrides: Sequence[str],
   """The training command of a cell (run from the repository root)."""
   prefix = list(prefix or [sys.executable, "-m", "diff4rec_jax.main"])
   return prefix + [
-      f"--config={DATASET_CONFIGS[cell.dataset]}",
+      f"--config={config_arg(cell.dataset, cell.setting)}",
       f"--workdir={os.path.join(root, cell.name)}",
       f"--config.mode={cell.mode}", f"--config.model.name={cell.model}",
       f"--config.seed={cell.seed}", *overrides]
@@ -959,8 +980,12 @@ def build_report(states: Sequence[CellState], datasets: Sequence[str],
   if invocations:
     L.append("- Runner invocations that finished the cells:\n\n  ```\n"
              + "\n".join(f"  {c}" for c in invocations) + "\n  ```\n")
+  setting = states[0].cell.setting if states else "strong"
+  config_text = ("configs/paper.py:<dataset>" if setting == "paper"
+                 else "configs/<dataset>.py")
+  L.append(f"- Setting: {setting}.")
   L.append("- Each cell runs `python -m diff4rec_jax.main "
-           "--config=configs/<dataset>.py --workdir=<root>/<dataset>-<model>-"
+           f"--config={config_text} --workdir=<root>/<dataset>-<model>-"
            "<mode>-s<seed> --config.mode=<mode> --config.model.name=<model> "
            "--config.seed=<seed>` plus any overrides (listed per cell under "
            "*Cells*).")
@@ -1177,13 +1202,14 @@ def write_plot(states: Sequence[CellState], datasets: Sequence[str],
   except ImportError:
     return ("Plot skipped: matplotlib is not installed (`pip install "
             "matplotlib` and rerun with --report_only).")
-  by_cell = {s.cell: s for s in states}
+  by_cell = {(s.cell.dataset, s.cell.model, s.cell.mode, s.cell.seed): s
+             for s in states}
   fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8),
                            squeeze=False)
   for ax, ds in zip(axes[0], datasets):
     drawn = 0
     for mode in MODES:
-      st = by_cell.get(Cell(ds, "sasrec", mode, seed))
+      st = by_cell.get((ds, "sasrec", mode, seed))
       if st is None or not st.curve:
         continue
       ep, v = zip(*st.curve)
@@ -1249,6 +1275,9 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                  help="folder of the cells' workdirs")
   p.add_argument("--datasets", default=",".join(DEFAULT_DATASETS),
                  help=f"comma-separated, from {list(DATASET_CONFIGS)}")
+  p.add_argument("--setting", default="strong", choices=SETTINGS,
+                 help="strong: configs/<dataset>.py; paper: "
+                 "configs/paper.py:<dataset> (BCE, one negative, hidden 50)")
   p.add_argument("--models", default=",".join(MODELS))
   p.add_argument("--modes", default=",".join(MODES))
   p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)))
@@ -1329,7 +1358,8 @@ def print_plan(cells: Sequence[Cell], args) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
-  cells = plan_cells(args.datasets, args.models, args.modes, args.seeds)
+  cells = plan_cells(args.datasets, args.models, args.modes, args.seeds,
+                     args.setting)
   env = dict(os.environ)
   if args.data_dir:
     env["DIFF4REC_DATA_DIR"] = os.path.abspath(args.data_dir)

@@ -421,3 +421,15 @@ def test_curve_tables_compare_cells_at_shared_epochs():
       in text
   assert "0.5000" not in text          # another seed is not mixed in
   assert rp.curve_tables([a], ["beauty"], 0) == []
+
+
+def test_paper_setting_cells_run_configs_paper():
+  cell = rp.plan_cells(["beauty"], ["sasrec"], ["base"], [0], "paper")[0]
+  cmd = rp.cell_command(cell, "/r", [])
+  assert "--config=configs/paper.py:beauty" in cmd
+  want = rp.expected_config(cell)
+  assert want["train.loss"] == "bce" and want["model.hidden"] == 50
+  assert want["data.name"] == "beauty"
+  assert rp.config_arg("ml-1m", "paper") == "configs/paper.py:ml1m"
+  with pytest.raises(ValueError, match="no paper setting"):
+    rp.config_arg("ml-100k", "paper")
