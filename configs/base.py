@@ -75,6 +75,11 @@ def get_config():
 
   c.train = ml_collections.ConfigDict(dict(
       loss="ce",               # ce: full softmax | bce: one sampled negative
+                               # | sampled_ce: softmax over the target and
+                               # num_negatives items shared by the batch
+      num_negatives=1024,      # sampled_ce: S negatives per batch
+      negative_sampler="uniform",  # sampled_ce: uniform | popularity (by
+                               # training count, logQ-corrected)
       batch_size=128,
       num_epochs=200,
       optimizer="adam",        # adam | adamw
@@ -163,6 +168,12 @@ def get_config():
   # Interaction/objective augmentation and the curriculum (section 3.4).
   c.augment = ml_collections.ConfigDict(dict(
       num_copies=10,           # K augmented copies per user (paper: 10)
+      # Where a copy's new items come from: generator (the paper: the
+      # diffusion generator's top-M) | popular (the M most popular unseen
+      # training items, p ~ count) | uniform (M random unseen items). The
+      # last two are controls and skip the generator phase; the VAE alone
+      # is generator.inference_step=0 (candidates.py).
+      candidates="generator",
       ratio=0.2,               # fraction of a sequence replaced per copy
       top_m=100,               # M candidates per user: must equal
                                # generator.top_m (checked by the validator)

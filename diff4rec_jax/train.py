@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from diff4rec_jax import augment
+from diff4rec_jax import candidates
 from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import curriculum
@@ -134,8 +135,13 @@ def init_state(model, tx, rng, max_len: int) -> dict:
 
 
 def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
-                  num_items: int, train: bool = True):
-  """(loss_sum, count) of next-item prediction on [B, L] input/target pairs."""
+                  num_items: int, train: bool = True,
+                  sampled: Optional[losses.SampledSoftmax] = None):
+  """(loss_sum, count) of next-item prediction on [B, L] input/target pairs.
+
+  loss_name: 'ce' | 'bce' | 'sampled_ce' (with `sampled`: the number of
+  shared negatives and their sampling distribution).
+  """
   drop_rng, neg_rng = jax.random.split(rng)
   hidden = model.apply({"params": params}, inputs, train=train,
                        rngs={"dropout": drop_rng})
@@ -143,6 +149,11 @@ def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
   if loss_name == "ce":
     return losses.ce_loss(hidden, table, targets,
                           getattr(model, "dtype", "float32"))
+  if loss_name == "sampled_ce":
+    sampled = sampled or losses.SampledSoftmax()
+    neg = losses.sample_shared_negatives(neg_rng, sampled.num_negatives,
+                                         num_items, sampled.log_q)
+    return losses.sampled_ce_loss(hidden, table, targets, neg, sampled.log_q)
   seen = jnp.concatenate([inputs, targets[:, -1:]], axis=1)
   neg = losses.sample_negatives(neg_rng, seen, num_items, targets.shape)
   return losses.bce_loss(hidden, table, targets, neg)
@@ -150,6 +161,23 @@ def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
 
 # Auto micro-batching on CPU: rows x width per chunk at most this many.
 AUTO_MICRO_TOKENS = 6400
+
+
+def sampled_softmax(tc, train_targets: np.ndarray,
+                    num_items: int) -> Optional[losses.SampledSoftmax]:
+  """The negatives of train.loss='sampled_ce' (None for other losses).
+
+  'popularity' samples items by their count among the training targets
+  (`train_targets` [R, L], 0 = none), +1 each, with the logQ correction.
+  """
+  if tc.loss != "sampled_ce":
+    return None
+  log_q = None
+  if tc.negative_sampler == "popularity":
+    counts = np.bincount(train_targets[train_targets > 0],
+                         minlength=num_items + 1)
+    log_q = losses.popularity_log_q(counts)
+  return losses.SampledSoftmax(tc.num_negatives, log_q)
 
 
 def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
@@ -234,7 +262,9 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
                     aug_weight: float = 1.0,
                     micro_batch: int | Callable[[int], int] = 0,
                     token_norm: float = 0.0,
-                    compiler_options: Optional[dict] = None) -> Callable:
+                    compiler_options: Optional[dict] = None,
+                    sampled: Optional[losses.SampledSoftmax] = None
+                    ) -> Callable:
   """Builds `train_step(state, batch, rng) -> (state, metrics)`.
 
   batch: {'inputs': [B, L], 'targets': [B, L]} int32, and optionally
@@ -255,6 +285,8 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   count per batch), so every target position weighs the same whichever
   batch holds it. The copies' loss stays a per-batch mean.
 
+  sampled: the shared negatives of loss_name='sampled_ce' (per chunk).
+
   compiler_options: XLA options of the compiled step; None = on CPU,
   YNNPACK fusions off for the BCE loss (`sharding.without_ynn`: x1.03-1.17
   whole-epoch SASRec training on the 2-core CI machine) and XLA's defaults
@@ -264,12 +296,13 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   def one_pass(params, batch, r_orig, r_aug, n_orig, n_aug):
     """Eq. 10 loss of a (chunk of a) batch, normalized by whole-batch counts."""
     s, _ = sequence_loss(model, params, batch["inputs"], batch["targets"],
-                         r_orig, loss_name, num_items)
+                         r_orig, loss_name, num_items, sampled=sampled)
     out = {"loss_orig": s / n_orig}
     loss = out["loss_orig"]
     if "aug_inputs" in batch:
       sa, _ = sequence_loss(model, params, batch["aug_inputs"],
-                            batch["aug_targets"], r_aug, loss_name, num_items)
+                            batch["aug_targets"], r_aug, loss_name, num_items,
+                            sampled=sampled)
       out["loss_aug"] = sa / n_aug
       loss = loss + aug_weight * out["loss_aug"]
     return loss, out
@@ -601,7 +634,9 @@ def train_recommender(config: ml_collections.ConfigDict,
   token_norm = (loss_token_norm(train_tg, rows, steps_per_epoch)
                 if tc.loss_norm == "epoch" else 0.0)
   train_step = make_train_step(model, tx, tc.loss, ds.num_items,
-                               config.augment.loss_weight, micro, token_norm)
+                               config.augment.loss_weight, micro, token_norm,
+                               sampled=sampled_softmax(tc, train_tg,
+                                                       ds.num_items))
   eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                              tc.mask_history, eval_micro)
   # Each process builds only its own rows of every batch.
@@ -977,11 +1012,13 @@ def _augment_hash(config, ds) -> str:
   # Only the settings that change the copies or their similarities: the
   # pacing, loss weight, re-scoring etc. may differ between runs sharing it.
   a = config.augment
-  pool_fields = ("num_copies", "ratio", "top_m", "temperature", "reorder",
+  pool_fields = ("num_copies", "candidates", "ratio", "top_m", "temperature", "reorder",
                  "similarity_source", "similarity_checkpoint", "warmup_epochs")
   keys = {"seed": config.seed, "data": ds.name, "max_len": config.data.max_len,
           "augment": {f: a[f] for f in pool_fields},
-          "generator": config.generator.to_dict(), "model": (
+          "generator": (config.generator.to_dict()
+                        if a.candidates == "generator" else None),
+          "model": (
               config.model.to_dict() if config.augment.similarity_source ==
               "warmup" else None)}
   if a.curriculum_scope != "global":   # the export's `rank` follows it
@@ -1015,14 +1052,23 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
       if str(z["config_hash"]) == chash:
         logging.info("augmentation: reusing %s", path)
         return _pool(config, z["copies"], z["sim"], z["orig"])
-  logging.info("phase: generator")
-  topm_path = generator.run_generator_phase(
-      config, ds, os.path.join(workdir, "generator"))
-  topm = generator.load_topm(topm_path)
-  cand, prob = topm["items"], topm["probs"]
-  if len(cand) != ds.num_users:
-    raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
-                     "users; delete it to regenerate")
+  if a.candidates == "generator":
+    logging.info("phase: generator")
+    topm_path = generator.run_generator_phase(
+        config, ds, os.path.join(workdir, "generator"))
+    topm = generator.load_topm(topm_path)
+    cand, prob = topm["items"], topm["probs"]
+    if len(cand) != ds.num_users:
+      raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
+                       "users; delete it to regenerate")
+  else:
+    logging.info("phase: %s candidates (control, no generator)",
+                 a.candidates)
+    indptr, hist = generator.train_rows(ds)
+    _, train_pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
+    counts = candidates.item_counts(ds.items[train_pos], ds.num_items)
+    cand, prob = candidates.control_topm(a.candidates, indptr, hist, counts,
+                                         a.top_m, config.seed)
   item_emb = similarity_embeddings(config, ds, workdir)
   t = time.time()
   max_len = config.data.max_len

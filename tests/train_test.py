@@ -408,3 +408,27 @@ def test_pacing_clock_is_pacing_epochs_or_num_epochs(tiny_config):
   assert pool.admitted(0, 300) == 20
   assert pool.admitted(240, 300) == 100
   assert pool.admitted(240, 2000) < 40
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "popularity"])
+def test_sampled_softmax_run_learns(tiny_config, tmp_path, sampler):
+  """train.loss='sampled_ce' (128 shared negatives) trains ML-100K to a
+  ranking far above chance (NDCG@10 of a random order: ~0.003; full CE on
+  this config: 0.046)."""
+  c = tiny_config
+  c.train.loss, c.train.negative_sampler = "sampled_ce", sampler
+  c.train.num_negatives = 128
+  res = train.train_and_evaluate(c, str(tmp_path))
+  assert res["valid"]["NDCG@10"] > 0.03
+
+
+def test_sampled_softmax_config_errors_name_the_field(tiny_config):
+  c = tiny_config
+  c.train.loss = "sampled_ce"
+  c.train.negative_sampler = "zipf"
+  with pytest.raises(ValueError, match="train.negative_sampler"):
+    config_lib.validate(c)
+  c.train.negative_sampler = "uniform"
+  c.train.num_negatives = 0
+  with pytest.raises(ValueError, match="train.num_negatives"):
+    config_lib.validate(c)
