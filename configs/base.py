@@ -181,6 +181,18 @@ def get_config():
       reorder=True,            # shuffle each copy (Algorithm 1 line 8)
       copies_per_batch=1.0,    # copies drawn per step = this x batch_size
       loss_weight=1.0,         # weight of the augmented loss (Eq. 10)
+      # Normalizer of the copies' loss sum: mean (per copy target, so the
+      # augmented term weighs loss_weight whatever the copy count) | sum
+      # (per ORIGINAL target: Eq. 10's plain sum over copies; with
+      # copies_per_batch=K every original brings K copies' worth of loss).
+      loss_norm="mean",
+      # Copies per step: paced (drawn with replacement from the admitted
+      # part of the pool, as pacing_* admits it) | pop (Algorithm 1, line
+      # 18: one pass through the pool in curriculum order, each copy once,
+      # then uniform over all).
+      schedule="paced",
+      bucket_copies=True,      # cut each step's copies to a length bucket
+                               # (train.length_buckets), as the originals
       curriculum_scope="global",  # global: one easy-to-hard sort of all
                                # copies | per_user: rounds of every user's
                                # k-th easiest copy (curriculum.pool_order)

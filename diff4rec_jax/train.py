@@ -263,8 +263,8 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
                     micro_batch: int | Callable[[int], int] = 0,
                     token_norm: float = 0.0,
                     compiler_options: Optional[dict] = None,
-                    sampled: Optional[losses.SampledSoftmax] = None
-                    ) -> Callable:
+                    sampled: Optional[losses.SampledSoftmax] = None,
+                    aug_norm: str = "mean") -> Callable:
   """Builds `train_step(state, batch, rng) -> (state, metrics)`.
 
   batch: {'inputs': [B, L], 'targets': [B, L]} int32, and optionally
@@ -286,6 +286,10 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   batch holds it. The copies' loss stays a per-batch mean.
 
   sampled: the shared negatives of loss_name='sampled_ce' (per chunk).
+
+  aug_norm: 'mean' divides the copies' loss sum by their own count of
+  target positions; 'sum' by the originals' count (`augment.loss_norm`:
+  Eq. 10's plain sum, so A copies per B originals weigh about A / B).
 
   compiler_options: XLA options of the compiled step; None = on CPU,
   YNNPACK fusions off for the BCE loss (`sharding.without_ynn`: x1.03-1.17
@@ -315,7 +319,9 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
     r_orig, r_aug = jax.random.split(rng)
     n_orig = (jnp.float32(token_norm) if token_norm > 0
               else count(batch["targets"]))
-    n_aug = count(batch["aug_targets"]) if "aug_inputs" in batch else 1.0
+    n_aug = 1.0
+    if "aug_inputs" in batch:
+      n_aug = count(batch["aug_targets" if aug_norm == "mean" else "targets"])
     grad_fn = jax.value_and_grad(one_pass, has_aux=True)
     chunks = _num_chunks(batch["inputs"].shape, micro_batch)
     if "aug_inputs" in batch:
@@ -636,7 +642,8 @@ def train_recommender(config: ml_collections.ConfigDict,
   train_step = make_train_step(model, tx, tc.loss, ds.num_items,
                                config.augment.loss_weight, micro, token_norm,
                                sampled=sampled_softmax(tc, train_tg,
-                                                       ds.num_items))
+                                                       ds.num_items),
+                               aug_norm=config.augment.loss_norm)
   eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                              tc.mask_history, eval_micro)
   # Each process builds only its own rows of every batch.
@@ -920,6 +927,9 @@ class AugmentPool:
   copies: [P, L] int32 flat pool (row u * K + r is copy r of user u).
   order: [P] int32 pool indices, easy to hard (similarity descending); the
     'aug' mode ("w/o cur") admits the whole pool from the first step.
+  widths: sorted batch widths (the last = L) to cut copies to, like the
+    originals' length buckets: each step's copies come from one width
+    bucket (`draw`). None: every copy at width L.
   """
   copies: np.ndarray
   order: np.ndarray
@@ -927,6 +937,8 @@ class AugmentPool:
   mode: str
   seed: int
   orig: Optional[np.ndarray] = None    # [U, L] originals (for re-scoring)
+  widths: Optional[np.ndarray] = None
+  _strata_of: Any = dataclasses.field(default=None, repr=False)
 
   def rescore(self, item_emb, mesh) -> None:
     """Re-sorts the pool by Eq. 11 with new item embeddings [N + 1, D]."""
@@ -945,20 +957,71 @@ class AugmentPool:
     return int(curriculum.admitted_count_from_config(
         p, len(self.order), self.augment_config, self.mode))
 
+  def _strata(self):
+    """(widths [S], positions: per width, the ascending positions in `order`
+    of the copies it is the narrowest width for, pass: the 'pop' schedule's
+    steps as (stratum, first position index) in curriculum order)."""
+    if self._strata_of is None or self._strata_of[0] is not self.order:
+      width = self.copies.shape[1]
+      widths = (np.asarray(self.widths) if self.widths is not None
+                else np.array([width]))
+      pairs = np.maximum((self.copies > 0).sum(axis=1) - 1, 1)
+      stratum = np.searchsorted(widths, pairs)[self.order]
+      positions = [np.flatnonzero(stratum == s) for s in range(len(widths))]
+      self._strata_of = (self.order, widths, positions)
+    return self._strata_of[1:3]
+
+  def pass_steps(self, num: int) -> list:
+    """Schedule 'pop' (Algorithm 1, line 18: each copy is taken once, easiest
+    first): the first pass as a list of (stratum, start); step s < its
+    length takes the `num` copies of its stratum from `start` on, in
+    curriculum order. Chunks of all strata are merged by the curriculum
+    position of their first copy."""
+    _, positions = self._strata()
+    cached = self._strata_of[3:] if len(self._strata_of) > 3 else None
+    if cached and cached[0] == num:
+      return cached[1]
+    chunks = [(int(p[j]), s, j) for s, p in enumerate(positions)
+              for j in range(0, len(p), num)]
+    steps = [(s, j) for _, s, j in sorted(chunks)]
+    self._strata_of = self._strata_of[:3] + (num, steps)
+    return steps
+
   def draw(self, step: int, pace_steps: int, num: int,
            local: slice = slice(None)) -> dict:
-    """A fixed-size batch of copies drawn uniformly from the admitted part.
+    """A fixed-size batch of copies from the admitted part of the pool.
+
+    Schedule 'paced' (default): `num` copies drawn uniformly with
+    replacement from the admitted part; with `widths`, first a width
+    stratum with probability proportional to its admitted copies, then the
+    copies within it (so each admitted copy is equally likely, as before)
+    and the batch is cut to that width. Schedule 'pop': one pass through
+    the whole pool in curriculum order (`pass_steps`), then as 'paced'
+    with everything admitted.
 
     Host-side, a function of (seed, step) only, so a resumed run (and every
     process) draws the same copies. Returns next-item pairs
-    {'aug_inputs', 'aug_targets'} [num, L] int32, or only their `local`
+    {'aug_inputs', 'aug_targets'} [num, W] int32, or only their `local`
     rows.
     """
-    n = self.admitted(step, pace_steps)
+    widths, positions = self._strata()
     rng = np.random.default_rng([self.seed, 7, step])
-    idx = self.order[rng.integers(0, n, num)][local]
+    pop = self.augment_config.get("schedule", "paced") == "pop"
+    first_pass = self.pass_steps(num) if pop else []
+    if step < len(first_pass):
+      s, j = first_pass[step]
+      p = positions[s]
+      sel = p[(j + np.arange(num)) % len(p)]
+    else:
+      n = (len(self.order) if pop else self.admitted(step, pace_steps))
+      counts = np.array([np.searchsorted(p, n) for p in positions])
+      s = 0 if len(positions) == 1 else int(
+          rng.choice(len(positions), p=counts / counts.sum()))
+      sel = positions[s][rng.integers(0, counts[s], num)]
+    idx = self.order[sel][local]
     inputs, targets = augment.shift_pairs(self.copies[idx])
-    return {"aug_inputs": inputs, "aug_targets": targets}
+    w = int(widths[s])
+    return {"aug_inputs": inputs[:, -w:], "aug_targets": targets[:, -w:]}
 
 
 def _phase_config(config, **train_overrides):
@@ -1108,11 +1171,17 @@ def _pool(config, copies, sim, orig=None, order=None) -> AugmentPool:
     if order is None:
       order = curriculum.pool_order(sim, config.augment.curriculum_scope,
                                     config.augment.curriculum_direction)
+  elif config.augment.get("schedule", "paced") == "pop":
+    # 'aug' with one pass: the pass goes through the pool in random order.
+    order = np.random.default_rng([config.seed, 17]).permutation(
+        u * k).astype(np.int32)
   else:  # 'aug': every copy admitted from the start, order irrelevant
     order = np.arange(u * k, dtype=np.int32)
+  widths = (bucket_widths(config)
+             if config.augment.get("bucket_copies", True) else None)
   return AugmentPool(copies=copies.reshape(u * k, l), order=order,
                      augment_config=config.augment, mode=config.mode,
-                     seed=config.seed, orig=orig)
+                     seed=config.seed, orig=orig, widths=widths)
 
 
 # ----------------------------------------------------------------------------

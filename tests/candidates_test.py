@@ -85,3 +85,14 @@ def test_control_candidates_run_without_a_generator(tiny_config, tmp_path):
   for u in range(0, ds.num_users, 97):
     new = set(copies[u].ravel()) - set(orig[u].ravel()) - {0}
     assert new and new <= set(top[u])
+
+
+@pytest.mark.parametrize("field,bad", [("candidates", "zipf"),
+                                       ("loss_norm", "max"),
+                                       ("schedule", "once")])
+def test_augment_switches_are_validated(tiny_config, field, bad):
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  tiny_config.mode = "diff4rec"
+  tiny_config.augment[field] = bad
+  with pytest.raises(ValueError, match=f"augment.{field}"):
+    config_lib.validate(tiny_config)
