@@ -98,7 +98,14 @@ DEFAULT_DATASETS = ("beauty", "yelp", "ml-1m")
 MODELS = ("sasrec", "gru4rec", "caser")
 MODEL_TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 MODES = ("base", "aug", "diff4rec")
-MODE_TITLES = {"base": "base", "aug": "+Diff4Rec w/o cur (aug)",
+# Control cells: Diff4Rec (curriculum and all) with the generator's
+# candidates replaced by the most popular / uniformly random unseen items
+# (config.augment.candidates): what the diffusion itself contributes.
+CONTROL_MODES = {"popular": "popular", "uniform": "uniform"}
+ALL_MODES = MODES + tuple(CONTROL_MODES)
+MODE_TITLES = {"popular": "+Diff4Rec, popular candidates (control)",
+               "uniform": "+Diff4Rec, uniform candidates (control)",
+               "base": "base", "aug": "+Diff4Rec w/o cur (aug)",
                "diff4rec": "+Diff4Rec"}
 DEFAULT_SEEDS = (0, 1, 2)
 # Datasets of the paper's Table 3/4 ablations: SASRec runs every seed there.
@@ -115,7 +122,17 @@ MAIN_METRICS = ("HR@10", "NDCG@10")
 MORE_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR")
 LIFT_METRICS = (("test", "HR@10"), ("test", "NDCG@10"),
                 ("valid", "NDCG@10"))
-COMPARISONS = (("diff4rec", "base"), ("aug", "base"), ("diff4rec", "aug"))
+COMPARISONS = (("diff4rec", "base"), ("aug", "base"), ("diff4rec", "aug"),
+               ("diff4rec", "popular"), ("diff4rec", "uniform"),
+               ("popular", "base"), ("uniform", "base"))
+
+
+def mode_overrides(mode: str) -> list:
+  """The config fields a grid mode sets: ['--config.mode=...', ...]."""
+  if mode in CONTROL_MODES:
+    return ["--config.mode=diff4rec",
+            f"--config.augment.candidates={CONTROL_MODES[mode]}"]
+  return [f"--config.mode={mode}"]
 
 # ----------------------------------------------------------------------------
 # The paper's numbers (full ranking, leave-one-out)
@@ -399,6 +416,9 @@ def expected_config(cell: Cell, overrides: Sequence[str] = ()) -> dict:
   flat = _flatten(json.loads(json.dumps(c.to_dict())))
   flat.update({"mode": cell.mode, "model.name": cell.model,
                "seed": cell.seed})
+  if cell.mode in CONTROL_MODES:
+    flat.update({"mode": "diff4rec",
+                 "augment.candidates": CONTROL_MODES[cell.mode]})
   for tok in overrides:
     field, text = tok[len("--config."):].split("=", 1)
     if field not in flat:
@@ -452,7 +472,7 @@ def cell_command(cell: Cell, root: str, overrides: Sequence[str],
   return prefix + [
       f"--config={config_arg(cell.dataset, cell.setting)}",
       f"--workdir={os.path.join(root, cell.name)}",
-      f"--config.mode={cell.mode}", f"--config.model.name={cell.model}",
+      *mode_overrides(cell.mode), f"--config.model.name={cell.model}",
       f"--config.seed={cell.seed}", *overrides]
 
 
@@ -862,6 +882,11 @@ def _claims(dataset: str, models: Sequence[str], modes: Sequence[str]):
   if "sasrec" in models and "aug" in modes and "diff4rec" in modes:
     out.append(("sasrec", "diff4rec", "aug", "the curriculum beats random "
                 "order (Table 4, conclusion 2)"))
+  for ctl in CONTROL_MODES:
+    if "sasrec" in models and ctl in modes and "diff4rec" in modes:
+      out.append(("sasrec", "diff4rec", ctl, "the diffusion generator's "
+                  f"candidates beat {ctl} ones (a control; the paper has "
+                  "none)"))
   return out
 
 
@@ -1208,7 +1233,7 @@ def write_plot(states: Sequence[CellState], datasets: Sequence[str],
                            squeeze=False)
   for ax, ds in zip(axes[0], datasets):
     drawn = 0
-    for mode in MODES:
+    for mode in ALL_MODES:
       st = by_cell.get((ds, "sasrec", mode, seed))
       if st is None or not st.curve:
         continue
@@ -1314,7 +1339,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
   args = p.parse_args(argv)
   args.datasets = _csv(args.datasets, list(DATASET_CONFIGS), "datasets")
   args.models = _csv(args.models, MODELS, "models")
-  args.modes = _csv(args.modes, MODES, "modes")
+  args.modes = _csv(args.modes, ALL_MODES, "modes")
   try:
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
   except ValueError:

@@ -433,3 +433,18 @@ def test_paper_setting_cells_run_configs_paper():
   assert rp.config_arg("ml-1m", "paper") == "configs/paper.py:ml1m"
   with pytest.raises(ValueError, match="no paper setting"):
     rp.config_arg("ml-100k", "paper")
+
+
+def test_control_cells_run_diff4rec_with_other_candidates():
+  cell = rp.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
+  cmd = rp.cell_command(cell, "/r", [])
+  assert "--config.mode=diff4rec" in cmd
+  assert "--config.augment.candidates=popular" in cmd
+  assert cmd[cmd.index("--config.mode=diff4rec") - 1].endswith(
+      "beauty-sasrec-popular-s1")
+  want = rp.expected_config(cell)
+  assert want["mode"] == "diff4rec"
+  assert want["augment.candidates"] == "popular"
+  claims = [c[:3] for c in rp._claims("beauty", ["sasrec"],  # pylint: disable=protected-access
+                                      ["base", "diff4rec", "popular"])]
+  assert ("sasrec", "diff4rec", "popular") in claims
