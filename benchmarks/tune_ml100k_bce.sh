@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Why does augmentation hurt SASRec trained with BCE (one negative)? Probes
-# on ML-100K (configs/tiny.py, the ML-100K protocol of results/tuning.md plus
-# train.loss=bce), 3 seeds each, validation NDCG@10 read from each cell.
+# on ML-100K (configs/tiny.py, the ML-100K protocol of results/log/tuning.md
+# plus train.loss=bce), 3 seeds each, validation NDCG@10 read from each cell.
 #
 #   DIFF4REC_DATA_DIR=../shared/data bash benchmarks/tune_ml100k_bce.sh ROOT
 #

@@ -19,7 +19,7 @@ def get_config():
   # (sharding.split_cpu). 0 = JAX's default (one device over all cores),
   # -1 = one per usable core (down to a divisor of the batch sizes). Set by
   # `main` before JAX starts; no effect on GPU/TPU. Opt-in: 2 devices train
-  # SASRec-BCE 1.17-1.32x faster on the 2-core CPU (results/speed.md), but
+  # SASRec-BCE 1.17-1.32x faster on the 2-core CPU (results/log/speed.md), but
   # when another job takes half the CPU, XLA's all-reduce rendezvous can
   # exceed its 40 s limit and abort the process (exit 134); resume then.
   c.cpu_devices = 0
@@ -49,14 +49,14 @@ def get_config():
       dropout=0.2,
       dropout_rng="hash",      # dropout masks: hash (fused integer hash;
                                # BCE train x1.25-1.32 on the 2-core CPU,
-                               # results/speed.md) | prng
+                               # results/log/speed.md) | prng
                                # (jax.random.bernoulli); models/dropout.py
       init_std=0.0,            # SASRec dense kernels ~ N(0, std^2); 0: LeCun
       attn_blocks=4,           # SASRec: causal attention in up to this many
                                # query blocks (>= 32 wide), skipping the
                                # masked triangle; same outputs (1 = off).
                                # 4 on the 2-core CPU: eval x1.24, BCE train
-                               # x1.11 (results/speed.md)
+                               # x1.11 (results/log/speed.md)
       # SASRec switches where the PyTorch ports (SASRec+) differ from the
       # TF code / flax (models/sasrec.py):
       attn_dropout="shared",   # shared: one attention-dropout mask for the

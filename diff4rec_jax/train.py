@@ -192,7 +192,7 @@ def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
   with a fixed cost, though, so narrow batches are best in few chunks: on
   the 2-core CI machine a SASRec-BCE step of 128 rows took 38 ms in one
   pass and 53 ms in 4 chunks of 32 at width 32, but 215-229 ms in one pass
-  and 149-173 ms in chunks of 32 at width 128 (results/speed.md, session
+  and 149-173 ms in chunks of 32 at width 128 (results/log/speed.md, session
   12). On GPU/TPU one wide batch is faster.
 
   value: -1 = auto: on CPU, the most rows m that divide the batch, are a
@@ -370,7 +370,7 @@ def make_eval_step(model, num_items: int, chunk: int,
   (`lax.map`), the ranking over the whole batch; same result.
   compiler_options: XLA options of the compiled step; None = XLA's
   defaults (its ranking product runs faster in XLA:CPU's YNNPACK fusions:
-  x1.11, results/speed.md).
+  x1.11, results/log/speed.md).
   """
 
   def forward(params, inputs):
