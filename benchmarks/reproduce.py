@@ -296,7 +296,9 @@ def read_grid_log(root: str) -> dict:
           rec = json.loads(line)
         except ValueError:
           continue
-        if "augmented_from" in rec:
+        if "generator_from" in rec:
+          out[("generator_from", rec.get("cell"))] = rec
+        elif "augmented_from" in rec:
           shared = out.setdefault(("augmented_from", rec.get("cell")), rec)
           shared.update(rec)
         else:
@@ -590,6 +592,54 @@ def share_augmentation(cell: Cell, root: str,
   return other.name
 
 
+GENERATOR_TOPM = os.path.join("generator", "generator_topm.npz")
+
+
+def _generator_key(flat: dict) -> Optional[tuple]:
+  """What a cell's generator depends on: data, generator block, its seed."""
+  g = {k: v for k, v in flat.items()
+       if k.startswith("generator.") and k != "generator.seed"}
+  seed = flat.get("generator.seed", -1)
+  seed = flat.get("seed") if seed is None or seed < 0 else seed
+  data = {k: flat.get(k) for k in ("data.name", "data.path")}
+  return json.dumps([g, seed, data], sort_keys=True)
+
+
+def share_generator(cell: Cell, root: str,
+                    overrides: Sequence[str]) -> Optional[str]:
+  """Gives a fresh generator cell the top-M file of any cell under `root`
+  that trained the same generator (same data, generator settings and
+  generator seed: with `--config.generator.seed=0` every seed of a dataset
+  shares one). Links `generator/generator_topm.npz`; train.py uses it only
+  if its stored hash matches the cell's config (else it retrains). Returns
+  the source cell's name, or None."""
+  want = expected_config(cell, overrides)
+  if want.get("mode") == "base" or want.get("augment.candidates",
+                                            "generator") != "generator":
+    return None
+  wd = os.path.join(root, cell.name)
+  dst = os.path.join(wd, GENERATOR_TOPM)
+  if os.path.exists(dst) or os.path.exists(os.path.join(wd, "config.json")):
+    return None
+  key = _generator_key(want)
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    src = os.path.join(root, name, GENERATOR_TOPM)
+    cfg = _read_json(os.path.join(root, name, "config.json"))
+    if name == cell.name or cfg is None or not os.path.exists(src):
+      continue
+    if _generator_key(_flatten(cfg)) != key:
+      continue
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+      os.link(src, dst + ".link")
+    except OSError:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.copyfile(src, dst + ".link")
+    os.replace(dst + ".link", dst)
+    return name
+  return None
+
+
 def _pid_alive(pid: int) -> bool:
   try:
     os.kill(pid, 0)
@@ -663,6 +713,13 @@ def run_grid(cells: Sequence[Cell], root: str, overrides: Sequence[str],
           with open(os.path.join(root, "grid_log.jsonl"), "a") as f:
             f.write(json.dumps({"cell": st.cell.name, "augmented_from": src,
                                 "time": _now()}) + "\n")
+        else:
+          gen = share_generator(st.cell, root, overrides)
+          if gen:
+            print(f"    reusing the generator top-M of {gen}", flush=True)
+            with open(os.path.join(root, "grid_log.jsonl"), "a") as f:
+              f.write(json.dumps({"cell": st.cell.name, "generator_from": gen,
+                                  "time": _now()}) + "\n")
       rec = run_cell(st.cell, root, overrides, env, deadline, signals,
                      grace_s=grace_s, prefix=prefix, runner=runner,
                      lock_path=lock)

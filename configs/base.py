@@ -124,6 +124,8 @@ def get_config():
   # Checked by diff4rec_jax.generator.validate_generator_config.
   c.generator = ml_collections.ConfigDict(dict(
       enabled=True,            # False: no generator phase (mode 'base')
+      seed=-1,                 # -1: the run's seed; >= 0: this one, so runs
+                               # of several seeds can share one generator
       # VAE (Eq. 1-2): Mult-VAE with an embedding-bag first layer.
       latent_size=64,          # size of z
       encoder_hidden=(300,),   # L-DiffRec's encoder width; first = the bag
