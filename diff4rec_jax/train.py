@@ -718,12 +718,14 @@ def train_recommender(config: ml_collections.ConfigDict,
       logging.info("epoch %d/%d  loss %.4f  %.0f seq/s  %.1fs  eta %s", epoch,
                    tc.num_epochs, loss, rate, dt, _fmt_secs(eta))
       record = {"epoch": epoch, "step": int(state["step"]), "train_loss": loss,
-                "seq_per_s": rate}
+                "seq_per_s": rate, "train_epoch_seconds": round(dt, 3)}
 
       if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
+        t_eval = time.time()
         valid = evaluate(eval_step, eval_params(state, ema), valid_set,
                          tc.eval_batch_size, eval_widths, mesh)
         record.update({f"valid/{k}": v for k, v in valid.items()})
+        record["eval_seconds"] = round(time.time() - t_eval, 3)
         logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
         if valid["NDCG@10"] > meta["best_ndcg10"]:
           meta.update(best_ndcg10=valid["NDCG@10"], best_epoch=epoch,
