@@ -539,6 +539,11 @@ def loss_token_norm(targets, rows, steps_per_epoch: int) -> float:
 is_chief = sharding.is_chief
 
 
+# metrics.jsonl fields that measure time, not results (they differ between a
+# resumed run and a straight one).
+TIMING_FIELDS = ("seq_per_s", "train_epoch_seconds", "eval_seconds")
+
+
 class RunLog:
   """metrics.jsonl + TensorBoard, written by process 0 only."""
 
