@@ -176,6 +176,9 @@ def get_config():
       # last two are controls and skip the generator phase; the VAE alone
       # is generator.inference_step=0 (candidates.py).
       candidates="generator",
+      # A user's own training items are never candidates (True), or may be
+      # (False: a copy can repeat an item it has; the paper does not say).
+      exclude_history=True,
       ratio=0.2,               # fraction of a sequence replaced per copy
       top_m=100,               # M candidates per user: must equal
                                # generator.top_m (checked by the validator)

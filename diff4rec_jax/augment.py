@@ -107,7 +107,8 @@ def validate_augment_config(config) -> None:
   checks that `augment.top_m` matches it.
   """
   a = _block(config)
-  for f in ("num_copies", "candidates", "loss_norm", "schedule",
+  for f in ("num_copies", "candidates", "exclude_history", "loss_norm",
+            "schedule",
             "bucket_copies", "ratio", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
             "pacing_end", "pacing_stages", "pacing_epochs",
@@ -126,6 +127,8 @@ def validate_augment_config(config) -> None:
   need_int("num_copies", 1)
   if a.candidates not in CANDIDATES:
     raise _err("candidates", f"must be one of {CANDIDATES}", a.candidates)
+  if not isinstance(a.exclude_history, bool):
+    raise _err("exclude_history", "must be True or False", a.exclude_history)
   if a.loss_norm not in ("mean", "sum"):
     raise _err("loss_norm", "must be one of ('mean', 'sum')", a.loss_norm)
   if a.schedule not in ("paced", "pop"):
@@ -209,7 +212,8 @@ def shift_pairs(seqs):
 
 
 # -- the kernel -------------------------------------------------------------
-def _prepare_user(seq, cand, prob, temperature, dedupe: bool):
+def _prepare_user(seq, cand, prob, temperature, dedupe: bool,
+                  exclude_history: bool = True):
   """Eligible candidates of one user and their integer sampling CDF.
 
   Args:
@@ -218,12 +222,16 @@ def _prepare_user(seq, cand, prob, temperature, dedupe: bool):
     temperature: scalar; weights are prob ** (1 / temperature).
     dedupe: drop repeats of an id after its first occurrence (static). Rows
       without repeats give the same result either way.
+    exclude_history: candidates already in `seq` are not eligible (static;
+      False lets a copy bring in a second occurrence of an item it has).
   Returns:
     weights [M] int32 aligned with cand (0 = not eligible), cdf [M] int32
     inclusive cumulative weights, num_eligible.
   """
   m = cand.shape[0]
-  ok = (cand > 0) & (prob > 0) & ~jnp.any(cand[:, None] == seq[None, :], 1)
+  ok = (cand > 0) & (prob > 0)
+  if exclude_history:
+    ok = ok & ~jnp.any(cand[:, None] == seq[None, :], 1)
   if dedupe:
     # Sorting (id, index) packed in one int32 puts repeats after their first
     # occurrence (a two-operand sort runs several times slower on XLA:CPU;
@@ -398,12 +406,13 @@ _DRAW_COUNTER = 1 << 31
 
 def _augment_user(user_key, seq, length, cand, prob, temperature, copy_ids,
                   *, num_copies: int, n_table: np.ndarray, n_max: int,
-                  reorder: bool, dedupe: bool):
+                  reorder: bool, dedupe: bool, exclude_history: bool = True):
   """Copies `copy_ids` [C] of one user: seq [W] -> [C, W]."""
   w = seq.shape[0]
   c = copy_ids.shape[0]
   length = jnp.clip(length, 0, w).astype(jnp.int32)
-  weights, cdf, num_ok = _prepare_user(seq, cand, prob, temperature, dedupe)
+  weights, cdf, num_ok = _prepare_user(seq, cand, prob, temperature, dedupe,
+                                       exclude_history)
   n_eff = jnp.minimum(jnp.asarray(n_table)[length], num_ok)
   # Random words are the two threefry output words of fold_in(user_key,
   # counter), one vmapped fold_in for all (it compiles ~10x faster on
@@ -451,10 +460,11 @@ def _user_keys(key, user_ids):
 
 
 @functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
-                                             "dedupe"))
+                                             "dedupe", "exclude_history"))
 def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
                   ratio: float, temperature=1.0, reorder: bool = True,
-                  user_ids=None, dedupe: bool = True):
+                  user_ids=None, dedupe: bool = True,
+                  exclude_history: bool = True):
   """All K augmented copies of a batch of users, in one compiled call.
 
   Args:
@@ -474,6 +484,8 @@ def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
     dedupe: ignore repeats of a candidate id in a row (static). Costs a sort
       of M per user; rows without repeats (the generator's top-M) give the
       same copies with dedupe=False.
+    exclude_history: candidates already in the row are not eligible
+      (static; `augment.exclude_history`, default True).
   Returns:
     [B, K, W] int32 copies, left-padded like `seqs`.
   """
@@ -483,7 +495,7 @@ def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
     user_ids = jnp.arange(b, dtype=jnp.uint32)
   one = functools.partial(_augment_user, num_copies=num_copies,
                           n_table=n_table, n_max=n_max, reorder=reorder,
-                          dedupe=dedupe)
+                          dedupe=dedupe, exclude_history=exclude_history)
   return jax.vmap(one, (0, 0, 0, 0, 0, None, None))(
       _user_keys(key, user_ids), seqs.astype(jnp.int32), lengths,
       cand.astype(jnp.int32), prob.astype(jnp.float32),
@@ -492,10 +504,11 @@ def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
 
 
 @functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
-                                             "dedupe"))
+                                             "dedupe", "exclude_history"))
 def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
                    num_copies: int, ratio: float, temperature=1.0,
-                   reorder: bool = True, dedupe: bool = True):
+                   reorder: bool = True, dedupe: bool = True,
+                   exclude_history: bool = True):
   """Selected copies, one a row: copy `copy_ids[n]` of user `user_ids[n]`.
 
   Regenerates exactly `augment_batch(...)[u, r]` (same key, K, ratio,
@@ -513,7 +526,7 @@ def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
   n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio)
   one = functools.partial(_augment_user, num_copies=num_copies,
                           n_table=n_table, n_max=n_max, reorder=reorder,
-                          dedupe=dedupe)
+                          dedupe=dedupe, exclude_history=exclude_history)
   out = jax.vmap(one, (0, 0, 0, 0, 0, None, 0))(
       _user_keys(key, user_ids), seqs.astype(jnp.int32), lengths,
       cand.astype(jnp.int32), prob.astype(jnp.float32),
@@ -593,7 +606,8 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
                 batch_size: int = 4096, min_width: int = 8,
                 widths: Optional[Sequence[int]] = None,
                 out: Optional[np.ndarray] = None,
-                dedupe: Optional[bool] = None, mesh=None) -> np.ndarray:
+                dedupe: Optional[bool] = None, mesh=None,
+                exclude_history: bool = True) -> np.ndarray:
   """K copies of every user, in fixed-size batches bucketed by length.
 
   Equal, row for row, to `augment_batch(key, seqs, ..., user_ids=arange(U))`
@@ -635,7 +649,7 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
     return augment_batch(
         key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
         temperature=temperature, reorder=reorder, user_ids=b[4],
-        dedupe=dedupe)
+        dedupe=dedupe, exclude_history=exclude_history)
 
   def store(users, res):
     w = res.shape[2]
@@ -649,7 +663,8 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
 # -- the numpy reference ----------------------------------------------------
 def augment_reference(rng: np.random.Generator, seqs, lengths, cand, prob, *,
                       num_copies: int, ratio: float, temperature: float = 1.0,
-                      reorder: bool = True) -> np.ndarray:
+                      reorder: bool = True,
+                      exclude_history: bool = True) -> np.ndarray:
   """Algorithm 1 INTERACTAUGMENT, one user and one copy at a time (numpy).
 
   Same rules as the kernel with float64 weights and numpy's generator:
@@ -670,7 +685,9 @@ def augment_reference(rng: np.random.Generator, seqs, lengths, cand, prob, *,
     items = seqs[i, l - n_items:]
     ids, first = np.unique(np.asarray(cand[i]), return_index=True)
     p = np.asarray(prob[i], np.float64)[first]
-    ok = (ids > 0) & (p > 0) & ~np.isin(ids, items)
+    ok = (ids > 0) & (p > 0)
+    if exclude_history:
+      ok &= ~np.isin(ids, items)
     ids, p = ids[ok], p[ok]
     if len(p):
       p = np.exp((np.log(p) - np.log(p).max()) / temperature)

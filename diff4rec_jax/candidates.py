@@ -4,7 +4,8 @@ The Diff4Rec generator hands the kernel M candidates per user with their
 probabilities (`generator.generate_topm`). To tell what the diffusion adds,
 the same kernel can be fed by simpler sources (`augment.candidates`):
 
-* 'popular': the M most frequent training items the user has not seen, with
+* 'popular': the M most frequent training items the user has not seen
+  (`exclude_history`; else the M most frequent of all), with
   probabilities proportional to their training counts (ties: lower id first).
 * 'uniform': M items drawn uniformly without replacement among those the
   user has not seen and that occur in training, with equal probabilities.
@@ -30,7 +31,8 @@ def item_counts(items: np.ndarray, num_items: int) -> np.ndarray:
 
 
 def control_topm(kind: str, indptr: np.ndarray, items: np.ndarray,
-                 counts: np.ndarray, top_m: int, seed: int = 0):
+                 counts: np.ndarray, top_m: int, seed: int = 0,
+                 exclude_history: bool = True):
   """Top-M candidates per user from a control source.
 
   Args:
@@ -42,6 +44,7 @@ def control_topm(kind: str, indptr: np.ndarray, items: np.ndarray,
     top_m: M.
     seed: the 'uniform' draw's seed (user u's draw depends on the seed and
       u only, through its block of `_BLOCK` users).
+    exclude_history: False lets the user's own items be candidates too.
   Returns:
     items [U, M] int32 (0 where fewer than M items are left), probs [U, M]
     float32 (0 there); each row sorted by probability, descending.
@@ -63,7 +66,8 @@ def control_topm(kind: str, indptr: np.ndarray, items: np.ndarray,
     seen = np.zeros((b1 - b0, width), bool)
     lo, hi = indptr[b0], indptr[b1]
     rows = np.repeat(np.arange(b1 - b0), np.diff(indptr[b0:b1 + 1]))
-    seen[rows, items[lo:hi]] = True
+    if exclude_history:
+      seen[rows, items[lo:hi]] = True
     ok = eligible[None, :] & ~seen                       # [b, N + 1]
     if kind == "popular":
       score = np.broadcast_to(pop_score, ok.shape)

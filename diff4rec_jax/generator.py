@@ -144,6 +144,14 @@ def generator_seed(config) -> int:
   return int(config.seed) if "seed" in config else 0
 
 
+def topm_excludes_history(config) -> bool:
+  """Whether the top-M leaves out the user's training items: the full
+  config's `augment.exclude_history` (True when absent)."""
+  if isinstance(config, ml_collections.ConfigDict) and "augment" in config:
+    return bool(config.augment.get("exclude_history", True))
+  return True
+
+
 def validate_generator_config(config, num_items: Optional[int] = None) -> None:
   """Raises ValueError naming the first out-of-range generator field.
 
@@ -598,8 +606,12 @@ def _top_k(scores: jax.Array, m: int, mesh):
 
 
 def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
-                  with_eval: bool = True, mesh=None):
+                  with_eval: bool = True, mesh=None,
+                  exclude_history: bool = True):
   """Jitted `infer(params, ids, seg, hist, hseg, targets, users, key)`.
+
+  `exclude_history=False` lets the user's own training items into the
+  top-M (`augment.exclude_history`); the validation ranks mask them always.
 
   `with_eval=False` skips the validation ranks (and the VAE-only decode),
   which roughly halves the work per batch; the ranks are then zeros.
@@ -649,7 +661,10 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
     # Padding entries (id 0) mark column 0, which must be excluded anyway.
     in_hist = _constrain(
         jnp.zeros(logits.shape, bool).at[hseg, hist].set(True), mesh)
-    scores = jnp.where(in_hist, -jnp.inf, logits)
+    if exclude_history:
+      scores = jnp.where(in_hist, -jnp.inf, logits)
+    else:
+      scores = logits.at[:, 0].set(-jnp.inf)
     vals, idx = _top_k(scores, m, mesh)  # [B, M]
     top_items, top_probs = _top_m_probs(scores, vals, idx, norm)
     if not with_eval:
@@ -670,11 +685,12 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_infer_fn(key: str, num_items: int, with_eval: bool):
+def _cached_infer_fn(key: str, num_items: int, with_eval: bool,
+                     exclude_history: bool = True):
   """The phase's inference function, on the mesh of all devices."""
   g = _from_key(key)
   return make_infer_fn(g, num_items, diffusion.schedule_from_config(g),
-                       with_eval, sharding.make_mesh())
+                       with_eval, sharding.make_mesh(), exclude_history)
 
 
 def infer_batch_size(config, mesh) -> int:
@@ -683,7 +699,8 @@ def infer_batch_size(config, mesh) -> int:
 
 
 def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
-              hist_rows=None, with_eval: bool = True):
+              hist_rows=None, with_eval: bool = True,
+              exclude_history: bool = True):
   """Runs inference for every user in fixed-shape batches.
 
   Device memory is O(batch x items); the host keeps only [U, M] outputs.
@@ -699,6 +716,8 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
     rows, hist_rows: optional precomputed (indptr, items) of `train_rows`
       with and without the cap.
     with_eval: also rank the validation targets (else the ranks are 0).
+    exclude_history: the top-M leaves out the training prefix (else only
+      the padding id).
   Returns:
     (items [U, M] int32, probs [U, M] float32, rank_gen [U] int32,
      rank_vae [U] int32).
@@ -710,7 +729,8 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
   if hist_rows is None:
     hist_rows = rows if g.history_cap == 0 else train_rows(ds, 0)
   mesh = sharding.make_mesh()
-  infer_fn = _cached_infer_fn(_config_key(g), ds.num_items, with_eval)
+  infer_fn = _cached_infer_fn(_config_key(g), ds.num_items, with_eval,
+                              exclude_history)
   key = sharding.replicate(_keys(seed)["infer"], mesh)
   params = sharding.replicate(params, mesh)
   u, b, m = ds.num_users, infer_batch_size(g, mesh), g.top_m
@@ -879,6 +899,9 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
   out_path = os.path.join(workdir, TOPM_FILE)
   metrics_path = os.path.join(workdir, METRICS_FILE)
   chash, thash = config_hash(config, ds), train_hash(config, ds)
+  exclude = topm_excludes_history(config)
+  if not exclude:
+    chash = _hash([chash, "top-M with history items"])
   if os.path.exists(out_path) and _topm_hash(out_path) == chash:
     logging.info("generator: %s is up to date (config %s); skipping.",
                  out_path, chash)
@@ -962,7 +985,8 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
 
   t0 = time.time()
   items, probs, rg, rv = infer_all(config, state["params"], ds, rows,
-                                   hist_rows, with_eval=g.eval_at_end)
+                                   hist_rows, with_eval=g.eval_at_end,
+                                   exclude_history=exclude)
   secs = time.time() - t0
   extra = {"inference_seconds": secs}
   if g.eval_at_end:

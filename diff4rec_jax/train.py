@@ -1082,7 +1082,7 @@ def _augment_hash(config, ds) -> str:
   # Only the settings that change the copies or their similarities: the
   # pacing, loss weight, re-scoring etc. may differ between runs sharing it.
   a = config.augment
-  pool_fields = ("num_copies", "candidates", "ratio", "top_m", "temperature", "reorder",
+  pool_fields = ("num_copies", "candidates", "exclude_history", "ratio", "top_m", "temperature", "reorder",
                  "similarity_source", "similarity_checkpoint", "warmup_epochs")
   keys = {"seed": config.seed, "data": ds.name, "max_len": config.data.max_len,
           "augment": {f: a[f] for f in pool_fields},
@@ -1138,7 +1138,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
     _, train_pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
     counts = candidates.item_counts(ds.items[train_pos], ds.num_items)
     cand, prob = candidates.control_topm(a.candidates, indptr, hist, counts,
-                                         a.top_m, config.seed)
+                                         a.top_m, config.seed,
+                                         a.exclude_history)
   item_emb = similarity_embeddings(config, ds, workdir)
   t = time.time()
   max_len = config.data.max_len
@@ -1150,7 +1151,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
   copies = augment.augment_all(
       key, seqs, lengths, cand, prob, num_copies=a.num_copies,
       ratio=a.ratio, temperature=a.temperature, reorder=a.reorder,
-      batch_size=a.batch_size, mesh=mesh)
+      batch_size=a.batch_size, mesh=mesh,
+      exclude_history=a.exclude_history)
   sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
                                   batch_size=a.batch_size, mesh=mesh)
   order = curriculum.pool_order(sim, a.curriculum_scope,

@@ -288,3 +288,33 @@ def test_validate_augment_config():
     c.augment.top_m = c.generator.top_m + 1
     with pytest.raises(ValueError, match="config.augment.top_m"):
       augment.validate_augment_config(c)
+
+
+def test_exclude_history_false_lets_copies_repeat_their_own_items():
+  """Candidates that are all the user's own items: excluded (the default)
+  they leave a pure reordering; allowed, each copy replaces n items by
+  distinct ones of them, so it holds repeats, in kernel and reference."""
+  seq = np.arange(1, L + 1, dtype=np.int32)[None]          # items 1..12
+  cand = np.arange(1, M + 1, dtype=np.int32)[None]         # items 1..8
+  prob = np.full((1, M), 0.5, np.float32)
+  n = int(augment.num_replaced(L, RATIO))
+  kw = dict(num_copies=K, ratio=RATIO)
+  kept = _run(0, seq, np.array([L]), cand, prob, **kw)[0]
+  for copy in kept:
+    assert sorted(copy.tolist()) == list(range(1, L + 1))
+  ref_kw = dict(kw, exclude_history=False)
+  lengths = np.array([L])
+  for copies in (_run(0, seq, lengths, cand, prob, **ref_kw)[0],
+                 augment.augment_reference(np.random.default_rng(0), seq,
+                                           lengths, cand, prob, **ref_kw)[0]):
+    for copy in copies:
+      counts = collections.Counter(copy.tolist())
+      lost = set(range(1, L + 1)) - set(counts)
+      assert len(copy) == L and 0 not in counts
+      # n positions got distinct candidates; a candidate that landed on its
+      # own position changes nothing, so at most n items are lost.
+      assert len(lost) <= n
+      assert sum(c - 1 for c in counts.values()) == len(lost)
+      assert set(k for k, c in counts.items() if c > 1) <= set(range(1, M + 1))
+  assert any(len(set(c.tolist())) < L
+             for c in _run(0, seq, np.array([L]), cand, prob, **ref_kw)[0])

@@ -96,3 +96,12 @@ def test_augment_switches_are_validated(tiny_config, field, bad):
   tiny_config.augment[field] = bad
   with pytest.raises(ValueError, match=f"augment.{field}"):
     config_lib.validate(tiny_config)
+
+
+def test_popular_with_history_items_when_asked():
+  counts = np.array([0, 3, 7, 1, 7, 9, 0])
+  indptr, items = _csr([[5], [2, 4, 1]])
+  it, pr = candidates.control_topm("popular", indptr, items, counts, 3,
+                                   exclude_history=False)
+  np.testing.assert_array_equal(it, [[5, 2, 4], [5, 2, 4]])
+  np.testing.assert_allclose(pr[0], np.array([9, 7, 7]) / 27, rtol=1e-6)

@@ -397,3 +397,19 @@ def test_fixed_generator_seed_gives_one_hash_across_run_seeds(tiny_config):
   assert h(1, 0) == h(2, 0) == h(0, -1)
   assert h(1, -1) != h(0, -1)
   assert h(1, -1)[2] == 1
+
+
+def test_top_m_with_history_items_when_asked():
+  """exclude_history=False (augment.exclude_history): the top-M is the
+  highest-scoring items whatever the user has seen (never the padding id)."""
+  ds = hand_data([[1, 2, 3, 4, 5], [2, 4, 2, 6, 1], [1, 3, 1, 2]])
+  c = tiny_config(top_m=4, inference_step=3, steps=5, prob_norm="all")
+  params = generator.init_params(c.generator, ds.num_items,
+                                 jax.random.key(0))
+  bias = np.zeros(ds.num_items + 1, np.float32)
+  bias[[0, 1, 2, 3, 4, 5, 6]] = [500.0, 20.0, 100.0, 10.0, 50.0, 40.0, 30.0]
+  out = params["vae"]["out"]
+  params["vae"]["out"] = {"kernel": jnp.zeros_like(out["kernel"]),
+                          "bias": jnp.asarray(bias)}
+  items, _, _, _ = generator.infer_all(c, params, ds, exclude_history=False)
+  assert items.tolist() == [[2, 4, 5, 6]] * 3
