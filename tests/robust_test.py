@@ -302,3 +302,19 @@ def test_rerun_of_a_finished_workdir_changes_nothing(straight_run):
   assert (open(metrics).read(),
           open(os.path.join(wd, "results.json")).read()) == before
   assert sum(1 for l in before[0].splitlines() if '"final"' in l) == 1
+
+
+def test_non_finite_loss_before_any_checkpoint_says_so():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  class NoCheckpoint:
+    directory = "wd/ckpt/recommender"
+
+    def latest_step(self):
+      return None
+
+  with pytest.raises(FloatingPointError) as e:
+    train._check_finite([jnp.float32(1.0), jnp.float32(np.nan)],  # pylint: disable=protected-access
+                        {"step": jnp.int32(2)}, NoCheckpoint())
+  assert "at step 2" in str(e.value) and "step None" not in str(e.value)
+  assert "No checkpoint was saved before it" in str(e.value)
