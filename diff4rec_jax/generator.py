@@ -85,6 +85,7 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import diffusion
+from diff4rec_jax import rundir
 from diff4rec_jax import sharding
 from diff4rec_jax.models import denoiser as denoiser_lib
 from diff4rec_jax.models import vae as vae_lib
@@ -800,8 +801,7 @@ def _topm_hash(path: str) -> Optional[str]:
 def _read_metrics(path: str) -> list:
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return rundir.read_jsonl(path)
 
 
 def _write_metrics(path: str, records: list) -> None:

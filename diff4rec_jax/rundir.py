@@ -7,6 +7,8 @@
   left by a killed process (its pid is gone on this host) is taken over
   with a warning; a lock from another host cannot be checked and is named
   so that the user can remove it. Only process 0 of a multi-host run locks.
+* `read_jsonl(path)`: the records of a metrics file, without a last line
+  that a kill cut mid-write (dropped with a warning naming the file).
 * `check_data(workdir, ds)`: the content hash of the loaded interactions and
   of the leave-one-out split, stored in `workdir/data_fingerprint.json` on
   the first run and compared on every rerun. `config.data.dir`,
@@ -74,7 +76,7 @@ def acquire(workdir: str) -> str:
   try:
     for _ in range(3):
       try:
-        os.link(tmp, path)       # atomic; fails if the lock exists
+        _create(tmp, path, me)
         return path
       except FileExistsError:
         pass
@@ -108,6 +110,19 @@ def acquire(workdir: str) -> str:
     _unlink(tmp)
 
 
+def _create(tmp: str, path: str, me: dict) -> None:
+  """Creates `path` holding `me`; FileExistsError if it exists."""
+  try:
+    os.link(tmp, path)           # atomic, and never seen half written
+  except FileExistsError:
+    raise
+  except OSError:
+    # No hard links (some FUSE mounts, e.g. gcsfuse): exclusive create.
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    with os.fdopen(fd, "w") as f:
+      json.dump(me, f)
+
+
 def release(path: str) -> None:
   """Removes the lock at `path` if it is still this process's."""
   owner = _read_lock(path)
@@ -135,6 +150,31 @@ def lock(workdir: str, enabled: bool = True):
     yield
   finally:
     release(path)
+
+
+# ----------------------------------------------------------------------------
+# Run logs
+# ----------------------------------------------------------------------------
+def read_jsonl(path: str) -> list:
+  """The JSON records of a .jsonl run file (metrics.jsonl,
+  generator_metrics.jsonl). A last line cut by a kill mid-write is dropped
+  with a warning; a bad line before it is an error naming file and line."""
+  with open(path) as f:
+    lines = f.read().split("\n")
+  out = []
+  for i, line in enumerate(lines):
+    if not line.strip():
+      continue
+    try:
+      out.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if any(l.strip() for l in lines[i + 1:]):
+        raise errors.UserError(
+            f"{path}:{i + 1}: not a JSON record ({e}); repair or delete that "
+            "line to resume.") from e
+      logging.warning("%s:%d: dropping a cut last line (a kill while it was "
+                      "written): %r", path, i + 1, line[:80])
+  return out
 
 
 # ----------------------------------------------------------------------------

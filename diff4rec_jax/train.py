@@ -43,7 +43,6 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import curriculum
 from diff4rec_jax import data as data_lib
-from diff4rec_jax import errors
 from diff4rec_jax import generator
 from diff4rec_jax import losses
 from diff4rec_jax import metrics as metrics_lib
@@ -557,7 +556,7 @@ class RunLog:
     # Drop records newer than the checkpoint we resume from, and the final
     # record of a run killed before results.json: they are redone.
     if os.path.exists(self.path):
-      keep = [json.dumps(r) + "\n" for r in read_records(self.path)
+      keep = [json.dumps(r) + "\n" for r in rundir.read_jsonl(self.path)
               if r.get("epoch", 0) <= resume_epoch and not r.get("final")]
       _atomic_write(self.path, "".join(keep))
     try:
@@ -580,28 +579,6 @@ class RunLog:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
-
-
-def read_records(path: str) -> list:
-  """The JSON records of a metrics.jsonl file. A last line cut by a kill
-  mid-write is dropped with a warning; a bad line before it is an error
-  naming the file and line."""
-  with open(path) as f:
-    lines = f.read().split("\n")
-  out = []
-  for i, line in enumerate(lines):
-    if not line.strip():
-      continue
-    try:
-      out.append(json.loads(line))
-    except json.JSONDecodeError as e:
-      if any(l.strip() for l in lines[i + 1:]):
-        raise errors.UserError(
-            f"{path}:{i + 1}: not a JSON record ({e}); repair or delete that "
-            "line to resume.") from e
-      logging.warning("%s:%d: dropping a cut last line (a kill while it was "
-                      "written): %r", path, i + 1, line[:80])
-  return out
 
 
 def _atomic_write(path: str, text: str) -> None:

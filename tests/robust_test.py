@@ -13,7 +13,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -136,10 +135,10 @@ def test_cut_last_metrics_line_is_dropped_with_a_warning(tmp_path, caplog):
   log = train.RunLog(str(tmp_path), resume_epoch=2)
   log.close()
   assert f"{path}:3: dropping a cut last line" in caplog.text
-  assert [r["epoch"] for r in train.read_records(str(path))] == [1, 2]
+  assert [r["epoch"] for r in rundir.read_jsonl(str(path))] == [1, 2]
   path.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
   with pytest.raises(errors.UserError, match=f"{path}:2: not a JSON record"):
-    train.read_records(str(path))
+    rundir.read_jsonl(str(path))
 
 
 # ----------------------------------------------------------------------------
