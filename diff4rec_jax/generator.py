@@ -85,6 +85,7 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import diffusion
+from diff4rec_jax import errors
 from diff4rec_jax import rundir
 from diff4rec_jax import sharding
 from diff4rec_jax.models import denoiser as denoiser_lib
@@ -897,14 +898,14 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
       try:
         state, meta = ckpt.restore(state)
       except Exception as e:  # Orbax raises various types on a mismatch.
-        raise ValueError(
+        raise errors.UserError(
             f"{ckpt.directory}: cannot restore the generator checkpoint "
             f"({type(e).__name__}: {e}); it was probably made with other "
             "generator settings (model sizes, dataset). Use another workdir "
             "or delete that folder.") from e
       state = _like_fresh(state)
       if meta.get("train_hash") != thash:
-        raise ValueError(
+        raise errors.UserError(
             f"{ckpt.directory}: checkpoint was made with other generator "
             f"training settings (hash {meta.get('train_hash')} != {thash}); "
             "use another workdir or delete that folder.")

@@ -43,6 +43,7 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import curriculum
 from diff4rec_jax import data as data_lib
+from diff4rec_jax import errors
 from diff4rec_jax import generator
 from diff4rec_jax import losses
 from diff4rec_jax import metrics as metrics_lib
@@ -217,7 +218,7 @@ def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
   if value == 0 or value >= batch_size:
     return 0
   if batch_size % value or value % num_devices:
-    raise ValueError(
+    raise errors.UserError(
         f"config.train.micro_batch={value} must divide the batch "
         f"({batch_size}) and be a multiple of the device count "
         f"({num_devices}); or use 0 (off) or -1 (auto).")
@@ -1149,8 +1150,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
     topm = generator.load_topm(topm_path)
     cand, prob = topm["items"], topm["probs"]
     if len(cand) != ds.num_users:
-      raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
-                       "users; delete it to regenerate")
+      raise errors.UserError(f"{topm_path}: {len(cand)} rows for "
+                             f"{ds.num_users} users; delete it to regenerate")
   else:
     logging.info("phase: %s candidates (control, no generator)",
                  a.candidates)
