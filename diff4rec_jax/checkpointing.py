@@ -7,9 +7,10 @@ with two Orbax managers inside:
   state, step) plus a JSON `meta` dict (epoch, early-stopping state, RNG seed
   bookkeeping, anything the caller needs to resume exactly).
 * `best/`: the best state by a caller-given score (kept for the final test
-  evaluation). Besides the newest best save it keeps the newest one at or
+  evaluation). Besides the newest best save it keeps the two newest at or
   before the `latest` step, so a run killed between a best save and the next
-  latest save resumes with the best state its `meta` describes.
+  latest save resumes with the best state its `meta` describes (and has a
+  fallback if that one is damaged).
 
 Damage: each save gets a manifest (`diff4rec_manifest.json` in its step
 folder: size and sha256 of every file) written after Orbax has finished it.
