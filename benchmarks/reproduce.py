@@ -63,6 +63,7 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 from benchmarks import machine as machine_info  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import errors as errors_lib  # pylint: disable=g-import-not-at-top
 
 # ----------------------------------------------------------------------------
 # The grid
@@ -536,6 +537,10 @@ def run_cell(cell: Cell, root: str, overrides: Sequence[str], env: dict,
           t_term = time.time()
       elif time.time() - t_term > grace_s:
         proc.kill()
+  if rc in (errors_lib.PREEMPTED_EXIT, 128 + signal.SIGINT) and not stopped:
+    # The trainer saved and stopped on a signal from elsewhere (a scheduler's
+    # preemption): resumable, not a failure.
+    stopped = f"trainer stopped by a signal (rc {rc})"
   done = os.path.exists(os.path.join(root, cell.name, "results.json"))
   rec = {"cell": cell.name, "rc": rc, "finished": done and rc == 0,
          "seconds": round(time.time() - t0, 1), "time": _now(),

@@ -7,10 +7,17 @@ as `--config.field=value`.
 
 `check_workdir(config, workdir)` refuses to resume a workdir whose saved
 config differs in anything that changes the result.
+
+`unknown_field_error(config, path)` names a `--config.<path>` override that
+the config lacks and the nearest valid fields.
+
+Every refusal is an `errors.UserError` (main.py prints it without a
+traceback).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -18,6 +25,7 @@ import os
 from absl import logging
 import ml_collections
 
+from diff4rec_jax import errors
 from diff4rec_jax import models
 from diff4rec_jax.models import dropout as dropout_lib
 
@@ -40,9 +48,32 @@ def sub_block(config, name: str):
   return config
 
 
+class ConfigError(errors.UserError):
+  """A config value or override is refused; the message names the field."""
+
+
 def field_error(field: str, msg: str, value, prefix: str = "") -> ValueError:
-  """ValueError 'config.<prefix><field>: <msg>, got <value>'."""
-  return ValueError(f"config.{prefix}{field}: {msg}, got {value!r}")
+  """ConfigError 'config.<prefix><field>: <msg>, got <value>'."""
+  return ConfigError(f"config.{prefix}{field}: {msg}, got {value!r}")
+
+
+def unknown_field_error(config, path: str) -> "ConfigError | None":
+  """A ConfigError naming `path` ('train.nonexistent') and the nearest valid
+  fields if `config` lacks it; None if it has it."""
+  node, done = config, []
+  for part in path.split("."):
+    keys = list(node.keys()) if hasattr(node, "keys") else []
+    if part not in keys:
+      where = "config" + "".join(f".{p}" for p in done)
+      near = difflib.get_close_matches(part, keys, n=3, cutoff=0.5)
+      hint = (f"did you mean {', '.join(f'{where}.{k}' for k in near)}?"
+              if near else f"the fields of {where} are: "
+              f"{', '.join(sorted(keys)) or '(none: it is a value)'}")
+      return ConfigError(f"config.{path}: no such field ({where} has no "
+                         f"{part!r}); {hint}")
+    node = node[part]
+    done.append(part)
+  return None
 
 
 def check_int(c, field: str, lo: int, prefix: str = "",
@@ -120,6 +151,12 @@ def validate(config) -> None:
             "model.caser_window", "model.caser_h_filters",
             "model.caser_v_filters"):
     _positive_int(config, f)
+  if (config.model.name == "caser" and
+      config.model.caser_window > config.data.max_len):
+    # Caser convolves over the last caser_window items; a longer window
+    # only pads (measured: a 6-minute compile and about 10 GB).
+    raise _err("model.caser_window", "must be at most data.max_len "
+               f"({config.data.max_len})", config.model.caser_window)
   if config.model.hidden % config.model.num_heads:
     raise _err("model.hidden", "must be divisible by model.num_heads "
                f"({config.model.num_heads})", config.model.hidden)
@@ -199,7 +236,8 @@ def check_workdir(config, workdir: str) -> None:
     try:
       saved = _flatten(json.load(f))
     except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: unreadable ({e}); use a fresh workdir") from e
+      raise errors.UserError(
+          f"{path}: unreadable ({e}); use a fresh workdir") from e
   now = _flatten(json.loads(json.dumps(config.to_dict())))
   # The generator and augmentation settings do not touch a 'base' run.
   unused = ("generator.", "augment.") if (
@@ -216,7 +254,7 @@ def check_workdir(config, workdir: str) -> None:
   if diffs:
     shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}"
                       for k in diffs[:5])
-    raise ValueError(
+    raise errors.UserError(
         f"workdir {workdir} belongs to a different config ({shown}"
         f"{', ...' if len(diffs) > 5 else ''}); refusing to resume. Use "
         "another --workdir or restore the original settings.")

@@ -28,6 +28,8 @@ from typing import Optional
 
 import numpy as np
 
+from diff4rec_jax import errors
+
 DATA_DIR_ENV = "DIFF4REC_DATA_DIR"
 
 # File names of the datasets, in the pair format, under the data directory.
@@ -47,7 +49,16 @@ MAX_ID = 2**31 - 1
 MIN_SPLIT_LEN = 3
 
 
-class DataError(ValueError):
+# A file that parses as one user with more interactions than this is refused
+# (missing line breaks, not a dataset).
+MAX_SINGLE_USER = 1000
+
+# Item ids more than this many times the count of distinct items get a
+# warning: the embedding table and every full ranking pay for every id.
+SPARSE_WARN_RATIO = 4
+
+
+class DataError(errors.UserError):
   """A data file or data option is unusable. The message names file and line."""
 
 
@@ -133,6 +144,9 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
   if raw.startswith(b"\xef\xbb\xbf"):
     raise DataError(f"{source}:1: file starts with a UTF-8 byte-order mark; "
                     "save it as plain ASCII without a BOM.")
+  if b"\r" in raw:
+    # CR-only line ends (classic Mac) end lines too; CRLF stays one end.
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
   buf = np.frombuffer(raw, dtype=np.uint8)
   if buf.size == 0 or not (~_SPACE[buf]).any():
     raise DataError(f"{source}: file is empty (no interactions).")
@@ -189,6 +203,17 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
                     "not positive; ids start at 1 (0 is padding).")
   first = np.concatenate([[True], tok_line[1:] != tok_line[:-1]])
   line_user = values[first]
+  if auto and fmt == "per_user" and (
+      (counts[lines_with] == 2).sum() * 2 > len(lines_with)):
+    # Mostly pairs: the longer lines are mistakes in a pair file, not a
+    # per-user file; name the first of them.
+    k = int(np.argmax(counts[lines_with] > 2))
+    raise DataError(
+        f"{source}:{int(lines_with[k]) + 1}: {int(counts[lines_with[k]])} "
+        f"fields, but {int((counts[lines_with] == 2).sum())} of "
+        f"{len(lines_with)} lines have two (the pair format `user item`). "
+        "Fix or remove that line; a raw ratings file (user item rating "
+        "timestamp) must be converted with `python -m diff4rec_jax.prepare`.")
   if fmt == "per_user":
     uniq, first_at, cnt = np.unique(line_user, return_index=True,
                                     return_counts=True)
@@ -209,6 +234,13 @@ def parse_interactions(raw: bytes, source: str = "<bytes>",
   owner = np.cumsum(first) - 1
   users = line_user[owner][~first]
   items = values[~first]
+  if items.size > MAX_SINGLE_USER and (users == users[0]).all():
+    raise DataError(
+        f"{source}: the whole file parses as one user ({int(users[0])}) with "
+        f"{items.size} interactions on {len(lines_with)} line(s): its line "
+        "breaks are probably missing or not LF, CRLF or CR (e.g. a file "
+        "joined into one line). A dataset needs many users, one `user item` "
+        "pair (or one `user item item ...` line) per line.")
   return users, items, fmt
 
 
@@ -403,6 +435,12 @@ def from_interactions(users: np.ndarray, items: np.ndarray, name: str,
     logging.warning("%s: dropped %d of %d users with fewer than %d "
                     "interactions (config.data.drop_short_users=True).",
                     source, int(short.sum()), len(user_ids), min_len)
+    if short.all():
+      raise DataError(
+          f"{source}: every user ({len(user_ids)}) has fewer than {min_len} "
+          "interactions, so config.data.drop_short_users=True drops them "
+          f"all; each user needs at least {min_len + 1} (train, valid, test "
+          "and one training pair).")
     keep_user = np.repeat(~short, counts)
     users, items = users[keep_user], items[keep_user]
     user_ids, counts = user_ids[~short], counts[~short]
@@ -415,6 +453,14 @@ def from_interactions(users: np.ndarray, items: np.ndarray, name: str,
         f"{max_item + 1} rows. Is this a raw file (e.g. with ratings or "
         "timestamps as fields)? Renumber items 1..N with `python -m "
         "diff4rec_jax.prepare`.")
+  if max_item > 1000 and max_item > SPARSE_WARN_RATIO * distinct:
+    logging.warning(
+        "%s: item ids are sparse: the largest is %d but only %d distinct "
+        "items occur, so the embedding table and every full-ranking "
+        "evaluation hold %d rows, %.0fx the items: training and evaluation "
+        "run up to that much slower. Renumber items 1..N with `python -m "
+        "diff4rec_jax.prepare` to avoid it.", source, max_item, distinct,
+        max_item + 1, (max_item + 1) / distinct)
   indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
   np.cumsum(counts, out=indptr[1:])
   return SequenceData(name=name, user_ids=user_ids, indptr=indptr,
@@ -430,6 +476,16 @@ def read_interactions(path: str, name: str = "", fmt: str = "auto",
   users, items, _ = parse_interactions(raw, source=path, fmt=fmt)
   return from_interactions(users, items, name=name or path, source=path,
                            min_len=min_len, drop_short=drop_short)
+
+
+def check_trainable(ds: SequenceData) -> None:
+  """A training set needs a user with a training pair: 4+ interactions."""
+  if (ds.lengths <= MIN_SPLIT_LEN).all():
+    raise DataError(
+        f"{ds.source}: every user has at most {MIN_SPLIT_LEN} interactions, "
+        "so after the leave-one-out split (last item: test, second-to-last: "
+        "valid) no user has a training pair (0 training steps). Each user "
+        f"needs at least {MIN_SPLIT_LEN + 1} interactions.")
 
 
 def load(data_config) -> SequenceData:
@@ -453,5 +509,6 @@ def load(data_config) -> SequenceData:
   ds = read_interactions(path, name=data_config.name,
                          fmt=data_config.get("format", "auto"),
                          drop_short=data_config.get("drop_short_users", False))
+  check_trainable(ds)
   logging.info("loaded %s from %s: %s", data_config.name, path, ds.stats())
   return ds

@@ -85,6 +85,8 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import diffusion
+from diff4rec_jax import errors
+from diff4rec_jax import rundir
 from diff4rec_jax import sharding
 from diff4rec_jax.models import denoiser as denoiser_lib
 from diff4rec_jax.models import vae as vae_lib
@@ -820,8 +822,7 @@ def _topm_hash(path: str) -> Optional[str]:
 def _read_metrics(path: str) -> list:
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return rundir.read_jsonl(path)
 
 
 def _write_metrics(path: str, records: list) -> None:
@@ -920,14 +921,14 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
       try:
         state, meta = ckpt.restore(state)
       except Exception as e:  # Orbax raises various types on a mismatch.
-        raise ValueError(
+        raise errors.UserError(
             f"{ckpt.directory}: cannot restore the generator checkpoint "
             f"({type(e).__name__}: {e}); it was probably made with other "
             "generator settings (model sizes, dataset). Use another workdir "
             "or delete that folder.") from e
       state = _like_fresh(state)
       if meta.get("train_hash") != thash:
-        raise ValueError(
+        raise errors.UserError(
             f"{ckpt.directory}: checkpoint was made with other generator "
             f"training settings (hash {meta.get('train_hash')} != {thash}); "
             "use another workdir or delete that folder.")

@@ -908,6 +908,13 @@ def ensure_dataset(name: str, data_dir: Optional[str] = None,
   elif src.url and not raw_file:
     verify_checksum(path, src.md5, src.sha256, src.checksum_note,
                     skip_checksum)
+  elif raw_file and (src.md5 or src.sha256):
+    logging.warning(
+        "--raw_file %s: checksum not checked (a file given by hand may be "
+        "another release of %s); the published file's %s is %s. Place it "
+        "at %s instead, without --raw_file, to have it verified.", raw_file,
+        name, "sha256" if src.sha256 else "md5", src.sha256 or src.md5,
+        os.path.abspath(raw_path(name, data_dir)))
   out = output_paths(name, data_dir)
   stats = prepare_file(path, src.fmt, out["data"], out["stats"], src.member,
                        min_user_actions, min_item_actions, since,

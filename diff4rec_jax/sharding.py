@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from diff4rec_jax import errors
+
 
 def usable_cores() -> int:
   """CPU cores this process may run on (its affinity mask where known)."""
@@ -91,8 +93,9 @@ def make_mesh() -> Mesh:
 def check_batch(batch_size: int, mesh: Mesh, field: str) -> None:
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f"{field}={batch_size} is not divisible by the number of "
-                     f"devices ({n}); choose a multiple of {n}.")
+    raise errors.UserError(
+        f"{field}={batch_size} is not divisible by the number of devices "
+        f"({n}); choose a multiple of {n}.")
 
 
 def round_up(n: int, mesh: Mesh) -> int:

@@ -43,10 +43,12 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import curriculum
 from diff4rec_jax import data as data_lib
+from diff4rec_jax import errors
 from diff4rec_jax import generator
 from diff4rec_jax import losses
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
+from diff4rec_jax import rundir
 from diff4rec_jax import sharding
 
 
@@ -216,7 +218,7 @@ def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
   if value == 0 or value >= batch_size:
     return 0
   if batch_size % value or value % num_devices:
-    raise ValueError(
+    raise errors.UserError(
         f"config.train.micro_batch={value} must divide the batch "
         f"({batch_size}) and be a multiple of the device count "
         f"({num_devices}); or use 0 (off) or -1 (auto).")
@@ -552,11 +554,11 @@ class RunLog:
     self._tb = None
     if not is_chief():
       return
-    # Drop records newer than the checkpoint we resume from: they are redone.
+    # Drop records newer than the checkpoint we resume from, and the final
+    # record of a run killed before results.json: they are redone.
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        keep = [l for l in f if l.strip() and
-                json.loads(l).get("epoch", 0) <= resume_epoch]
+      keep = [json.dumps(r) + "\n" for r in rundir.read_jsonl(self.path)
+              if r.get("epoch", 0) <= resume_epoch and not r.get("final")]
       _atomic_write(self.path, "".join(keep))
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
@@ -596,7 +598,15 @@ def write_json(path: str, obj: Any) -> None:
 # The recommender phase
 # ----------------------------------------------------------------------------
 class Interrupted(Exception):
-  """Raised when a run stops early on purpose (tests, preemption)."""
+  """Raised when a run stops early on purpose (tests, preemption).
+
+  `signum`: the signal that asked for the stop (main.py exits with 128 +
+  signum, 143 for SIGTERM), or None (a test's `stop_after_epochs`).
+  """
+
+  def __init__(self, msg: str, signum: Optional[int] = None):
+    super().__init__(msg)
+    self.signum = signum
 
 
 def train_recommender(config: ml_collections.ConfigDict,
@@ -713,7 +723,7 @@ def train_recommender(config: ml_collections.ConfigDict,
           log.close()
           raise Interrupted(f"{stop.name}: checkpoint saved in epoch {epoch} "
                             f"after batch {i + 1} of {steps_per_epoch} (step "
-                            f"{int(state['step'])})")
+                            f"{int(state['step'])})", stop.signum)
       _check_finite(losses, state, ckpt)
       loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
       dt = time.time() - t_epoch
@@ -766,7 +776,8 @@ def train_recommender(config: ml_collections.ConfigDict,
       if halt and not meta["finished"]:
         log.close()
         raise Interrupted(f"stopped after epoch {epoch}"
-                          + (f" ({stop.name})" if stop.requested else ""))
+                          + (f" ({stop.name})" if stop.requested else ""),
+                          stop.signum)
     return state, meta, epoch, train_seconds
 
   stop = _StopSignal()
@@ -780,7 +791,10 @@ def train_recommender(config: ml_collections.ConfigDict,
   if ckpt.best_step() is None:  # never evaluated (num_epochs < eval_every)
     ckpt.save_best(int(state["step"]), state, {"epoch": epoch})
     meta["best_epoch"] = epoch
-  best_state, _ = ckpt.restore_best(state)
+  best_state, best_meta = ckpt.restore_best(state)
+  # A damaged newest best save falls back to the previous one (a warning
+  # says so); report the epoch of the one evaluated.
+  meta["best_epoch"] = best_meta.get("epoch", meta["best_epoch"])
   test_set = EvalSet.build(ds, "test", max_len)
   t_eval = time.time()
   best_params = eval_params(best_state, ema)
@@ -824,6 +838,7 @@ class _StopSignal:
   def __init__(self):
     self.requested = False
     self.name = ""
+    self.signum = None
     self._old = {}
     if threading.current_thread() is not threading.main_thread():
       return
@@ -836,6 +851,7 @@ class _StopSignal:
       signal.raise_signal(signum)
       return
     self.requested = True
+    self.signum = signum
     self.name = signal.Signals(signum).name
     logging.warning("%s received: saving a checkpoint and stopping",
                     self.name)
@@ -854,6 +870,7 @@ class _StopSignal:
     flags = multihost_utils.process_allgather(np.int32(self.requested))
     if np.any(flags) and not self.requested:
       self.requested, self.name = True, "stop on another host"
+      self.signum = signal.SIGTERM
     return bool(np.any(flags))
 
   def restore(self):
@@ -875,10 +892,13 @@ def _check_finite(losses, state, ckpt) -> None:
   bad = np.flatnonzero(~np.isfinite(values))
   if bad.size:
     step = int(state["step"]) - len(losses) + int(bad[0]) + 1
+    last = ckpt.latest_step()
+    kept = (f"The last good checkpoint (step {last}) is kept in "
+            f"{ckpt.directory}" if last is not None else
+            "No checkpoint was saved before it (a rerun starts over)")
     raise FloatingPointError(
-        f"loss is {values[bad[0]]} at step {step}; stopping. The last good "
-        f"checkpoint (step {ckpt.latest_step()}) is kept in "
-        f"{ckpt.directory}; lower train.lr or check the data.")
+        f"loss is {values[bad[0]]} at step {step}; stopping. {kept}; lower "
+        "train.lr or check the data.")
 
 
 def _restore_pool_order(pool, workdir: str, epoch: int) -> None:
@@ -1071,10 +1091,11 @@ def similarity_embeddings(config, ds, workdir: str) -> np.ndarray:
   wc = _phase_config(config, num_epochs=a.warmup_epochs,
                      eval_every=a.warmup_epochs, patience=1)
   os.makedirs(wd, exist_ok=True)
-  logging.info("phase: warm-up recommender (%d epochs) in %s",
-               a.warmup_epochs, wd)
-  res = train_recommender(wc, ds, wd)
-  write_json(os.path.join(wd, "results.json"), res)
+  if not os.path.exists(os.path.join(wd, "results.json")):  # else: finished
+    logging.info("phase: warm-up recommender (%d epochs) in %s",
+                 a.warmup_epochs, wd)
+    res = train_recommender(wc, ds, wd)
+    write_json(os.path.join(wd, "results.json"), res)
   return best_item_table(wc, ds, wd)
 
 
@@ -1129,8 +1150,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
     topm = generator.load_topm(topm_path)
     cand, prob = topm["items"], topm["probs"]
     if len(cand) != ds.num_users:
-      raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
-                       "users; delete it to regenerate")
+      raise errors.UserError(f"{topm_path}: {len(cand)} rows for "
+                             f"{ds.num_users} users; delete it to regenerate")
   else:
     logging.info("phase: %s candidates (control, no generator)",
                  a.candidates)
@@ -1198,13 +1219,34 @@ def _pool(config, copies, sim, orig=None, order=None) -> AugmentPool:
 # ----------------------------------------------------------------------------
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_epochs: Optional[int] = None) -> dict:
-  """Runs every phase the config asks for and writes workdir/results.json."""
+  """Runs every phase the config asks for and writes workdir/results.json.
+
+  The workdir is locked for the run (`rundir.lock`). A workdir that is
+  already finished (results.json written) is not run again: its stored
+  results are returned as they are.
+  """
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
+  with rundir.lock(workdir, enabled=is_chief()):
+    return _run(config, workdir, stop_after_epochs)
+
+
+def _run(config, workdir: str, stop_after_epochs: Optional[int]) -> dict:
+  """`train_and_evaluate` once the workdir is locked."""
   config_lib.check_workdir(config, workdir)
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
   t0 = time.time()
   ds = data_lib.load(config.data)
+  rundir.check_data(workdir, ds, write=is_chief())
+  done = os.path.join(workdir, "results.json")
+  if os.path.exists(done):
+    with open(done) as f:
+      stored = json.load(f)
+    logging.info("workdir %s is finished (%s); nothing to run. Its results: "
+                 "best epoch %s, valid %s, test %s", workdir, done,
+                 stored.get("best_epoch"), _fmt_metrics(stored["valid"]),
+                 _fmt_metrics(stored["test"]))
+    return stored
   pool = None
   if config.mode in ("aug", "diff4rec"):
     pool = build_pool(config, ds, workdir)

@@ -45,11 +45,12 @@ def test_sigterm_then_sigkill_then_resume_matches_straight_run(
   _, _, want = straight_run
   wd = str(tmp_path / "wd")
   log = str(tmp_path / "log1")
-  # 1) SIGTERM during epoch 2: checkpoint saved, clean exit.
+  # 1) SIGTERM during epoch 2: checkpoint saved, exit 143 (128 + SIGTERM:
+  # preempted, resumable; README "Exit codes").
   p = _start(wd, data_dir, log)
   _wait_for(p, log, "epoch 1/4")
   p.send_signal(signal.SIGTERM)
-  assert p.wait(timeout=240) == 0
+  assert p.wait(timeout=240) == 128 + signal.SIGTERM
   out = open(log).read()
   assert "SIGTERM received" in out and "Rerun the same command" in out
   # 2) Resume, then SIGKILL (no chance to save) during a later epoch.

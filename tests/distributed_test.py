@@ -146,8 +146,12 @@ def test_run_files_written_once(runs):
   assert [(l["epoch"], l.get("final", False)) for l in lines] == [
       (1, False), (2, False), (2, True)]
   ckpt = workdir / "ckpt" / "recommender"
-  assert sorted(os.listdir(ckpt / "best")) == ["30"]
-  assert sorted(os.listdir(ckpt / "latest")) == ["30"]
+  assert sorted(os.listdir(ckpt / "best")) == ["15", "30"]  # KEEP_BEST
+  # The last two saves (checkpointing.KEEP_LATEST), each with a manifest.
+  assert sorted(os.listdir(ckpt / "latest")) == ["15", "30"]
+  for step in ("15", "30"):
+    assert (ckpt / "latest" / step / "diff4rec_manifest.json").exists()
+  assert not (workdir / "run.lock").exists()
 
 
 def test_generator_and_augmentation_phases(runs):

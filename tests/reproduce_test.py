@@ -303,8 +303,8 @@ os.makedirs(wd, exist_ok=True)
 with open(os.path.join(wd, "config.json"), "w") as f:
   json.dump({"mode": args["config.mode"]}, f)
 seed = int(args["config.seed"])
-if seed == 1:                  # 'interrupted': exits cleanly, no results
-  sys.exit(0)
+if seed == 1:                  # preempted: checkpoint saved, no results
+  sys.exit(143)                # 128 + SIGTERM (main.py's exit code)
 if seed == 2:
   print("ValueError: config.x: bad", file=sys.stderr)
   sys.exit(1)
@@ -332,8 +332,9 @@ def test_runner_skips_finished_cells_and_resumes(tmp_path):
                      max_consecutive_failures=10)
   assert [r["cell"] for r in recs] == [c.name for c in cells[2:]]
   by = {r["cell"]: r for r in recs}
-  assert by["ml-100k-sasrec-base-s1"]["rc"] == 0
+  assert by["ml-100k-sasrec-base-s1"]["rc"] == 143
   assert not by["ml-100k-sasrec-base-s1"]["finished"]
+  assert "stopped" in by["ml-100k-sasrec-base-s1"]   # resumable, not failed
   assert by["ml-100k-sasrec-base-s2"]["rc"] == 1
   assert "ValueError: config.x: bad" in by["ml-100k-sasrec-base-s2"]["error"]
   states = {s.cell.seed: s.status for s in rp.inspect_grid(cells, root)}
