@@ -551,6 +551,11 @@ def write_json(path: str, obj: Any) -> None:
 # ----------------------------------------------------------------------------
 # The recommender phase
 # ----------------------------------------------------------------------------
+# Seconds between step-level progress lines within an epoch (besides
+# train.log_every_steps): an epoch longer than this shows its progress.
+PROGRESS_SECONDS = 30.0
+
+
 class Interrupted(Exception):
   """Raised when a run stops early on purpose (tests, preemption)."""
 
@@ -651,12 +656,22 @@ def train_recommender(config: ml_collections.ConfigDict,
                               step_key)
         losses.append(m["loss"])
         loss_sum = loss_sum + m["loss"]
-        if tc.log_every_steps and (i + 1) % tc.log_every_steps == 0:
-          done = (i + 1 - skip) / (steps_per_epoch - skip)  # syncs only here
+        # A progress line every log_every_steps steps, after the first step
+        # of the process (compilation included), and whenever
+        # PROGRESS_SECONDS passed since the last line; the clock is read on
+        # the host, the loss fetched (a device sync) only at these lines.
+        if ((tc.log_every_steps and (i + 1) % tc.log_every_steps == 0) or
+            not progress["lines"] or
+            time.time() - progress["last"] >= PROGRESS_SECONDS):
+          mean_loss = float(loss_sum) / (i + 1)             # syncs only here
+          done = (i + 1 - skip) / (steps_per_epoch - skip)
           el = time.time() - t_epoch
-          logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s", epoch,
-                       i + 1, steps_per_epoch, float(loss_sum) / (i + 1),
-                       _fmt_secs(el / done - el))
+          logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s%s",
+                       epoch, i + 1, steps_per_epoch, mean_loss,
+                       _fmt_secs(el / done - el),
+                       "" if progress["lines"] else
+                       f"  (first step, compilation included: {el:.1f}s)")
+          progress.update(lines=progress["lines"] + 1, last=time.time())
         if stop.agreed(i + 1) and i + 1 < steps_per_epoch:
           _check_finite(losses, state, ckpt)
           meta.update(epoch=epoch - 1, batches_done=i + 1,
@@ -720,6 +735,10 @@ def train_recommender(config: ml_collections.ConfigDict,
                           + (f" ({stop.name})" if stop.requested else ""))
     return state, meta, epoch, train_seconds
 
+  logging.info("training: %d rows, %d steps/epoch, up to %d epochs from "
+               "epoch %d", len(rows), steps_per_epoch, tc.num_epochs,
+               meta["epoch"] + 1)
+  progress = {"lines": 0, "last": time.time()}
   stop = _StopSignal()
   try:
     state, meta, epoch, train_seconds = epoch_loop(
@@ -731,6 +750,8 @@ def train_recommender(config: ml_collections.ConfigDict,
   if ckpt.best_step() is None:  # never evaluated (num_epochs < eval_every)
     ckpt.save_best(int(state["step"]), state, {"epoch": epoch})
     meta["best_epoch"] = epoch
+  logging.info("phase: test (best-validation parameters, epoch %d)",
+               meta["best_epoch"])
   best_state, _ = ckpt.restore_best(state)
   test_set = EvalSet.build(ds, "test", max_len)
   t_eval = time.time()
@@ -1025,6 +1046,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
                      "users; delete it to regenerate")
   item_emb = similarity_embeddings(config, ds, workdir)
   t = time.time()
+  logging.info("phase: augmentation (%d users x %d copies)", ds.num_users,
+               a.num_copies)
   max_len = config.data.max_len
   end = ds.split_end("train")
   seqs = data_lib.left_pad(ds.items, ds.indptr[:-1], end, max_len)
@@ -1076,14 +1099,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_epochs: Optional[int] = None) -> dict:
   """Runs every phase the config asks for and writes workdir/results.json."""
   config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
+  # The dataset's own name (data.dataset_name: after data.path's file
+  # unless data.name is given) goes into config.json and results.json.
+  config = config.copy_and_resolve_references()
+  config.data.name = data_lib.dataset_name(config.data)
   config_lib.check_workdir(config, workdir)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
   t0 = time.time()
+  logging.info("phase: data (%s)", config.data.get("path") or
+               config.data.name)
   ds = data_lib.load(config.data)
+  # Only a start whose config and data are accepted marks the workdir: a
+  # failed start leaves it as it was, so the corrected command is not
+  # refused as "a different config".
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, "config.json"), config.to_dict())
   pool = None
   if config.mode in ("aug", "diff4rec"):
     pool = build_pool(config, ds, workdir)
+  logging.info("phase: recommender (%s, %s mode)", config.model.name,
+               config.mode)
   results = train_recommender(config, ds, workdir,
                               stop_after_epochs=stop_after_epochs, pool=pool)
   results.update({
