@@ -216,6 +216,7 @@ if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir", "out"])
 
   def _main(argv):
+    recommend.quiet_orbax()
     try:
       main(argv)
     except (recommend.RecommendError, recommend.data_lib.DataError) as e:

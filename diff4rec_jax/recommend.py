@@ -224,10 +224,22 @@ class Recommender:
     return self.model.apply({"params": params}, inputs, train=False,
                             last_only=True)[:, -1]                 # [B, D]
 
+  def _hidden_chunked(self, params, inputs):
+    """`_hidden` over row chunks as the run's evaluation does (on CPU the
+    chunks stay in cache: `train.resolve_micro_batch`); same result."""
+    from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+    b, width = inputs.shape
+    m = train.resolve_micro_batch(self.config.train.get("micro_batch", -1)
+                                  if b % 8 == 0 else 0, b, 1, width=width)
+    if not m or b % m:
+      return self._hidden(params, inputs)
+    return train.merge_rows(jax.lax.map(
+        lambda x: self._hidden(params, x), train.split_rows(inputs, b // m)))
+
   def _top_k_fn(self, k: int):
     if k not in self._top_k_fns:
       def fn(params, inputs, words):
-        return ranking.top_k_unseen(self._hidden(params, inputs),
+        return ranking.top_k_unseen(self._hidden_chunked(params, inputs),
                                     models.item_table(params), words,
                                     self.num_items, k, self.chunk)
       self._top_k_fns[k] = jax.jit(fn)
@@ -615,6 +627,14 @@ def main(argv):
                len(users), dt, len(users) / max(dt, 1e-9), flags.out)
 
 
+def quiet_orbax() -> None:
+  """Orbax logs every restore at INFO; keep the command's own lines."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  for handler in std_logging.getLogger().handlers:
+    handler.addFilter(lambda r: "orbax" not in r.pathname or
+                      r.levelno >= std_logging.WARNING)
+
+
 def run():
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -623,6 +643,7 @@ def run():
   flags.mark_flags_as_required(["workdir"])
 
   def _main(argv):
+    quiet_orbax()
     try:
       main(argv)
     except (RecommendError, data_lib.DataError) as e:

@@ -426,11 +426,20 @@ def bucket_widths(config, split: str = "train") -> np.ndarray:
 
 def evaluate(eval_step, params, evalset: EvalSet, batch_size: int,
              widths: np.ndarray, mesh) -> dict:
-  """Full-ranking metrics of `params` on one split (all users)."""
+  """Full-ranking metrics of `params` on one split (all users).
+
+  A progress line every PROGRESS_SECONDS (the sums fetched only there)."""
   sums = sharding.replicate(zero_sums(), mesh)
   local = sharding.local_slice(batch_size, mesh)
-  for batch in evalset.batches(batch_size, widths, local):
+  n = -(-len(evalset.targets) // batch_size)
+  t0 = last = time.time()
+  for i, batch in enumerate(evalset.batches(batch_size, widths, local)):
     sums = eval_step(params, sums, sharding.shard_local_batch(batch, mesh))
+    if time.time() - last >= PROGRESS_SECONDS and i + 1 < n:
+      jax.block_until_ready(sums)
+      last = time.time()
+      logging.info("evaluation  %d/%d batches  eta %s", i + 1, n,
+                   _fmt_secs((last - t0) * (n - i - 1) / (i + 1)))
   return metrics_lib.finalize(sums)
 
 
@@ -664,14 +673,23 @@ def train_recommender(config: ml_collections.ConfigDict,
             not progress["lines"] or
             time.time() - progress["last"] >= PROGRESS_SECONDS):
           mean_loss = float(loss_sum) / (i + 1)             # syncs only here
-          done = (i + 1 - skip) / (steps_per_epoch - skip)
-          el = time.time() - t_epoch
-          logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s%s",
-                       epoch, i + 1, steps_per_epoch, mean_loss,
-                       _fmt_secs(el / done - el),
+          now = time.time()
+          # The rate since the last line of this epoch (or its start): the
+          # first step's compilation does not inflate later ETAs.
+          if progress["epoch"] == epoch:
+            rate = (i + 1 - progress["step"]) / max(now - progress["last"],
+                                                    1e-9)
+          else:
+            rate = (i + 1 - skip) / max(now - t_epoch, 1e-9)
+          eta = ("" if not progress["lines"] else
+                 f"  eta epoch {_fmt_secs((steps_per_epoch - i - 1) / rate)}")
+          logging.info("epoch %d  %d/%d steps  loss %.4f%s%s", epoch, i + 1,
+                       steps_per_epoch, mean_loss, eta,
                        "" if progress["lines"] else
-                       f"  (first step, compilation included: {el:.1f}s)")
-          progress.update(lines=progress["lines"] + 1, last=time.time())
+                       "  (first step, compilation included: "
+                       f"{now - t_epoch:.1f}s)")
+          progress.update(lines=progress["lines"] + 1, last=now,
+                          epoch=epoch, step=i + 1)
         if stop.agreed(i + 1) and i + 1 < steps_per_epoch:
           _check_finite(losses, state, ckpt)
           meta.update(epoch=epoch - 1, batches_done=i + 1,
@@ -738,7 +756,7 @@ def train_recommender(config: ml_collections.ConfigDict,
   logging.info("training: %d rows, %d steps/epoch, up to %d epochs from "
                "epoch %d", len(rows), steps_per_epoch, tc.num_epochs,
                meta["epoch"] + 1)
-  progress = {"lines": 0, "last": time.time()}
+  progress = {"lines": 0, "last": time.time(), "epoch": None, "step": 0}
   stop = _StopSignal()
   try:
     state, meta, epoch, train_seconds = epoch_loop(

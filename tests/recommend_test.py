@@ -147,13 +147,18 @@ def test_progress_lines(run):
   lines = run["lines"]
   phases = [l.split(" (")[0] for l in lines if l.startswith("phase: ")]
   assert phases == ["phase: data", "phase: recommender", "phase: test"]
-  steps = [l for l in lines if " steps  loss " in l and "eta epoch" in l]
+  steps = [l for l in lines if " steps  loss " in l]
   # PROGRESS_SECONDS = 0: one line per step of both epochs.
   (plan,) = [l for l in lines if l.startswith("training: ")]
   per_epoch = int(plan.split(", ")[1].split()[0])
   assert len(steps) == 2 * per_epoch
   assert "first step, compilation included" in steps[0]
-  assert all("first step" not in l for l in steps[1:])
+  assert "eta" not in steps[0]            # compilation would skew it
+  assert all("eta epoch" in l and "first step" not in l for l in steps[1:])
+  # Evaluation batches too (3 validations and a test of 40 users in
+  # batches of 16: 2 lines each, none after the last batch).
+  evals = [l for l in lines if l.startswith("evaluation  ")]
+  assert len(evals) == 4 * 2 and "3 batches  eta" in evals[0]
 
 
 # -- recommending ----------------------------------------------------------
