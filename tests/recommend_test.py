@@ -69,10 +69,12 @@ def run(tmp_path_factory):
   seqs = _write_toys(d)
   wd = str(tmp_path_factory.mktemp("toys_run") / "run")
   out = {"data_dir": d, "wd": wd, "seqs": seqs}
-  # First try: a name, as for the built-in datasets.
+  # First try: a name, as for the built-in datasets (and another setting
+  # that the second try drops: a config.json written now would refuse it).
   c = _config()
   c.data.name = "toys"
   c.data.dir = str(d)
+  c.model.hidden = 24
   with pytest.raises(data_lib.DataError) as e:
     train.train_and_evaluate(c, wd)
   out["error"] = e.value
