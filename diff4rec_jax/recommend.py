@@ -100,6 +100,13 @@ class Recommender:
     users: the data's users and their whole histories (Histories), or None
       (an export made without them).
     meta: where it came from (run, best epoch, validation metrics).
+    widths: [W] batch widths (ascending, last = max_len): each batch of
+      users (sorted by length) is cut to the narrowest that holds it, one
+      compile per width in use. Only the speed depends on them; the
+      default is the run's `train.length_buckets` (few compiles: for one
+      call, compilation outweighs narrower batches; see
+      benchmarks/recommend_speed.py).
+    batch_size: users per compiled call (the run's eval_batch_size).
   """
 
   def __init__(self, config, params, num_items: int,
@@ -117,15 +124,17 @@ class Recommender:
     self.meta = meta or {}
     self.max_len = config.data.max_len
     self.model = models.get_model(config.model, num_items, self.max_len)
-    buckets = (config.train.get("eval_length_buckets") or
-               config.train.get("length_buckets") or ())
-    self.widths = np.array(sorted({int(w) for w in buckets
-                                   if 0 < int(w) < self.max_len}) +
-                           [self.max_len], np.int64)
+    self.set_widths(config.train.get("length_buckets") or ())
     self.chunk = int(config.train.get("eval_item_chunk", 4096))
     self.batch_size = int(config.train.get("eval_batch_size", 256))
     self._top_k_fns = {}
     self._score_fn = None
+
+  def set_widths(self, widths) -> None:
+    """Batch widths to cut users' rows to (max_len is always one)."""
+    self.widths = np.array(sorted({int(w) for w in widths
+                                   if 0 < int(w) < self.max_len}) +
+                           [self.max_len], np.int64)
 
   # -- compiled pieces --------------------------------------------------------
   def _hidden(self, params, inputs):
@@ -409,6 +418,8 @@ def _define_flags():
                       "(workdirs only).")
   flags.DEFINE_integer("batch_size", 0, "Users per compiled call; 0 = the "
                        "run's train.eval_batch_size.")
+  flags.DEFINE_list("widths", [], "Batch widths (speed only; one compile "
+                    "each); empty = the run's train.length_buckets.")
   return flags.FLAGS
 
 
@@ -427,6 +438,8 @@ def main(argv):
                if r.meta.get("best_epoch") else "")
   if flags.batch_size:
     r.batch_size = flags.batch_size
+  if flags.widths:
+    r.set_widths([int(w) for w in flags.widths])
   t1 = time.time()
   if flags.histories:
     users, hist, where = read_histories(flags.histories)
