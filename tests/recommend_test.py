@@ -292,6 +292,14 @@ def test_export_loads_without_data_and_refuses_changed_files(run, rec,
     shutil.move(str(hidden), str(run["data_dir"]))
   assert (u2 == users).all() and (i2 == items).all()
   np.testing.assert_array_equal(s2, scores)
+  # Without the users' histories: new histories only.
+  bare = export.export_run(rec, str(tmp_path / "bare"), histories=False)
+  assert "histories.npz" not in bare["files"]
+  r3 = recommend.load(str(tmp_path / "bare"))
+  with pytest.raises(recommend.RecommendError, match="no user histories"):
+    r3.recommend_users(k=2)
+  np.testing.assert_array_equal(r3.recommend([["B0001"]], k=3)[0],
+                                rec.recommend([["B0001"]], k=3)[0])
   # One changed byte: refused, naming the file.
   p = exp / "params.npz"
   raw = bytearray(p.read_bytes())
@@ -303,3 +311,39 @@ def test_export_loads_without_data_and_refuses_changed_files(run, rec,
   (exp / "item_map.tsv").unlink()
   with pytest.raises(export.ExportError, match="item_map.tsv: missing"):
     export.verify(str(exp))
+
+
+def test_generator_progress_lines(tmp_path, monkeypatch):
+  """The generator's epochs show step lines too (PROGRESS_SECONDS = 0:
+  after every step but an epoch's last)."""
+  from configs import base  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+  c = base.get_config()
+  g = c.generator
+  g.latent_size, g.encoder_hidden, g.denoiser_hidden = 8, (16,), (16,)
+  g.batch_size, g.top_m, g.epochs, g.bag_chunk = 16, 10, 1, 32
+  g.eval_at_end = False
+  c.augment.top_m = 10
+  _write_toys(tmp_path)
+  ds = data_lib.read_interactions(str(tmp_path / "toys.txt"), "toys")
+  monkeypatch.setattr(generator, "PROGRESS_SECONDS", 0.0)
+  handler = _Lines()
+  root = logging.getLogger()
+  old = [root.level, logging.getLogger("absl").level]
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  logging.getLogger("absl").setLevel(logging.INFO)
+  try:
+    generator.run_generator_phase(c, ds, str(tmp_path / "gen"))
+  finally:
+    root.removeHandler(handler)
+    root.setLevel(old[0])
+    logging.getLogger("absl").setLevel(old[1])
+  steps = [l for l in handler.lines if l.startswith("generator epoch 1  ")]
+  assert [l for l in handler.lines if l.startswith("generator epoch 1/1")]
+  total = int(steps[0].split()[3].split("/")[1])
+  assert total >= -(-NUM_USERS // 16)          # at most 16 users a step
+  assert [l.split("  ")[1] for l in steps] == [f"{k}/{total} steps"
+                                               for k in range(1, total)]
+  assert all("eta epoch" in l for l in steps)
