@@ -468,6 +468,7 @@ def _unknown_dataset(name: str, data_dir: str) -> DataError:
   if os.path.isdir(data_dir):
     found = sorted(f for f in os.listdir(data_dir)
                    if f.startswith(name) and
+                   not f.endswith(("_map.tsv", ".json")) and
                    os.path.isfile(os.path.join(data_dir, f)))
     if found:
       hint = (f" {data_dir} holds {', '.join(found[:3])}: e.g. "

@@ -256,6 +256,16 @@ def test_cli_tsv_and_unknown_item_message(run, rec, tmp_path):
   assert f"{hist}:3: item B0042 is not an item of this model" in p.stderr
   assert "--unknown_items=skip" in p.stderr
   assert "Traceback" not in p.stderr
+  # The export command, then the same recommendations from its folder.
+  exp = tmp_path / "exp"
+  p = subprocess.run(
+      [sys.executable, "-m", "diff4rec_jax.export", f"--workdir={run['wd']}",
+       f"--out={exp}"], capture_output=True, text=True, env=subprocess_env(),
+      cwd=REPO, check=False, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  from diff4rec_jax import recommend  # pylint: disable=g-import-not-at-top
+  np.testing.assert_array_equal(
+      recommend.load(str(exp)).recommend_users([2, 5], k=3)[1], items)
 
 
 def test_read_histories_groups_users_in_file_order(tmp_path):
