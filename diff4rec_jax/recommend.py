@@ -28,7 +28,7 @@ Python:
 
 Scores are the recommender's logits (hidden state . item embedding). Users
 are scored in fixed-size batches (the last one padded) sorted by length and
-cut to the run's evaluation bucket widths, one compiled call per batch
+cut to the run's `train.length_buckets` widths, one compiled call per batch
 (`ranking.top_k_unseen`), so all of ML-1M's 6,040 users take seconds on CPU.
 """
 
@@ -176,6 +176,11 @@ class Recommender:
       keep = histories != 0
       lens, flat = keep.sum(1), histories[keep]
     else:
+      if len(histories) and np.ndim(histories[0]) == 0:
+        raise RecommendError(
+            "histories: expected a list of item sequences (one per user), "
+            f"got a list of ids starting {histories[0]!r}; for one history "
+            "pass [history].")
       seqs = [np.asarray(h).ravel() for h in histories]
       lens = np.array([s.size for s in seqs], np.int64)
       flat = (np.concatenate(seqs) if seqs and lens.sum()
@@ -304,7 +309,7 @@ class Recommender:
     rows = self.user_rows(users)
     h = self.users
     start, end = h.indptr[rows], h.indptr[rows + 1]
-    row_of, pos = data_lib.row_ranges(start, end)
+    _, pos = data_lib.row_ranges(start, end)
     indptr = np.concatenate([[0], np.cumsum(end - start)]).astype(np.int64)
     ids, scores = self.top_k_internal(indptr, h.items[pos], k, exclude_seen)
     return h.user_ids[rows], self.items.to_shown(ids), scores

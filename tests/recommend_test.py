@@ -210,6 +210,9 @@ def test_recommend_histories_and_unknown_items(rec):
                      match=r"history 1: item B9999 is not an item.*"
                      r"unknown_items='skip'"):
     rec.recommend([["B0003"], ["B0010", "B9999"]], k=4)
+  with pytest.raises(recommend.RecommendError, match=r"for one history "
+                     r"pass \[history\]"):
+    rec.recommend(["B0003", "B0007"], k=4)
   skipped, s2 = rec.recommend([["B0003"], ["B0010", "B9999"]], k=4,
                               unknown_items="skip")
   plain, s3 = rec.recommend([["B0003"], ["B0010"]], k=4)
