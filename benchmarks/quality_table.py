@@ -7,7 +7,7 @@ paper's Table 2/3 rows for the same dataset and backbone.
 
 Usage:
   python benchmarks/quality_table.py /work/runs/ml1m_sasrec_ce [...] \
-      > results/quality.md
+      > results/log/quality.md
 """
 
 import json

@@ -98,7 +98,14 @@ DEFAULT_DATASETS = ("beauty", "yelp", "ml-1m")
 MODELS = ("sasrec", "gru4rec", "caser")
 MODEL_TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 MODES = ("base", "aug", "diff4rec")
-MODE_TITLES = {"base": "base", "aug": "+Diff4Rec w/o cur (aug)",
+# Control cells: Diff4Rec (curriculum and all) with the generator's
+# candidates replaced by the most popular / uniformly random unseen items
+# (config.augment.candidates): what the diffusion itself contributes.
+CONTROL_MODES = {"popular": "popular", "uniform": "uniform"}
+ALL_MODES = MODES + tuple(CONTROL_MODES)
+MODE_TITLES = {"popular": "+Diff4Rec, popular candidates (control)",
+               "uniform": "+Diff4Rec, uniform candidates (control)",
+               "base": "base", "aug": "+Diff4Rec w/o cur (aug)",
                "diff4rec": "+Diff4Rec"}
 DEFAULT_SEEDS = (0, 1, 2)
 # Datasets of the paper's Table 3/4 ablations: SASRec runs every seed there.
@@ -115,7 +122,17 @@ MAIN_METRICS = ("HR@10", "NDCG@10")
 MORE_METRICS = ("HR@5", "HR@20", "NDCG@5", "NDCG@20", "MRR")
 LIFT_METRICS = (("test", "HR@10"), ("test", "NDCG@10"),
                 ("valid", "NDCG@10"))
-COMPARISONS = (("diff4rec", "base"), ("aug", "base"), ("diff4rec", "aug"))
+COMPARISONS = (("diff4rec", "base"), ("aug", "base"), ("diff4rec", "aug"),
+               ("diff4rec", "popular"), ("diff4rec", "uniform"),
+               ("popular", "base"), ("uniform", "base"))
+
+
+def mode_overrides(mode: str) -> list:
+  """The config fields a grid mode sets: ['--config.mode=...', ...]."""
+  if mode in CONTROL_MODES:
+    return ["--config.mode=diff4rec",
+            f"--config.augment.candidates={CONTROL_MODES[mode]}"]
+  return [f"--config.mode={mode}"]
 
 # ----------------------------------------------------------------------------
 # The paper's numbers (full ranking, leave-one-out)
@@ -279,7 +296,9 @@ def read_grid_log(root: str) -> dict:
           rec = json.loads(line)
         except ValueError:
           continue
-        if "augmented_from" in rec:
+        if "generator_from" in rec:
+          out[("generator_from", rec.get("cell"))] = rec
+        elif "augmented_from" in rec:
           shared = out.setdefault(("augmented_from", rec.get("cell")), rec)
           shared.update(rec)
         else:
@@ -399,6 +418,9 @@ def expected_config(cell: Cell, overrides: Sequence[str] = ()) -> dict:
   flat = _flatten(json.loads(json.dumps(c.to_dict())))
   flat.update({"mode": cell.mode, "model.name": cell.model,
                "seed": cell.seed})
+  if cell.mode in CONTROL_MODES:
+    flat.update({"mode": "diff4rec",
+                 "augment.candidates": CONTROL_MODES[cell.mode]})
   for tok in overrides:
     field, text = tok[len("--config."):].split("=", 1)
     if field not in flat:
@@ -452,7 +474,7 @@ def cell_command(cell: Cell, root: str, overrides: Sequence[str],
   return prefix + [
       f"--config={config_arg(cell.dataset, cell.setting)}",
       f"--workdir={os.path.join(root, cell.name)}",
-      f"--config.mode={cell.mode}", f"--config.model.name={cell.model}",
+      *mode_overrides(cell.mode), f"--config.model.name={cell.model}",
       f"--config.seed={cell.seed}", *overrides]
 
 
@@ -570,6 +592,54 @@ def share_augmentation(cell: Cell, root: str,
   return other.name
 
 
+GENERATOR_TOPM = os.path.join("generator", "generator_topm.npz")
+
+
+def _generator_key(flat: dict) -> Optional[tuple]:
+  """What a cell's generator depends on: data, generator block, its seed."""
+  g = {k: v for k, v in flat.items()
+       if k.startswith("generator.") and k != "generator.seed"}
+  seed = flat.get("generator.seed", -1)
+  seed = flat.get("seed") if seed is None or seed < 0 else seed
+  data = {k: flat.get(k) for k in ("data.name", "data.path")}
+  return json.dumps([g, seed, data], sort_keys=True)
+
+
+def share_generator(cell: Cell, root: str,
+                    overrides: Sequence[str]) -> Optional[str]:
+  """Gives a fresh generator cell the top-M file of any cell under `root`
+  that trained the same generator (same data, generator settings and
+  generator seed: with `--config.generator.seed=0` every seed of a dataset
+  shares one). Links `generator/generator_topm.npz`; train.py uses it only
+  if its stored hash matches the cell's config (else it retrains). Returns
+  the source cell's name, or None."""
+  want = expected_config(cell, overrides)
+  if want.get("mode") == "base" or want.get("augment.candidates",
+                                            "generator") != "generator":
+    return None
+  wd = os.path.join(root, cell.name)
+  dst = os.path.join(wd, GENERATOR_TOPM)
+  if os.path.exists(dst) or os.path.exists(os.path.join(wd, "config.json")):
+    return None
+  key = _generator_key(want)
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    src = os.path.join(root, name, GENERATOR_TOPM)
+    cfg = _read_json(os.path.join(root, name, "config.json"))
+    if name == cell.name or cfg is None or not os.path.exists(src):
+      continue
+    if _generator_key(_flatten(cfg)) != key:
+      continue
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+      os.link(src, dst + ".link")
+    except OSError:
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.copyfile(src, dst + ".link")
+    os.replace(dst + ".link", dst)
+    return name
+  return None
+
+
 def _pid_alive(pid: int) -> bool:
   try:
     os.kill(pid, 0)
@@ -643,6 +713,13 @@ def run_grid(cells: Sequence[Cell], root: str, overrides: Sequence[str],
           with open(os.path.join(root, "grid_log.jsonl"), "a") as f:
             f.write(json.dumps({"cell": st.cell.name, "augmented_from": src,
                                 "time": _now()}) + "\n")
+        else:
+          gen = share_generator(st.cell, root, overrides)
+          if gen:
+            print(f"    reusing the generator top-M of {gen}", flush=True)
+            with open(os.path.join(root, "grid_log.jsonl"), "a") as f:
+              f.write(json.dumps({"cell": st.cell.name, "generator_from": gen,
+                                  "time": _now()}) + "\n")
       rec = run_cell(st.cell, root, overrides, env, deadline, signals,
                      grace_s=grace_s, prefix=prefix, runner=runner,
                      lock_path=lock)
@@ -862,6 +939,11 @@ def _claims(dataset: str, models: Sequence[str], modes: Sequence[str]):
   if "sasrec" in models and "aug" in modes and "diff4rec" in modes:
     out.append(("sasrec", "diff4rec", "aug", "the curriculum beats random "
                 "order (Table 4, conclusion 2)"))
+  for ctl in CONTROL_MODES:
+    if "sasrec" in models and ctl in modes and "diff4rec" in modes:
+      out.append(("sasrec", "diff4rec", ctl, "the diffusion generator's "
+                  f"candidates beat {ctl} ones (a control; the paper has "
+                  "none)"))
   return out
 
 
@@ -1208,7 +1290,7 @@ def write_plot(states: Sequence[CellState], datasets: Sequence[str],
                            squeeze=False)
   for ax, ds in zip(axes[0], datasets):
     drawn = 0
-    for mode in MODES:
+    for mode in ALL_MODES:
       st = by_cell.get((ds, "sasrec", mode, seed))
       if st is None or not st.curve:
         continue
@@ -1314,7 +1396,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
   args = p.parse_args(argv)
   args.datasets = _csv(args.datasets, list(DATASET_CONFIGS), "datasets")
   args.models = _csv(args.models, MODELS, "models")
-  args.modes = _csv(args.modes, MODES, "modes")
+  args.modes = _csv(args.modes, ALL_MODES, "modes")
   try:
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
   except ValueError:

@@ -17,7 +17,7 @@ printed after the table (and written with it by --out).
 
 Usage:
   python benchmarks/scaling.py [--devices=1,2,4,8] [--steps=5]
-      [--repeats=3] [--out=results/scaling.md]
+      [--repeats=3] [--out=results/log/scaling.md]
 """
 
 import argparse

@@ -19,7 +19,7 @@ def get_config():
   # (sharding.split_cpu). 0 = JAX's default (one device over all cores),
   # -1 = one per usable core (down to a divisor of the batch sizes). Set by
   # `main` before JAX starts; no effect on GPU/TPU. Opt-in: 2 devices train
-  # SASRec-BCE 1.17-1.32x faster on the 2-core CPU (results/speed.md), but
+  # SASRec-BCE 1.17-1.32x faster on the 2-core CPU (results/log/speed.md), but
   # when another job takes half the CPU, XLA's all-reduce rendezvous can
   # exceed its 40 s limit and abort the process (exit 134); resume then.
   c.cpu_devices = 0
@@ -49,14 +49,14 @@ def get_config():
       dropout=0.2,
       dropout_rng="hash",      # dropout masks: hash (fused integer hash;
                                # BCE train x1.25-1.32 on the 2-core CPU,
-                               # results/speed.md) | prng
+                               # results/log/speed.md) | prng
                                # (jax.random.bernoulli); models/dropout.py
       init_std=0.0,            # SASRec dense kernels ~ N(0, std^2); 0: LeCun
       attn_blocks=4,           # SASRec: causal attention in up to this many
                                # query blocks (>= 32 wide), skipping the
                                # masked triangle; same outputs (1 = off).
                                # 4 on the 2-core CPU: eval x1.24, BCE train
-                               # x1.11 (results/speed.md)
+                               # x1.11 (results/log/speed.md)
       # SASRec switches where the PyTorch ports (SASRec+) differ from the
       # TF code / flax (models/sasrec.py):
       attn_dropout="shared",   # shared: one attention-dropout mask for the
@@ -75,6 +75,11 @@ def get_config():
 
   c.train = ml_collections.ConfigDict(dict(
       loss="ce",               # ce: full softmax | bce: one sampled negative
+                               # | sampled_ce: softmax over the target and
+                               # num_negatives items shared by the batch
+      num_negatives=1024,      # sampled_ce: S negatives per batch
+      negative_sampler="uniform",  # sampled_ce: uniform | popularity (by
+                               # training count, logQ-corrected)
       batch_size=128,
       num_epochs=200,
       optimizer="adam",        # adam | adamw
@@ -119,6 +124,8 @@ def get_config():
   # Checked by diff4rec_jax.generator.validate_generator_config.
   c.generator = ml_collections.ConfigDict(dict(
       enabled=True,            # False: no generator phase (mode 'base')
+      seed=-1,                 # -1: the run's seed; >= 0: this one, so runs
+                               # of several seeds can share one generator
       # VAE (Eq. 1-2): Mult-VAE with an embedding-bag first layer.
       latent_size=64,          # size of z
       encoder_hidden=(300,),   # L-DiffRec's encoder width; first = the bag
@@ -163,6 +170,12 @@ def get_config():
   # Interaction/objective augmentation and the curriculum (section 3.4).
   c.augment = ml_collections.ConfigDict(dict(
       num_copies=10,           # K augmented copies per user (paper: 10)
+      # Where a copy's new items come from: generator (the paper: the
+      # diffusion generator's top-M) | popular (the M most popular unseen
+      # training items, p ~ count) | uniform (M random unseen items). The
+      # last two are controls and skip the generator phase; the VAE alone
+      # is generator.inference_step=0 (candidates.py).
+      candidates="generator",
       ratio=0.2,               # fraction of a sequence replaced per copy
       top_m=100,               # M candidates per user: must equal
                                # generator.top_m (checked by the validator)
@@ -170,6 +183,18 @@ def get_config():
       reorder=True,            # shuffle each copy (Algorithm 1 line 8)
       copies_per_batch=1.0,    # copies drawn per step = this x batch_size
       loss_weight=1.0,         # weight of the augmented loss (Eq. 10)
+      # Normalizer of the copies' loss sum: mean (per copy target, so the
+      # augmented term weighs loss_weight whatever the copy count) | sum
+      # (per ORIGINAL target: Eq. 10's plain sum over copies; with
+      # copies_per_batch=K every original brings K copies' worth of loss).
+      loss_norm="mean",
+      # Copies per step: paced (drawn with replacement from the admitted
+      # part of the pool, as pacing_* admits it) | pop (Algorithm 1, line
+      # 18: one pass through the pool in curriculum order, each copy once,
+      # then uniform over all).
+      schedule="paced",
+      bucket_copies=True,      # cut each step's copies to a length bucket
+                               # (train.length_buckets), as the originals
       curriculum_scope="global",  # global: one easy-to-hard sort of all
                                # copies | per_user: rounds of every user's
                                # k-th easiest copy (curriculum.pool_order)

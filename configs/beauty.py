@@ -18,7 +18,7 @@ def get_config():
   c.train.length_buckets = (8, 16, 32)
   c.train.eval_batch_size = 512
   c.train.eval_item_chunk = 8192
-  # Generator (paper 3.2-3.3; see results/generator.md for how the
+  # Generator (paper 3.2-3.3; see results/log/generator.md for how the
   # defaults were chosen). The paper gives no values.
   c.generator.latent_size = 64
   c.generator.encoder_hidden = (300,)
@@ -30,6 +30,6 @@ def get_config():
   c.generator.top_m = 100              # M
   c.augment.top_m = c.generator.top_m  # must equal it (validated)
   # Beauty: ~190 s/epoch on the 2-core CPU (54K-item decoder).
-  # Compute-bound choice: 10 epochs is what results/generator.md measured.
+  # Compute-bound choice: 10 epochs is what results/log/generator.md measured.
   c.generator.epochs = 10
   return c

@@ -11,7 +11,7 @@ def get_config():
   c.model.num_blocks = 2
   c.model.num_heads = 1
   # The SASRec+ code's recipe (Klenitskiy & Vasilev, RecSys 2023), chosen
-  # on ML-1M validation NDCG@10 (results/quality.md, "Sessions 8-9: the
+  # on ML-1M validation NDCG@10 (results/log/quality.md, "Sessions 8-9: the
   # SASRec+ port recipe"): best 0.1718 / 0.1729 on two seeds vs 0.1629 for
   # the recipe before it (dropout 0.2, b2 0.98, batch loss norm, shared
   # attention dropout, LeCun init, eval every 5 epochs with patience 5,
@@ -24,7 +24,7 @@ def get_config():
   # Every training pair a target (earlier 200-item windows of long users
   # as extra rows), chosen on validation in session 11: best NDCG@10
   # 0.1729 / 0.1778 vs 0.1718 / 0.1729 with the most recent window only;
-  # test HR@10 0.3053 / 0.3028, NDCG@10 0.1742 / 0.1726 (results/quality.md,
+  # test HR@10 0.3053 / 0.3028, NDCG@10 0.1742 / 0.1726 (results/log/quality.md,
   # "every training pair a target").
   c.data.train_windows = 0
   c.train.loss = "ce"
@@ -38,9 +38,9 @@ def get_config():
   c.train.length_buckets = (32, 64, 128)
   # Evaluation only (results do not depend on it): x1.11 / x1.18 faster
   # than the training buckets in two in-process runs on ML-1M
-  # (results/speed.md, session 11).
+  # (results/log/speed.md, session 11).
   c.train.eval_length_buckets = (16, 32, 48, 64, 96, 128, 160)
-  # Generator (paper 3.2-3.3; see results/generator.md for how the
+  # Generator (paper 3.2-3.3; see results/log/generator.md for how the
   # defaults were chosen). The paper gives no values.
   c.generator.latent_size = 64
   c.generator.encoder_hidden = (300,)

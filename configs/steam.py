@@ -25,7 +25,7 @@ def get_config():
   c.train.eval_batch_size = 1024
   c.train.eval_item_chunk = 4096
   c.train.log_every_steps = 200
-  # Generator (paper 3.2-3.3; see results/generator.md for how the
+  # Generator (paper 3.2-3.3; see results/log/generator.md for how the
   # defaults were chosen). The paper gives no values.
   c.generator.latent_size = 64
   c.generator.encoder_hidden = (300,)

@@ -84,6 +84,8 @@ _UNUSED = 1 << 30
 
 PACINGS = ("linear", "root", "step")
 SIMILARITY_SOURCES = ("warmup", "checkpoint")
+CANDIDATES = ("generator", "popular", "uniform")  # popular, uniform:
+                                                  # candidates.KINDS
 SCOPES = ("global", "per_user")   # = curriculum.SCOPES (augment can't import it)
 DIRECTIONS = ("easy_first", "hard_first")   # = curriculum.DIRECTIONS
 
@@ -105,7 +107,8 @@ def validate_augment_config(config) -> None:
   checks that `augment.top_m` matches it.
   """
   a = _block(config)
-  for f in ("num_copies", "ratio", "top_m", "temperature", "reorder",
+  for f in ("num_copies", "candidates", "loss_norm", "schedule",
+            "bucket_copies", "ratio", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
             "pacing_end", "pacing_stages", "pacing_epochs",
             "curriculum_scope", "curriculum_direction", "similarity_source",
@@ -121,6 +124,14 @@ def validate_augment_config(config) -> None:
     config_lib.check_number(a, f, lo, hi, lo_open, prefix="augment.")
 
   need_int("num_copies", 1)
+  if a.candidates not in CANDIDATES:
+    raise _err("candidates", f"must be one of {CANDIDATES}", a.candidates)
+  if a.loss_norm not in ("mean", "sum"):
+    raise _err("loss_norm", "must be one of ('mean', 'sum')", a.loss_norm)
+  if a.schedule not in ("paced", "pop"):
+    raise _err("schedule", "must be one of ('paced', 'pop')", a.schedule)
+  if not isinstance(a.bucket_copies, bool):
+    raise _err("bucket_copies", "must be True or False", a.bucket_copies)
   need_num("ratio", 0.0, 1.0)
   need_int("top_m", 1)
   need_num("temperature", 0.0, None, lo_open=True)

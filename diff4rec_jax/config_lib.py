@@ -133,7 +133,9 @@ def validate(config) -> None:
   if config.model.dtype != "float32" and config.model.name != "sasrec":
     raise _err("model.dtype", f"{config.model.dtype} is implemented for "
                "model.name='sasrec' only", config.model.dtype)
-  _choice(config, "train.loss", ("ce", "bce"))
+  _choice(config, "train.loss", ("ce", "bce", "sampled_ce"))
+  _choice(config, "train.negative_sampler", ("uniform", "popularity"))
+  _positive_int(config, "train.num_negatives")
   _choice(config, "train.optimizer", ("adam", "adamw"))
   _choice(config, "train.loss_norm", ("batch", "epoch"))
   _choice(config, "train.lr_schedule", ("constant", "cosine"))

@@ -135,6 +135,17 @@ def _widths(g, f, allow_empty):
                "tuple of positive integers", v)
 
 
+def generator_seed(config) -> int:
+  """The generator's seed: `generator.seed`, or the run's `seed` when it is
+  -1 (the default). A fixed generator seed lets runs of several seeds share
+  one generator (and its top-M file): the seeds then vary the recommender
+  and the copies, not the candidates."""
+  g = _block(config)
+  if g.get("seed", -1) >= 0:
+    return int(g.seed)
+  return int(config.seed) if "seed" in config else 0
+
+
 def validate_generator_config(config, num_items: Optional[int] = None) -> None:
   """Raises ValueError naming the first out-of-range generator field.
 
@@ -145,6 +156,8 @@ def validate_generator_config(config, num_items: Optional[int] = None) -> None:
   g = _block(config)
   if not isinstance(g.enabled, bool):
     raise _err("enabled", "must be True or False", g.enabled)
+  if "seed" in g:
+    _int(g, "seed", -1)
   _int(g, "latent_size", 1)
   _widths(g, "encoder_hidden", allow_empty=True)
   _widths(g, "decoder_hidden", allow_empty=True)
@@ -206,8 +219,8 @@ def _hash(obj) -> str:
 
 def config_hash(config, ds: data_lib.SequenceData) -> str:
   """Hash of what the top-M file depends on: generator block, seed, data."""
-  g = _block(config).to_dict()
-  seed = config.seed if "seed" in config else 0
+  g = {k: v for k, v in _block(config).to_dict().items() if k != "seed"}
+  seed = generator_seed(config)   # the effective seed, whichever field
   return _hash({"generator": g, "seed": seed, "dataset": ds.name,
                 "users": ds.num_users, "items": ds.num_items,
                 "nnz": int(ds.items.size)})
@@ -216,8 +229,8 @@ def config_hash(config, ds: data_lib.SequenceData) -> str:
 def train_hash(config, ds: data_lib.SequenceData) -> str:
   """Hash of what the training trajectory depends on (checkpoint guard)."""
   g = {k: v for k, v in _block(config).to_dict().items()
-       if k not in _NON_TRAINING_FIELDS}
-  seed = config.seed if "seed" in config else 0
+       if k not in _NON_TRAINING_FIELDS + ("seed",)}
+  seed = generator_seed(config)
   return _hash({"generator": g, "seed": seed, "dataset": ds.name,
                 "users": ds.num_users, "items": ds.num_items,
                 "nnz": int(ds.items.size)})
@@ -693,7 +706,7 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
      rank_vae [U] int32).
   """
   g = _block(config)
-  seed = config.seed if "seed" in config else 0
+  seed = generator_seed(config)
   if rows is None:
     rows = train_rows(ds, g.history_cap)
   if hist_rows is None:
@@ -828,7 +841,7 @@ def _like_fresh(tree):
 def restore_params(config, ds: data_lib.SequenceData, workdir: str) -> dict:
   """The generator params of the latest checkpoint in `workdir`."""
   g = _block(config)
-  seed = config.seed if "seed" in config else 0
+  seed = generator_seed(config)
   target = init_state(g, ds.num_items, _keys(seed)["init"])
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, CKPT_SUBDIR))
   try:
@@ -863,7 +876,7 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
   validate_generator_config(config, ds.num_items)
   mesh = sharding.make_mesh()
   sharding.check_batch(g.batch_size, mesh, "config.generator.batch_size")
-  seed = config.seed if "seed" in config else 0
+  seed = generator_seed(config)
   os.makedirs(workdir, exist_ok=True)
   out_path = os.path.join(workdir, TOPM_FILE)
   metrics_path = os.path.join(workdir, METRICS_FILE)

@@ -42,7 +42,7 @@ def split_cpu(n: int) -> bool:
   The same mesh and sharded batches as on GPU/TPU (`make_mesh`): the
   devices run their shards of each step at once, which keeps the cores
   busier than one device that splits every small op between them. On the
-  2-core CPU, 2 devices train SASRec-BCE faster (results/speed.md).
+  2-core CPU, 2 devices train SASRec-BCE faster (results/log/speed.md).
   Leaves everything as it is (returns False) for n <= 1 or when XLA_FLAGS
   already sets a host device count (the user's choice, e.g. the tests').
   Only the CPU backend changes: on a GPU/TPU host the mesh still spans the
@@ -68,7 +68,7 @@ def split_cpu(n: int) -> bool:
 # [50 x 50], [W x W] softmaxes and their gradients: SASRec with the BCE
 # loss) runs faster in XLA's own kernels; one with a large product (the CE
 # loss's [tokens x D] x [D x N] logits, the evaluation's ranking) runs
-# faster with them (results/speed.md, session 12).
+# faster with them (results/log/speed.md, session 12).
 _YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from diff4rec_jax import augment
+from diff4rec_jax import candidates
 from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import curriculum
@@ -134,8 +135,13 @@ def init_state(model, tx, rng, max_len: int) -> dict:
 
 
 def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
-                  num_items: int, train: bool = True):
-  """(loss_sum, count) of next-item prediction on [B, L] input/target pairs."""
+                  num_items: int, train: bool = True,
+                  sampled: Optional[losses.SampledSoftmax] = None):
+  """(loss_sum, count) of next-item prediction on [B, L] input/target pairs.
+
+  loss_name: 'ce' | 'bce' | 'sampled_ce' (with `sampled`: the number of
+  shared negatives and their sampling distribution).
+  """
   drop_rng, neg_rng = jax.random.split(rng)
   hidden = model.apply({"params": params}, inputs, train=train,
                        rngs={"dropout": drop_rng})
@@ -143,6 +149,11 @@ def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
   if loss_name == "ce":
     return losses.ce_loss(hidden, table, targets,
                           getattr(model, "dtype", "float32"))
+  if loss_name == "sampled_ce":
+    sampled = sampled or losses.SampledSoftmax()
+    neg = losses.sample_shared_negatives(neg_rng, sampled.num_negatives,
+                                         num_items, sampled.log_q)
+    return losses.sampled_ce_loss(hidden, table, targets, neg, sampled.log_q)
   seen = jnp.concatenate([inputs, targets[:, -1:]], axis=1)
   neg = losses.sample_negatives(neg_rng, seen, num_items, targets.shape)
   return losses.bce_loss(hidden, table, targets, neg)
@@ -150,6 +161,23 @@ def sequence_loss(model, params, inputs, targets, rng, loss_name: str,
 
 # Auto micro-batching on CPU: rows x width per chunk at most this many.
 AUTO_MICRO_TOKENS = 6400
+
+
+def sampled_softmax(tc, train_targets: np.ndarray,
+                    num_items: int) -> Optional[losses.SampledSoftmax]:
+  """The negatives of train.loss='sampled_ce' (None for other losses).
+
+  'popularity' samples items by their count among the training targets
+  (`train_targets` [R, L], 0 = none), +1 each, with the logQ correction.
+  """
+  if tc.loss != "sampled_ce":
+    return None
+  log_q = None
+  if tc.negative_sampler == "popularity":
+    counts = np.bincount(train_targets[train_targets > 0],
+                         minlength=num_items + 1)
+    log_q = losses.popularity_log_q(counts)
+  return losses.SampledSoftmax(tc.num_negatives, log_q)
 
 
 def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
@@ -164,7 +192,7 @@ def resolve_micro_batch(value: int, batch_size: int, num_devices: int,
   with a fixed cost, though, so narrow batches are best in few chunks: on
   the 2-core CI machine a SASRec-BCE step of 128 rows took 38 ms in one
   pass and 53 ms in 4 chunks of 32 at width 32, but 215-229 ms in one pass
-  and 149-173 ms in chunks of 32 at width 128 (results/speed.md, session
+  and 149-173 ms in chunks of 32 at width 128 (results/log/speed.md, session
   12). On GPU/TPU one wide batch is faster.
 
   value: -1 = auto: on CPU, the most rows m that divide the batch, are a
@@ -234,7 +262,9 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
                     aug_weight: float = 1.0,
                     micro_batch: int | Callable[[int], int] = 0,
                     token_norm: float = 0.0,
-                    compiler_options: Optional[dict] = None) -> Callable:
+                    compiler_options: Optional[dict] = None,
+                    sampled: Optional[losses.SampledSoftmax] = None,
+                    aug_norm: str = "mean") -> Callable:
   """Builds `train_step(state, batch, rng) -> (state, metrics)`.
 
   batch: {'inputs': [B, L], 'targets': [B, L]} int32, and optionally
@@ -255,6 +285,12 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   count per batch), so every target position weighs the same whichever
   batch holds it. The copies' loss stays a per-batch mean.
 
+  sampled: the shared negatives of loss_name='sampled_ce' (per chunk).
+
+  aug_norm: 'mean' divides the copies' loss sum by their own count of
+  target positions; 'sum' by the originals' count (`augment.loss_norm`:
+  Eq. 10's plain sum, so A copies per B originals weigh about A / B).
+
   compiler_options: XLA options of the compiled step; None = on CPU,
   YNNPACK fusions off for the BCE loss (`sharding.without_ynn`: x1.03-1.17
   whole-epoch SASRec training on the 2-core CI machine) and XLA's defaults
@@ -264,12 +300,13 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
   def one_pass(params, batch, r_orig, r_aug, n_orig, n_aug):
     """Eq. 10 loss of a (chunk of a) batch, normalized by whole-batch counts."""
     s, _ = sequence_loss(model, params, batch["inputs"], batch["targets"],
-                         r_orig, loss_name, num_items)
+                         r_orig, loss_name, num_items, sampled=sampled)
     out = {"loss_orig": s / n_orig}
     loss = out["loss_orig"]
     if "aug_inputs" in batch:
       sa, _ = sequence_loss(model, params, batch["aug_inputs"],
-                            batch["aug_targets"], r_aug, loss_name, num_items)
+                            batch["aug_targets"], r_aug, loss_name, num_items,
+                            sampled=sampled)
       out["loss_aug"] = sa / n_aug
       loss = loss + aug_weight * out["loss_aug"]
     return loss, out
@@ -282,7 +319,9 @@ def make_train_step(model, tx, loss_name: str, num_items: int,
     r_orig, r_aug = jax.random.split(rng)
     n_orig = (jnp.float32(token_norm) if token_norm > 0
               else count(batch["targets"]))
-    n_aug = count(batch["aug_targets"]) if "aug_inputs" in batch else 1.0
+    n_aug = 1.0
+    if "aug_inputs" in batch:
+      n_aug = count(batch["aug_targets" if aug_norm == "mean" else "targets"])
     grad_fn = jax.value_and_grad(one_pass, has_aux=True)
     chunks = _num_chunks(batch["inputs"].shape, micro_batch)
     if "aug_inputs" in batch:
@@ -331,7 +370,7 @@ def make_eval_step(model, num_items: int, chunk: int,
   (`lax.map`), the ranking over the whole batch; same result.
   compiler_options: XLA options of the compiled step; None = XLA's
   defaults (its ranking product runs faster in XLA:CPU's YNNPACK fusions:
-  x1.11, results/speed.md).
+  x1.11, results/log/speed.md).
   """
 
   def forward(params, inputs):
@@ -509,6 +548,11 @@ def loss_token_norm(targets, rows, steps_per_epoch: int) -> float:
 is_chief = sharding.is_chief
 
 
+# metrics.jsonl fields that measure time, not results (they differ between a
+# resumed run and a straight one).
+TIMING_FIELDS = ("seq_per_s", "train_epoch_seconds", "eval_seconds")
+
+
 class RunLog:
   """metrics.jsonl + TensorBoard, written by process 0 only."""
 
@@ -615,7 +659,10 @@ def train_recommender(config: ml_collections.ConfigDict,
   token_norm = (loss_token_norm(train_tg, rows, steps_per_epoch)
                 if tc.loss_norm == "epoch" else 0.0)
   train_step = make_train_step(model, tx, tc.loss, ds.num_items,
-                               config.augment.loss_weight, micro, token_norm)
+                               config.augment.loss_weight, micro, token_norm,
+                               sampled=sampled_softmax(tc, train_tg,
+                                                       ds.num_items),
+                               aug_norm=config.augment.loss_norm)
   eval_step = make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                              tc.mask_history, eval_micro)
   # Each process builds only its own rows of every batch.
@@ -709,12 +756,14 @@ def train_recommender(config: ml_collections.ConfigDict,
       logging.info("epoch %d/%d  loss %.4f  %.0f seq/s  %.1fs  eta %s", epoch,
                    tc.num_epochs, loss, rate, dt, _fmt_secs(eta))
       record = {"epoch": epoch, "step": int(state["step"]), "train_loss": loss,
-                "seq_per_s": rate}
+                "seq_per_s": rate, "train_epoch_seconds": round(dt, 3)}
 
       if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
+        t_eval = time.time()
         valid = evaluate(eval_step, eval_params(state, ema), valid_set,
                          tc.eval_batch_size, eval_widths, mesh)
         record.update({f"valid/{k}": v for k, v in valid.items()})
+        record["eval_seconds"] = round(time.time() - t_eval, 3)
         logging.info("epoch %d valid %s", epoch, _fmt_metrics(valid))
         if valid["NDCG@10"] > meta["best_ndcg10"]:
           meta.update(best_ndcg10=valid["NDCG@10"], best_epoch=epoch,
@@ -924,6 +973,9 @@ class AugmentPool:
   copies: [P, L] int32 flat pool (row u * K + r is copy r of user u).
   order: [P] int32 pool indices, easy to hard (similarity descending); the
     'aug' mode ("w/o cur") admits the whole pool from the first step.
+  widths: sorted batch widths (the last = L) to cut copies to, like the
+    originals' length buckets: each step's copies come from one width
+    bucket (`draw`). None: every copy at width L.
   """
   copies: np.ndarray
   order: np.ndarray
@@ -931,6 +983,8 @@ class AugmentPool:
   mode: str
   seed: int
   orig: Optional[np.ndarray] = None    # [U, L] originals (for re-scoring)
+  widths: Optional[np.ndarray] = None
+  _strata_of: Any = dataclasses.field(default=None, repr=False)
 
   def rescore(self, item_emb, mesh) -> None:
     """Re-sorts the pool by Eq. 11 with new item embeddings [N + 1, D]."""
@@ -949,20 +1003,71 @@ class AugmentPool:
     return int(curriculum.admitted_count_from_config(
         p, len(self.order), self.augment_config, self.mode))
 
+  def _strata(self):
+    """(widths [S], positions: per width, the ascending positions in `order`
+    of the copies it is the narrowest width for, pass: the 'pop' schedule's
+    steps as (stratum, first position index) in curriculum order)."""
+    if self._strata_of is None or self._strata_of[0] is not self.order:
+      width = self.copies.shape[1]
+      widths = (np.asarray(self.widths) if self.widths is not None
+                else np.array([width]))
+      pairs = np.maximum((self.copies > 0).sum(axis=1) - 1, 1)
+      stratum = np.searchsorted(widths, pairs)[self.order]
+      positions = [np.flatnonzero(stratum == s) for s in range(len(widths))]
+      self._strata_of = (self.order, widths, positions)
+    return self._strata_of[1:3]
+
+  def pass_steps(self, num: int) -> list:
+    """Schedule 'pop' (Algorithm 1, line 18: each copy is taken once, easiest
+    first): the first pass as a list of (stratum, start); step s < its
+    length takes the `num` copies of its stratum from `start` on, in
+    curriculum order. Chunks of all strata are merged by the curriculum
+    position of their first copy."""
+    _, positions = self._strata()
+    cached = self._strata_of[3:] if len(self._strata_of) > 3 else None
+    if cached and cached[0] == num:
+      return cached[1]
+    chunks = [(int(p[j]), s, j) for s, p in enumerate(positions)
+              for j in range(0, len(p), num)]
+    steps = [(s, j) for _, s, j in sorted(chunks)]
+    self._strata_of = self._strata_of[:3] + (num, steps)
+    return steps
+
   def draw(self, step: int, pace_steps: int, num: int,
            local: slice = slice(None)) -> dict:
-    """A fixed-size batch of copies drawn uniformly from the admitted part.
+    """A fixed-size batch of copies from the admitted part of the pool.
+
+    Schedule 'paced' (default): `num` copies drawn uniformly with
+    replacement from the admitted part; with `widths`, first a width
+    stratum with probability proportional to its admitted copies, then the
+    copies within it (so each admitted copy is equally likely, as before)
+    and the batch is cut to that width. Schedule 'pop': one pass through
+    the whole pool in curriculum order (`pass_steps`), then as 'paced'
+    with everything admitted.
 
     Host-side, a function of (seed, step) only, so a resumed run (and every
     process) draws the same copies. Returns next-item pairs
-    {'aug_inputs', 'aug_targets'} [num, L] int32, or only their `local`
+    {'aug_inputs', 'aug_targets'} [num, W] int32, or only their `local`
     rows.
     """
-    n = self.admitted(step, pace_steps)
+    widths, positions = self._strata()
     rng = np.random.default_rng([self.seed, 7, step])
-    idx = self.order[rng.integers(0, n, num)][local]
+    pop = self.augment_config.get("schedule", "paced") == "pop"
+    first_pass = self.pass_steps(num) if pop else []
+    if step < len(first_pass):
+      s, j = first_pass[step]
+      p = positions[s]
+      sel = p[(j + np.arange(num)) % len(p)]
+    else:
+      n = (len(self.order) if pop else self.admitted(step, pace_steps))
+      counts = np.array([np.searchsorted(p, n) for p in positions])
+      s = 0 if len(positions) == 1 else int(
+          rng.choice(len(positions), p=counts / counts.sum()))
+      sel = positions[s][rng.integers(0, counts[s], num)]
+    idx = self.order[sel][local]
     inputs, targets = augment.shift_pairs(self.copies[idx])
-    return {"aug_inputs": inputs, "aug_targets": targets}
+    w = int(widths[s])
+    return {"aug_inputs": inputs[:, -w:], "aug_targets": targets[:, -w:]}
 
 
 def _phase_config(config, **train_overrides):
@@ -1016,11 +1121,13 @@ def _augment_hash(config, ds) -> str:
   # Only the settings that change the copies or their similarities: the
   # pacing, loss weight, re-scoring etc. may differ between runs sharing it.
   a = config.augment
-  pool_fields = ("num_copies", "ratio", "top_m", "temperature", "reorder",
+  pool_fields = ("num_copies", "candidates", "ratio", "top_m", "temperature", "reorder",
                  "similarity_source", "similarity_checkpoint", "warmup_epochs")
   keys = {"seed": config.seed, "data": ds.name, "max_len": config.data.max_len,
           "augment": {f: a[f] for f in pool_fields},
-          "generator": config.generator.to_dict(), "model": (
+          "generator": (config.generator.to_dict()
+                        if a.candidates == "generator" else None),
+          "model": (
               config.model.to_dict() if config.augment.similarity_source ==
               "warmup" else None)}
   if a.curriculum_scope != "global":   # the export's `rank` follows it
@@ -1054,14 +1161,23 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
       if str(z["config_hash"]) == chash:
         logging.info("augmentation: reusing %s", path)
         return _pool(config, z["copies"], z["sim"], z["orig"])
-  logging.info("phase: generator")
-  topm_path = generator.run_generator_phase(
-      config, ds, os.path.join(workdir, "generator"))
-  topm = generator.load_topm(topm_path)
-  cand, prob = topm["items"], topm["probs"]
-  if len(cand) != ds.num_users:
-    raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
-                     "users; delete it to regenerate")
+  if a.candidates == "generator":
+    logging.info("phase: generator")
+    topm_path = generator.run_generator_phase(
+        config, ds, os.path.join(workdir, "generator"))
+    topm = generator.load_topm(topm_path)
+    cand, prob = topm["items"], topm["probs"]
+    if len(cand) != ds.num_users:
+      raise ValueError(f"{topm_path}: {len(cand)} rows for {ds.num_users} "
+                       "users; delete it to regenerate")
+  else:
+    logging.info("phase: %s candidates (control, no generator)",
+                 a.candidates)
+    indptr, hist = generator.train_rows(ds)
+    _, train_pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
+    counts = candidates.item_counts(ds.items[train_pos], ds.num_items)
+    cand, prob = candidates.control_topm(a.candidates, indptr, hist, counts,
+                                         a.top_m, config.seed)
   item_emb = similarity_embeddings(config, ds, workdir)
   t = time.time()
   logging.info("phase: augmentation (%d users x %d copies)", ds.num_users,
@@ -1103,11 +1219,17 @@ def _pool(config, copies, sim, orig=None, order=None) -> AugmentPool:
     if order is None:
       order = curriculum.pool_order(sim, config.augment.curriculum_scope,
                                     config.augment.curriculum_direction)
+  elif config.augment.get("schedule", "paced") == "pop":
+    # 'aug' with one pass: the pass goes through the pool in random order.
+    order = np.random.default_rng([config.seed, 17]).permutation(
+        u * k).astype(np.int32)
   else:  # 'aug': every copy admitted from the start, order irrelevant
     order = np.arange(u * k, dtype=np.int32)
+  widths = (bucket_widths(config)
+             if config.augment.get("bucket_copies", True) else None)
   return AugmentPool(copies=copies.reshape(u * k, l), order=order,
                      augment_config=config.augment, mode=config.mode,
-                     seed=config.seed, orig=orig)
+                     seed=config.seed, orig=orig, widths=widths)
 
 
 # ----------------------------------------------------------------------------

@@ -382,3 +382,18 @@ def test_padded_slots_do_not_change_the_loss(ml100k):
   np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6)
   for x, y in zip(outs[0][2], outs[1][2]):  # same update
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+
+
+def test_fixed_generator_seed_gives_one_hash_across_run_seeds(tiny_config):
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  ds = data_lib.load(tiny_config.data)
+
+  def h(seed, gseed):
+    c = tiny_config.copy_and_resolve_references()
+    c.seed, c.generator.seed = seed, gseed
+    return (generator.config_hash(c, ds), generator.train_hash(c, ds),
+            generator.generator_seed(c))
+
+  assert h(1, 0) == h(2, 0) == h(0, -1)
+  assert h(1, -1) != h(0, -1)
+  assert h(1, -1)[2] == 1

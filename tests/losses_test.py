@@ -55,3 +55,67 @@ def test_negatives_avoid_seen_items():
   # 8 of 10 items are seen: after 6 rounds at most (0.8)^7 ~ 21% collide.
   assert np.isin(neg, np.arange(1, 9)).mean() < 0.3
   assert set(np.unique(neg)) >= {9, 10}
+
+
+def _rand_case(seed=0, b=3, l=5, d=8, n=40):
+  r = np.random.default_rng(seed)
+  hidden = jnp.asarray(r.normal(size=(b, l, d)), jnp.float32)
+  table = jnp.asarray(r.normal(size=(n + 1, d)), jnp.float32)
+  targets = r.integers(1, n + 1, (b, l)).astype(np.int32)
+  targets[0, :2] = 0                                  # positions without one
+  return hidden, table, jnp.asarray(targets), n
+
+
+def test_sampled_ce_over_every_item_equals_full_ce():
+  hidden, table, targets, n = _rand_case()
+  every = jnp.arange(1, n + 1, dtype=jnp.int32)
+  got = losses.sampled_ce_loss(hidden, table, targets, every)
+  want = losses.ce_loss(hidden, table, targets)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+  assert float(got[1]) == float(want[1]) == 13
+
+
+def test_sampled_ce_with_log_q_matches_numpy():
+  hidden, table, targets, n = _rand_case(1)
+  neg = jnp.asarray([3, 7, 7, 12, 40], jnp.int32)
+  counts = np.arange(n + 1) % 5
+  log_q = losses.popularity_log_q(counts)
+  got, cnt = losses.sampled_ce_loss(hidden, table, targets, neg, log_q)
+  h, e, t, lq = (np.asarray(x, np.float64) for x in (hidden, table, targets,
+                                                      log_q))
+  want = 0.0
+  for i in range(h.shape[0]):
+    for j in range(h.shape[1]):
+      tj = int(t[i, j])
+      if tj == 0:
+        continue
+      pos = h[i, j] @ e[tj] - lq[tj]
+      negs = [h[i, j] @ e[k] - lq[k] for k in np.asarray(neg) if k != tj]
+      want += np.log(np.exp(pos) + np.sum(np.exp(negs))) - pos
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+  assert float(cnt) == 13
+
+
+def test_shared_negatives_follow_the_sampler():
+  counts = np.array([0, 0, 9, 29, 59, 99])       # (c + 1) ~ 1, 10, 30, 60, 100
+  log_q = losses.popularity_log_q(counts)
+  draws = np.asarray(losses.sample_shared_negatives(
+      jax.random.key(0), 200_000, 5, log_q))
+  freq = np.bincount(draws, minlength=6)[1:] / draws.size
+  np.testing.assert_allclose(freq, np.array([1, 10, 30, 60, 100]) / 201,
+                             atol=3e-3)
+  uni = np.asarray(losses.sample_shared_negatives(jax.random.key(1), 50_000,
+                                                  5))
+  assert uni.min() == 1 and uni.max() == 5
+  np.testing.assert_allclose(np.bincount(uni)[1:] / uni.size, 0.2, atol=6e-3)
+
+
+def test_sampled_ce_gradient_is_finite_with_padding_and_log_q():
+  hidden, table, targets, n = _rand_case(2)
+  log_q = losses.popularity_log_q(np.arange(n + 1))
+  neg = jnp.arange(1, 9, dtype=jnp.int32)
+  g = jax.grad(lambda h, e: losses.sampled_ce_loss(h, e, targets, neg,
+                                                   log_q)[0],
+               argnums=(0, 1))(hidden, table)
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in g)
+  assert float(jnp.abs(g[0][0, :2]).max()) == 0.0    # no target: no gradient

@@ -433,3 +433,46 @@ def test_paper_setting_cells_run_configs_paper():
   assert rp.config_arg("ml-1m", "paper") == "configs/paper.py:ml1m"
   with pytest.raises(ValueError, match="no paper setting"):
     rp.config_arg("ml-100k", "paper")
+
+
+def test_control_cells_run_diff4rec_with_other_candidates():
+  cell = rp.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
+  cmd = rp.cell_command(cell, "/r", [])
+  assert "--config.mode=diff4rec" in cmd
+  assert "--config.augment.candidates=popular" in cmd
+  assert cmd[cmd.index("--config.mode=diff4rec") - 1].endswith(
+      "beauty-sasrec-popular-s1")
+  want = rp.expected_config(cell)
+  assert want["mode"] == "diff4rec"
+  assert want["augment.candidates"] == "popular"
+  claims = [c[:3] for c in rp._claims("beauty", ["sasrec"],  # pylint: disable=protected-access
+                                      ["base", "diff4rec", "popular"])]
+  assert ("sasrec", "diff4rec", "popular") in claims
+
+
+def test_generator_shared_across_seeds_with_a_fixed_generator_seed(tmp_path):
+  """--config.generator.seed=0: seed 1's cell links seed 0's top-M file;
+  without it (generator seed = run seed) nothing is shared."""
+  root = str(tmp_path)
+  fixed = ["--config.generator.seed=0"]
+  c0, c1 = rp.plan_cells(["beauty"], ["sasrec"], ["diff4rec"], [0, 1],
+                         "paper")
+  src = os.path.join(root, c0.name)
+  os.makedirs(os.path.join(src, "generator"))
+  with open(os.path.join(src, rp.GENERATOR_TOPM), "w") as f:
+    f.write("topm")
+  cfg = {}
+  for k, v in rp.expected_config(c0, fixed).items():
+    node = cfg
+    *head, last = k.split(".")
+    for h in head:
+      node = node.setdefault(h, {})
+    node[last] = v
+  with open(os.path.join(src, "config.json"), "w") as f:
+    json.dump(cfg, f)
+  assert rp.share_generator(c1, root, []) is None      # seeds differ
+  assert rp.share_generator(c1, root, fixed) == c0.name
+  with open(os.path.join(root, c1.name, rp.GENERATOR_TOPM)) as f:
+    assert f.read() == "topm"
+  ctl = rp.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
+  assert rp.share_generator(ctl, root, fixed) is None  # no generator

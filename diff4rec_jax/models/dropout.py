@@ -4,7 +4,7 @@
 XLA's RngBitGenerator, with 'threefry2x32' 20 rounds of threefry. On the
 2-core CPU that is 19 ms ('rbg') or 11 ms ('threefry2x32') per
 [128, 200, 50] mask, and SASRec's five such masks per training step took
-about 43% of the BCE step (profile in results/speed.md).
+about 43% of the BCE step (profile in results/log/speed.md).
 
 `method='hash'` (the default) instead draws two 32-bit seeds from the
 module's 'dropout' rng (one tiny PRNG call per mask), mixes them into each
@@ -20,7 +20,7 @@ murmur3's finalizer applied twice, once per seed (18 ops, four
 multiplies); XLA recomputes a mask in every fusion that reads it (forward,
 backward, transposed copies), and the one-round hash made whole BCE
 training epochs x1.06-1.08 faster in wall time and x1.04-1.07 per CPU-second
-(two in-process runs, results/speed.md, session 13). It draws different masks than the old one. `method='prng'` keeps
+(two in-process runs, results/log/speed.md, session 13). It draws different masks than the old one. `method='prng'` keeps
 `jax.random.bernoulli`. Either way the mask is a deterministic function of
 the rng, so runs stay reproducible and resumable.
 """

@@ -19,7 +19,7 @@ blocks of >= 32 positions, skipping the masked upper triangle (see
 `dtype` = 'bfloat16' casts the operands of every product (dense layers,
 attention logits and values) to bfloat16 and accumulates in float32;
 parameters, layer norms, softmax and outputs stay float32, so the parameter
-tree is the same as with 'float32' (results/speed.md: faster evaluation on
+tree is the same as with 'float32' (results/log/speed.md: faster evaluation on
 an AMX CPU, metrics within 0.0005).
 
 Three switches follow the PyTorch SASRec ports (pmixer's, and the SASRec+

@@ -1,0 +1,98 @@
+"""Control candidate sources: popular and uniform unseen items."""
+
+import numpy as np
+import pytest
+
+from diff4rec_jax import candidates
+
+
+def _csr(rows):
+  indptr = np.cumsum([0] + [len(r) for r in rows])
+  return indptr, np.array([i for r in rows for i in r], np.int32)
+
+
+def test_popular_is_the_most_frequent_unseen_items_by_count():
+  # items 1..6; counts: 5:9, 2:7, 4:7, 1:3, 3:1, 6:0 (never in training)
+  counts = np.array([0, 3, 7, 1, 7, 9, 0])
+  indptr, items = _csr([[5], [2, 4, 1], []])
+  it, pr = candidates.control_topm("popular", indptr, items, counts, 3)
+  np.testing.assert_array_equal(it, [[2, 4, 1], [5, 3, 0], [5, 2, 4]])
+  # p = count / mass of the user's unseen items (2+4+1+3: 7+7+3+1 = 18).
+  np.testing.assert_allclose(pr[0], np.array([7, 7, 3]) / 18, rtol=1e-6)
+  np.testing.assert_allclose(pr[1], [9 / 10, 1 / 10, 0], rtol=1e-6)
+  np.testing.assert_allclose(pr[2], np.array([9, 7, 7]) / 27, rtol=1e-6)
+
+
+def test_uniform_draws_distinct_unseen_items_with_equal_probs():
+  rng = np.random.default_rng(0)
+  n, u = 50, 3000
+  counts = rng.integers(0, 5, n + 1)
+  counts[0] = 0
+  rows = [list(rng.choice(np.arange(1, n + 1), rng.integers(0, 20),
+                          replace=False)) for _ in range(u)]
+  indptr, items = _csr(rows)
+  it, pr = candidates.control_topm("uniform", indptr, items, counts, 10,
+                                   seed=1)
+  hits = np.zeros(n + 1)
+  for r, row in enumerate(rows):
+    got = it[r][it[r] > 0]
+    allowed = {i for i in range(1, n + 1) if counts[i] > 0} - set(row)
+    assert len(got) == min(10, len(allowed)) == len(set(got))
+    assert set(got) <= allowed
+    np.testing.assert_allclose(pr[r][: len(got)], 1 / len(allowed),
+                               rtol=1e-6)
+    hits[got] += 1
+  # Every allowed item is drawn about equally often (no id bias).
+  ok = counts > 0
+  rel = hits[ok] / hits[ok].mean()
+  assert rel.min() > 0.8 and rel.max() < 1.2, rel
+  again, _ = candidates.control_topm("uniform", indptr, items, counts, 10,
+                                     seed=1)
+  np.testing.assert_array_equal(it, again)
+
+
+def test_unknown_kind_names_the_field():
+  with pytest.raises(ValueError, match="augment.candidates"):
+    candidates.control_topm("zipf", np.array([0]), np.zeros(0, np.int32),
+                            np.ones(3), 2)
+
+
+def test_control_candidates_run_without_a_generator(tiny_config, tmp_path):
+  """mode 'aug' with augment.candidates='popular': no generator phase, and
+  every item a copy brings in is among the user's popular unseen top-M."""
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  c = tiny_config
+  c.mode = "aug"
+  c.augment.candidates = "popular"
+  c.augment.top_m = c.generator.top_m = 20
+  c.train.num_epochs = 1
+  c.train.eval_every = 1
+  c.augment.warmup_epochs = 1
+  wd = tmp_path / "run"
+  res = train.train_and_evaluate(c, str(wd))
+  assert np.isfinite(res["valid"]["NDCG@10"])
+  assert not (wd / "generator").exists()
+  ds = data_lib.load(c.data)
+  indptr, hist = generator.train_rows(ds)
+  _, pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
+  top, _ = candidates.control_topm(
+      "popular", indptr, hist, candidates.item_counts(ds.items[pos],
+                                                      ds.num_items), 20)
+  with np.load(wd / "augmented.npz") as z:
+    copies, orig = z["copies"], z["orig"]
+  for u in range(0, ds.num_users, 97):
+    new = set(copies[u].ravel()) - set(orig[u].ravel()) - {0}
+    assert new and new <= set(top[u])
+
+
+@pytest.mark.parametrize("field,bad", [("candidates", "zipf"),
+                                       ("loss_norm", "max"),
+                                       ("schedule", "once")])
+def test_augment_switches_are_validated(tiny_config, field, bad):
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  tiny_config.mode = "diff4rec"
+  tiny_config.augment[field] = bad
+  with pytest.raises(ValueError, match=f"augment.{field}"):
+    config_lib.validate(tiny_config)
