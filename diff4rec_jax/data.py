@@ -255,6 +255,7 @@ class SequenceData:
     items: [nnz] int32 item ids in 1..num_items, time order within a user.
     num_items: largest item id (the item vocabulary is 0..num_items).
     source: where the data came from.
+    format: the file format read ('pair' / 'per_user'; '' if not a file).
   """
   name: str
   user_ids: np.ndarray
@@ -262,6 +263,7 @@ class SequenceData:
   items: np.ndarray
   num_items: int
   source: str = ""
+  format: str = ""
 
   @property
   def num_users(self) -> int:
@@ -473,9 +475,56 @@ def read_interactions(path: str, name: str = "", fmt: str = "auto",
                       drop_short: bool = False) -> SequenceData:
   """Reads an interaction file (plain or gzip, pair or per-user format)."""
   raw = _read_bytes(path)
-  users, items, _ = parse_interactions(raw, source=path, fmt=fmt)
-  return from_interactions(users, items, name=name or path, source=path,
-                           min_len=min_len, drop_short=drop_short)
+  users, items, fmt = parse_interactions(raw, source=path, fmt=fmt)
+  ds = from_interactions(users, items, name=name or path, source=path,
+                         min_len=min_len, drop_short=drop_short)
+  ds.format = fmt
+  return ds
+
+
+def file_stem(path: str) -> str:
+  """'toys' for '/x/toys.txt.gz', 'ml-1m' for 'ml-1m.txt.gz'."""
+  stem = os.path.basename(path)
+  for ext in (".gz", ".txt", ".tsv", ".csv", ".dat"):
+    if stem.endswith(ext) and len(stem) > len(ext):
+      stem = stem[:-len(ext)]
+  return stem
+
+
+def dataset_name(data_config) -> str:
+  """The dataset's name for logs, results and hashes.
+
+  Without `data.path` it is `data.name`. With `data.path`, the dataset is
+  named after the file (`file_stem`) unless `data.name` was given: a name
+  that is not one of the built-in DATASET_FILES keys is taken as given
+  (e.g. `--config.data.name=toys`); a built-in name is the config file's
+  default (base.py says 'ml-1m', beauty.py 'beauty', ...) and gives way to
+  the file's own name.
+  """
+  name = data_config.name
+  path = data_config.get("path") or ""
+  if not path or (name and name not in DATASET_FILES):
+    return name
+  return file_stem(path)
+
+
+def _unknown_dataset(name: str, data_dir: str) -> DataError:
+  """The one message for a dataset name the project does not know."""
+  hint = ""
+  if os.path.isdir(data_dir):
+    found = sorted(f for f in os.listdir(data_dir)
+                   if f.startswith(name) and
+                   not f.endswith(("_map.tsv", ".json")) and
+                   os.path.isfile(os.path.join(data_dir, f)))
+    if found:
+      hint = (f" {data_dir} holds {', '.join(found[:3])}: e.g. "
+              f"--config.data.path={os.path.join(data_dir, found[0])}.")
+  return DataError(
+      f"config.data.name: {name!r} is not a built-in dataset "
+      f"({', '.join(sorted(DATASET_FILES))}). To train on your own file, set "
+      f"--config.data.path=FILE (any file name; pair `user item` or per-user "
+      f"`user item item ...` lines, detected; the dataset is named after the "
+      f"file unless data.name is set).{hint}")
 
 
 def check_trainable(ds: SequenceData) -> None:
@@ -492,8 +541,12 @@ def load(data_config) -> SequenceData:
   """Loads the dataset a `config.data` block names.
 
   Fields used: name, dir (default $DIFF4REC_DATA_DIR or ./data), path
-  (optional explicit file), format, drop_short_users.
+  (optional explicit file), format, drop_short_users. The dataset is named
+  by `dataset_name`; its statistics are logged.
   """
+  name = dataset_name(data_config)
+  if not data_config.get("path") and name not in DATASET_FILES:
+    raise _unknown_dataset(name, data_config.get("dir") or default_data_dir())
   try:
     path = resolve_path(data_config.name, data_config.get("dir") or None,
                         data_config.get("path") or None)
@@ -506,9 +559,14 @@ def load(data_config) -> SequenceData:
                  data_config.name)
     path = prepare.ensure_dataset(data_config.name,
                                   data_config.get("dir") or None)
-  ds = read_interactions(path, name=data_config.name,
+  ds = read_interactions(path, name=name,
                          fmt=data_config.get("format", "auto"),
                          drop_short=data_config.get("drop_short_users", False))
   check_trainable(ds)
-  logging.info("loaded %s from %s: %s", data_config.name, path, ds.stats())
+  st = ds.stats()
+  logging.info("data: %s from %s (%s format): %d users, %d items, %d "
+               "actions, length mean %.1f (min %d, max %d), sparsity %.4f%%",
+               name, path, ds.format, st["users"], st["items"], st["actions"],
+               st["avg_len"], st["min_len"], st["max_len"],
+               100 * st["sparsity"])
   return ds

@@ -95,6 +95,8 @@ TOPM_FILE = "generator_topm.npz"
 METRICS_FILE = "generator_metrics.jsonl"
 CKPT_SUBDIR = os.path.join("ckpt", "generator")
 EVAL_K = 10
+# Seconds between step-level progress lines within a generator epoch.
+PROGRESS_SECONDS = 30.0
 
 # How many times each compiled function has been traced (tests read this).
 TRACES = collections.Counter()
@@ -953,11 +955,19 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
       users, valid = epoch_batches(lengths, b, tokens, seed, epoch)
       t0 = time.time()
       acc = None
+      t_line = t0
       for k in range(users.shape[0]):
         batch = place_batch(
             make_batch(rows[0], rows[1], users[k], valid[k], tokens), mesh)
         state, sums = train_step(state, batch, train_key)
         acc = sums if acc is None else jax.tree.map(jnp.add, acc, sums)
+        if (time.time() - t_line >= PROGRESS_SECONDS and
+            k + 1 < users.shape[0]):
+          jax.block_until_ready(acc)        # a sync only at progress lines
+          t_line = time.time()
+          logging.info("generator epoch %d  %d/%d steps  eta epoch %s",
+                       epoch, k + 1, users.shape[0], _fmt_secs(
+                           (t_line - t0) * (users.shape[0] - k - 1) / (k + 1)))
       acc = jax.device_get(acc)
       secs = time.time() - t0
       run_secs, run_epochs = run_secs + secs, run_epochs + 1

@@ -467,11 +467,20 @@ def bucket_widths(config, split: str = "train") -> np.ndarray:
 
 def evaluate(eval_step, params, evalset: EvalSet, batch_size: int,
              widths: np.ndarray, mesh) -> dict:
-  """Full-ranking metrics of `params` on one split (all users)."""
+  """Full-ranking metrics of `params` on one split (all users).
+
+  A progress line every PROGRESS_SECONDS (the sums fetched only there)."""
   sums = sharding.replicate(zero_sums(), mesh)
   local = sharding.local_slice(batch_size, mesh)
-  for batch in evalset.batches(batch_size, widths, local):
+  n = -(-len(evalset.targets) // batch_size)
+  t0 = last = time.time()
+  for i, batch in enumerate(evalset.batches(batch_size, widths, local)):
     sums = eval_step(params, sums, sharding.shard_local_batch(batch, mesh))
+    if time.time() - last >= PROGRESS_SECONDS and i + 1 < n:
+      jax.block_until_ready(sums)
+      last = time.time()
+      logging.info("evaluation  %d/%d batches  eta %s", i + 1, n,
+                   _fmt_secs((last - t0) * (n - i - 1) / (i + 1)))
   return metrics_lib.finalize(sums)
 
 
@@ -597,6 +606,11 @@ def write_json(path: str, obj: Any) -> None:
 # ----------------------------------------------------------------------------
 # The recommender phase
 # ----------------------------------------------------------------------------
+# Seconds between step-level progress lines within an epoch (besides
+# train.log_every_steps): an epoch longer than this shows its progress.
+PROGRESS_SECONDS = 30.0
+
+
 class Interrupted(Exception):
   """Raised when a run stops early on purpose (tests, preemption).
 
@@ -708,12 +722,31 @@ def train_recommender(config: ml_collections.ConfigDict,
                               step_key)
         losses.append(m["loss"])
         loss_sum = loss_sum + m["loss"]
-        if tc.log_every_steps and (i + 1) % tc.log_every_steps == 0:
-          done = (i + 1 - skip) / (steps_per_epoch - skip)  # syncs only here
-          el = time.time() - t_epoch
-          logging.info("epoch %d  %d/%d steps  loss %.4f  eta epoch %s", epoch,
-                       i + 1, steps_per_epoch, float(loss_sum) / (i + 1),
-                       _fmt_secs(el / done - el))
+        # A progress line every log_every_steps steps, after the first step
+        # of the process (compilation included), and whenever
+        # PROGRESS_SECONDS passed since the last line; the clock is read on
+        # the host, the loss fetched (a device sync) only at these lines.
+        if ((tc.log_every_steps and (i + 1) % tc.log_every_steps == 0) or
+            not progress["lines"] or
+            time.time() - progress["last"] >= PROGRESS_SECONDS):
+          mean_loss = float(loss_sum) / (i + 1)             # syncs only here
+          now = time.time()
+          # The rate since the last line of this epoch (or its start): the
+          # first step's compilation does not inflate later ETAs.
+          if progress["epoch"] == epoch:
+            rate = (i + 1 - progress["step"]) / max(now - progress["last"],
+                                                    1e-9)
+          else:
+            rate = (i + 1 - skip) / max(now - t_epoch, 1e-9)
+          eta = ("" if not progress["lines"] else
+                 f"  eta epoch {_fmt_secs((steps_per_epoch - i - 1) / rate)}")
+          logging.info("epoch %d  %d/%d steps  loss %.4f%s%s", epoch, i + 1,
+                       steps_per_epoch, mean_loss, eta,
+                       "" if progress["lines"] else
+                       "  (first step, compilation included: "
+                       f"{now - t_epoch:.1f}s)")
+          progress.update(lines=progress["lines"] + 1, last=now,
+                          epoch=epoch, step=i + 1)
         if stop.agreed(i + 1) and i + 1 < steps_per_epoch:
           _check_finite(losses, state, ckpt)
           meta.update(epoch=epoch - 1, batches_done=i + 1,
@@ -780,6 +813,10 @@ def train_recommender(config: ml_collections.ConfigDict,
                           stop.signum)
     return state, meta, epoch, train_seconds
 
+  logging.info("training: %d rows, %d steps/epoch, up to %d epochs from "
+               "epoch %d", len(rows), steps_per_epoch, tc.num_epochs,
+               meta["epoch"] + 1)
+  progress = {"lines": 0, "last": time.time(), "epoch": None, "step": 0}
   stop = _StopSignal()
   try:
     state, meta, epoch, train_seconds = epoch_loop(
@@ -791,6 +828,7 @@ def train_recommender(config: ml_collections.ConfigDict,
   if ckpt.best_step() is None:  # never evaluated (num_epochs < eval_every)
     ckpt.save_best(int(state["step"]), state, {"epoch": epoch})
     meta["best_epoch"] = epoch
+  logging.info("phase: test (best-validation parameters)")
   best_state, best_meta = ckpt.restore_best(state)
   # A damaged newest best save falls back to the previous one (a warning
   # says so); report the epoch of the one evaluated.
@@ -1163,6 +1201,8 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
                                          a.exclude_history)
   item_emb = similarity_embeddings(config, ds, workdir)
   t = time.time()
+  logging.info("phase: augmentation (%d users x %d copies)", ds.num_users,
+               a.num_copies)
   max_len = config.data.max_len
   end = ds.split_end("train")
   seqs = data_lib.left_pad(ds.items, ds.indptr[:-1], end, max_len)
@@ -1226,6 +1266,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results are returned as they are.
   """
   config_lib.validate(config)
+  # The dataset's own name (data.dataset_name: after data.path's file
+  # unless data.name is given) goes into config.json and results.json.
+  config = config.copy_and_resolve_references()
+  config.data.name = data_lib.dataset_name(config.data)
   os.makedirs(workdir, exist_ok=True)
   with rundir.lock(workdir, enabled=is_chief()):
     return _run(config, workdir, stop_after_epochs)
@@ -1234,8 +1278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _run(config, workdir: str, stop_after_epochs: Optional[int]) -> dict:
   """`train_and_evaluate` once the workdir is locked."""
   config_lib.check_workdir(config, workdir)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
   t0 = time.time()
+  logging.info("phase: data (%s)", config.data.get("path") or
+               config.data.name)
   ds = data_lib.load(config.data)
   rundir.check_data(workdir, ds, write=is_chief())
   done = os.path.join(workdir, "results.json")
@@ -1247,9 +1292,16 @@ def _run(config, workdir: str, stop_after_epochs: Optional[int]) -> dict:
                  stored.get("best_epoch"), _fmt_metrics(stored["valid"]),
                  _fmt_metrics(stored["test"]))
     return stored
+  # Only a start whose config and data are accepted marks the workdir: a
+  # failed start leaves it as it was, so the corrected command is not
+  # refused as "a different config".
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, "config.json"), config.to_dict())
   pool = None
   if config.mode in ("aug", "diff4rec"):
     pool = build_pool(config, ds, workdir)
+  logging.info("phase: recommender (%s, %s mode)", config.model.name,
+               config.mode)
   results = train_recommender(config, ds, workdir,
                               stop_after_epochs=stop_after_epochs, pool=pool)
   results.update({

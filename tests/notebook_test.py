@@ -16,6 +16,7 @@ import re
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -116,6 +117,17 @@ def test_notebook_trains_and_reports(executed):
   for k in ("HR@10", "NDCG@10", "MRR"):
     assert f"| {k} | {res['valid'][k]:.4f} | {res['test'][k]:.4f} |" in out
   assert "ml-100k: 943 users" in out
+  # The recommend cell: top 5 of users 1-3 after their whole ML-100K
+  # history (none of it recommended), and after a new history.
+  rec = ns["rec"]
+  assert ns["items"].shape == (3, 5) and ns["new_items"].shape == (1, 5)
+  for j, u in enumerate((1, 2, 3)):
+    assert f"user {u}: {' '.join(map(str, ns['items'][j]))}" in out
+    row = int(np.flatnonzero(rec.users.user_ids == u)[0])
+    seen = rec.users.items[rec.users.indptr[row]:rec.users.indptr[row + 1]]
+    assert not set(ns["items"][j].tolist()) & set(seen.tolist())
+  assert not {50, 172, 133} & set(ns["new_items"][0].tolist())
+  assert "after 50 172 133: " in out
   # The plot cell's fallback: validation NDCG@10 of epochs 1 and 2.
   assert ns["epochs"] == [1, 2]
   assert "matplotlib is not installed" in out
