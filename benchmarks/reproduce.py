@@ -713,18 +713,17 @@ def run_grid(cells: Sequence[Cell], root: str, overrides: Sequence[str],
             f" ({_now()})", flush=True)
       if share:
         src = share_augmentation(st.cell, root, overrides)
+        shared = [("augmented copies", "augmented_from",
+                   share_augmentation(st.cell, root, overrides))]
+        if not shared[0][2]:
+          shared = [("generator top-M", "generator_from",
+                     share_generator(st.cell, root, overrides))]
+        what, field, src = shared[0]
         if src:
-          print(f"    reusing the augmented copies of {src}", flush=True)
+          print(f"    reusing the {what} of {src}", flush=True)
           with open(os.path.join(root, "grid_log.jsonl"), "a") as f:
-            f.write(json.dumps({"cell": st.cell.name, "augmented_from": src,
+            f.write(json.dumps({"cell": st.cell.name, field: src,
                                 "time": _now()}) + "\n")
-        else:
-          gen = share_generator(st.cell, root, overrides)
-          if gen:
-            print(f"    reusing the generator top-M of {gen}", flush=True)
-            with open(os.path.join(root, "grid_log.jsonl"), "a") as f:
-              f.write(json.dumps({"cell": st.cell.name, "generator_from": gen,
-                                  "time": _now()}) + "\n")
       rec = run_cell(st.cell, root, overrides, env, deadline, signals,
                      grace_s=grace_s, prefix=prefix, runner=runner,
                      lock_path=lock)

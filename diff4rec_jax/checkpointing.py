@@ -51,7 +51,8 @@ class CheckpointError(errors.UserError):
   """A checkpoint cannot be saved (disk full) or none left can be read."""
 
 
-def _digest(path: str) -> str:
+def file_sha256(path: str) -> str:
+  """Hex sha256 of a file, read in 1 MiB blocks."""
   h = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -68,7 +69,7 @@ def _files(folder: str) -> dict:
       p = os.path.join(root, n)
       rel = os.path.relpath(p, folder)
       if not rel.startswith(MANIFEST):
-        out[rel] = [os.path.getsize(p), _digest(p)]
+        out[rel] = [os.path.getsize(p), file_sha256(p)]
   return out
 
 
@@ -101,7 +102,7 @@ def check_manifest(folder: str) -> Optional[str]:
     got = os.path.getsize(p)
     if got != size:
       return f"{p}: {got} bytes, expected {size} (truncated or overwritten)"
-    if _digest(p) != digest:
+    if file_sha256(p) != digest:
       return f"{p}: content differs from its sha256 in {MANIFEST}"
   return None
 

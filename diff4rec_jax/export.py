@@ -24,7 +24,6 @@ temporary name and renamed when complete; an existing folder is refused.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -39,6 +38,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from diff4rec_jax import checkpointing
 from diff4rec_jax import recommend
 
 FORMAT = "diff4rec_jax-export"
@@ -49,14 +49,6 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "ml-collections",
 
 class ExportError(recommend.RecommendError):
   """An export cannot be written or read; the message names the file."""
-
-
-def sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def versions() -> dict:
@@ -102,7 +94,7 @@ def export_run(r: recommend.Recommender, out_dir: str,
     if r.user_raw is not None:
       _write_map(os.path.join(tmp, "user_map.tsv"), "user_id\traw_user_id",
                  r.user_raw)
-    files = {f: {"sha256": sha256(os.path.join(tmp, f)),
+    files = {f: {"sha256": checkpointing.file_sha256(os.path.join(tmp, f)),
                  "bytes": os.path.getsize(os.path.join(tmp, f))}
              for f in sorted(os.listdir(tmp))}
     manifest = {
@@ -142,7 +134,7 @@ def verify(export_dir: str) -> dict:
     path = os.path.join(export_dir, name)
     if not os.path.isfile(path):
       raise ExportError(f"{path}: missing (listed in manifest.json)")
-    got = sha256(path)
+    got = checkpointing.file_sha256(path)
     if got != info["sha256"]:
       raise ExportError(f"{path}: sha256 {got} does not match manifest.json "
                         f"({info['sha256']}); the file was changed or "
