@@ -179,6 +179,10 @@ def get_config():
       # A user's own training items are never candidates (True), or may be
       # (False: a copy can repeat an item it has; the paper does not say).
       exclude_history=True,
+      # What a copy is made from: recent (the newest data.max_len items of
+      # the training prefix) | prefix (the whole prefix, then cut to the
+      # newest max_len: a shuffled copy then samples the whole history).
+      copy_source="recent",
       ratio=0.2,               # fraction of a sequence replaced per copy
       top_m=100,               # M candidates per user: must equal
                                # generator.top_m (checked by the validator)

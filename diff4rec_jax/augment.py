@@ -107,7 +107,8 @@ def validate_augment_config(config) -> None:
   checks that `augment.top_m` matches it.
   """
   a = _block(config)
-  for f in ("num_copies", "candidates", "exclude_history", "loss_norm",
+  for f in ("num_copies", "candidates", "exclude_history", "copy_source",
+            "loss_norm",
             "schedule",
             "bucket_copies", "ratio", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
@@ -129,6 +130,9 @@ def validate_augment_config(config) -> None:
     raise _err("candidates", f"must be one of {CANDIDATES}", a.candidates)
   if not isinstance(a.exclude_history, bool):
     raise _err("exclude_history", "must be True or False", a.exclude_history)
+  if a.copy_source not in ("recent", "prefix"):
+    raise _err("copy_source", "must be one of ('recent', 'prefix')",
+               a.copy_source)
   if a.loss_norm not in ("mean", "sum"):
     raise _err("loss_norm", "must be one of ('mean', 'sum')", a.loss_norm)
   if a.schedule not in ("paced", "pop"):

@@ -1141,7 +1141,8 @@ def _augment_hash(config, ds) -> str:
   # Only the settings that change the copies or their similarities: the
   # pacing, loss weight, re-scoring etc. may differ between runs sharing it.
   a = config.augment
-  pool_fields = ("num_copies", "candidates", "exclude_history", "ratio", "top_m", "temperature", "reorder",
+  pool_fields = ("num_copies", "candidates", "exclude_history",
+                 "copy_source", "ratio", "top_m", "temperature", "reorder",
                  "similarity_source", "similarity_checkpoint", "warmup_epochs")
   keys = {"seed": config.seed, "data": ds.name, "max_len": config.data.max_len,
           "augment": {f: a[f] for f in pool_fields},
@@ -1209,11 +1210,21 @@ def build_pool(config, ds, workdir: str) -> AugmentPool:
   lengths = np.minimum(end - ds.indptr[:-1], max_len)
   key = jax.random.fold_in(jax.random.key(config.seed), 11)
   mesh = sharding.make_mesh()
+  # copy_source 'prefix': each copy is made from the whole training prefix
+  # (n = ratio x its length), then cut to its newest max_len items.
+  src, src_len = seqs, lengths
+  prefix_len = end - ds.indptr[:-1]
+  if a.copy_source == "prefix" and prefix_len.max() > max_len:
+    width = int(prefix_len.max())
+    src = data_lib.left_pad(ds.items, ds.indptr[:-1], end, width)
+    src_len = np.minimum(prefix_len, width)
   copies = augment.augment_all(
-      key, seqs, lengths, cand, prob, num_copies=a.num_copies,
+      key, src, src_len, cand, prob, num_copies=a.num_copies,
       ratio=a.ratio, temperature=a.temperature, reorder=a.reorder,
       batch_size=a.batch_size, mesh=mesh,
       exclude_history=a.exclude_history)
+  if copies.shape[2] > max_len:
+    copies = np.ascontiguousarray(copies[:, :, -max_len:])
   sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
                                   batch_size=a.batch_size, mesh=mesh)
   order = curriculum.pool_order(sim, a.curriculum_scope,

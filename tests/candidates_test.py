@@ -105,3 +105,36 @@ def test_popular_with_history_items_when_asked():
                                    exclude_history=False)
   np.testing.assert_array_equal(it, [[5, 2, 4], [5, 2, 4]])
   np.testing.assert_allclose(pr[0], np.array([9, 7, 7]) / 27, rtol=1e-6)
+
+
+def test_copy_source_prefix_samples_the_whole_training_prefix(tiny_config,
+                                                              tmp_path):
+  """ratio 0 + reorder: copies are shuffles. 'recent' shuffles the newest
+  max_len items; 'prefix' shuffles the whole training prefix, then keeps
+  max_len of it, so long users' copies bring back older items."""
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  c = tiny_config
+  c.mode = "aug"
+  c.data.max_len = 20
+  c.augment.update(candidates="uniform", ratio=0.0, warmup_epochs=1,
+                   num_copies=3)
+  ds = data_lib.load(c.data)
+  start, end = ds.indptr[:-1], ds.split_end("train")
+  older = 0
+  for source in ("recent", "prefix"):
+    c.augment.copy_source = source
+    pool = train.build_pool(c, ds, str(tmp_path / source))
+    copies = pool.copies.reshape(ds.num_users, 3, 20)
+    for u in range(0, ds.num_users, 37):
+      prefix = ds.items[start[u]:end[u]]
+      recent = set(prefix[-20:].tolist())
+      for copy in copies[u]:
+        got = copy[copy > 0]
+        assert len(got) == min(len(prefix), 20)
+        assert set(got.tolist()) <= set(prefix.tolist())
+        if source == "recent":
+          assert set(got.tolist()) == recent
+        else:
+          older += len(set(got.tolist()) - recent)
+  assert older > 0
