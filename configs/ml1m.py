@@ -6,10 +6,6 @@ from configs import base
 def get_config():
   c = base.get_config()
   c.data.name = "ml-1m"
-  c.data.max_len = 200
-  c.model.hidden = 64
-  c.model.num_blocks = 2
-  c.model.num_heads = 1
   # The SASRec+ code's recipe (Klenitskiy & Vasilev, RecSys 2023), chosen
   # on ML-1M validation NDCG@10 (results/log/quality.md, "Sessions 8-9: the
   # SASRec+ port recipe"): best 0.1718 / 0.1729 on two seeds vs 0.1629 for
@@ -27,11 +23,8 @@ def get_config():
   # test HR@10 0.3053 / 0.3028, NDCG@10 0.1742 / 0.1726 (results/log/quality.md,
   # "every training pair a target").
   c.data.train_windows = 0
-  c.train.loss = "ce"
   c.train.loss_norm = "epoch"          # every target position weighs the same
-  c.train.batch_size = 128
   c.train.num_epochs = 100
-  c.train.lr = 1e-3
   c.train.b2 = 0.999                   # Adam's default, as torch
   c.train.eval_every = 1
   c.train.patience = 10
@@ -40,17 +33,4 @@ def get_config():
   # than the training buckets in two in-process runs on ML-1M
   # (results/log/speed.md, session 11).
   c.train.eval_length_buckets = (16, 32, 48, 64, 96, 128, 160)
-  # Generator (paper 3.2-3.3; see results/log/generator.md for how the
-  # defaults were chosen). The paper gives no values.
-  c.generator.latent_size = 64
-  c.generator.encoder_hidden = (300,)
-  c.generator.steps = 5                # T
-  c.generator.schedule = "linear"
-  c.generator.inference_step = 5
-  c.generator.lam = 1.0                # lambda of Eq. 8
-  c.generator.lr = 1e-3
-  c.generator.top_m = 100              # M
-  c.augment.top_m = c.generator.top_m  # must equal it (validated)
-  # ML-1M: 1.3 s/epoch on the 2-core CPU.
-  c.generator.epochs = 50
   return c
