@@ -304,7 +304,7 @@ def _checkpoint_cases(folder):
   import glob  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top,reimported
   from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import runlog
 
   def state(k):
     w = np.random.default_rng(0).normal(size=(64, 100)).astype(np.float32)
@@ -371,7 +371,7 @@ def _checkpoint_cases(folder):
   with open(m, "w") as f:
     f.write('{"epoch": 1}\n{"epoch": 2}\n{"epo')
   yield "metrics.jsonl with a cut last line (killed mid-write)", _outcome(
-      lambda: train.RunLog(folder, 2).close(), folder)
+      lambda: runlog.RunLog(folder, 2).close(), folder)
 
 
 def main():

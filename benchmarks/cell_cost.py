@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -47,6 +49,7 @@ from benchmarks import machine  # pylint: disable=g-import-not-at-top
 from benchmarks import reproduce  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import pool as pool_lib  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
 
 SETTINGS = ("paper", "strong", "sampled")
@@ -90,8 +93,10 @@ def time_recommender(config, ds, mode: str, epochs: int):
     pool = None
     if mode == "aug":
       c.augment.candidates = "uniform"
-      c.augment.warmup_epochs = 1       # 'aug' never reads similarities
-      pool = train.build_pool(c, ds, wd)
+      cand, prob = pool_lib.control_candidates(c, ds)
+      # 'aug' never reads the similarities: any embeddings will do.
+      emb = np.zeros((ds.num_items + 1, 8), np.float32)
+      pool = pool_lib.build_pool(c, ds, wd, cand, prob, emb)
     train.train_recommender(c, ds, wd, pool=pool)
     return _epoch_times(wd)
 

@@ -31,6 +31,8 @@ from diff4rec_jax import data as data_lib
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import sharding
+from diff4rec_jax import input_pipeline
+from diff4rec_jax import steps
 from diff4rec_jax import train
 
 DTYPES = ("float32", "bfloat16")
@@ -58,30 +60,32 @@ def main():
   params, meta = train.restore_best_params(config, ds, args.workdir)
   print(f"best checkpoint: {meta}")
   params = sharding.replicate(params, mesh)
-  widths = train.bucket_widths(config, "eval")
-  steps = {}
+  widths = input_pipeline.bucket_widths(config, "eval")
+  eval_steps = {}
   for dt in DTYPES:
     config.model.dtype = dt
     model = models.get_model(config.model, ds.num_items, config.data.max_len)
-    micro = train.micro_batcher(tc.micro_batch, tc.eval_batch_size,
+    micro = steps.micro_batcher(tc.micro_batch, tc.eval_batch_size,
                                 mesh.devices.size)
-    steps[dt] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
-                                     tc.mask_history, micro)
+    eval_steps[dt] = steps.make_eval_step(model, ds.num_items,
+                                          tc.eval_item_chunk,
+                                          tc.mask_history, micro)
   for split in ("test", "valid"):
-    evalset = train.EvalSet.build(ds, split, config.data.max_len)
-    res = {dt: train.evaluate(steps[dt], params, evalset, tc.eval_batch_size,
-                              widths, mesh) for dt in DTYPES}
+    evalset = input_pipeline.EvalSet.build(ds, split, config.data.max_len)
+    res = {dt: train.evaluate(eval_steps[dt], params, evalset,
+                              tc.eval_batch_size, widths, mesh)
+           for dt in DTYPES}
     for k in metrics_lib.METRIC_NAMES:
       a, b = res["float32"][k], res["bfloat16"][k]
       print(f"{split} {k:8s} float32 {a:.4f}  bfloat16 {b:.4f}  "
             f"diff {b - a:+.4f}")
-  evalset = train.EvalSet.build(ds, "test", config.data.max_len)
+  evalset = input_pipeline.EvalSet.build(ds, "test", config.data.max_len)
   times = {dt: [] for dt in DTYPES}
   for _ in range(args.repeats):
     for dt in DTYPES:
       t = time.perf_counter()
-      train.evaluate(steps[dt], params, evalset, tc.eval_batch_size, widths,
-                     mesh)
+      train.evaluate(eval_steps[dt], params, evalset, tc.eval_batch_size,
+                     widths, mesh)
       times[dt].append(time.perf_counter() - t)
   for dt in DTYPES:
     print(f"eval all {ds.num_users} test users, {dt}: "

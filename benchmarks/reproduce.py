@@ -555,7 +555,8 @@ def run_cell(cell: Cell, root: str, overrides: Sequence[str], env: dict,
   return rec
 
 
-AUGMENTED_FILE = "augmented.npz"   # train.AUGMENTED_FILE (no jax import here)
+# = diff4rec_jax.pool.AUGMENTED_FILE (not imported: no jax here)
+AUGMENTED_FILE = "augmented.npz"
 
 
 def share_augmentation(cell: Cell, root: str,

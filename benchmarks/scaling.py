@@ -2,7 +2,7 @@
 
 Each device count runs in its own subprocess (the count is fixed when JAX
 starts: `XLA_FLAGS=--xla_force_host_platform_device_count=N`) and times the
-project's own train step (`train.make_train_step`, state replicated, batch
+project's own train step (`steps.make_train_step`, state replicated, batch
 sharded over a 1-D ('data',) mesh) on a tiny-ish SASRec with random item
 sequences, for
 
@@ -59,7 +59,7 @@ def worker(batches, steps, repeats) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import models  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import sharding  # pylint: disable=g-import-not-at-top
-  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import steps
 
   mesh = sharding.make_mesh()
   mc = ml_collections.ConfigDict(dict(name="sasrec", **{
@@ -67,15 +67,15 @@ def worker(batches, steps, repeats) -> dict:
   model = models.get_model(mc, MODEL["num_items"], MODEL["max_len"])
   tc = ml_collections.ConfigDict(dict(optimizer="adam", lr=1e-3, b1=0.9,
                                       b2=0.98, weight_decay=0.0))
-  tx = train.make_optimizer(tc)
+  tx = steps.make_optimizer(tc)
   rng = np.random.default_rng(0)
   key = jax.random.key(1)
   out = {"devices": jax.device_count(), "rows": []}
   for batch_size in batches:
     sharding.check_batch(batch_size, mesh, "batch_size")
-    state = sharding.replicate(train.init_state(
+    state = sharding.replicate(steps.init_state(
         model, tx, jax.random.key(0), MODEL["max_len"]), mesh)
-    step = train.make_train_step(model, tx, "ce", MODEL["num_items"])
+    step = steps.make_train_step(model, tx, "ce", MODEL["num_items"])
     seqs = rng.integers(1, MODEL["num_items"] + 1,
                         (batch_size, MODEL["max_len"] + 1), dtype=np.int32)
     batch = sharding.shard_batch({"inputs": seqs[:, :-1],

@@ -56,6 +56,8 @@ from configs import ml1m
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import models
 from diff4rec_jax import sharding
+from diff4rec_jax import input_pipeline
+from diff4rec_jax import steps
 from diff4rec_jax import train
 
 
@@ -111,11 +113,11 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   [host steal share per repeat, or None])}.
   """
   tc = config.train
-  tx = train.make_optimizer(tc)
+  tx = steps.make_optimizer(tc)
   inputs, targets = ds.train_arrays(config.data.max_len)
   rows = np.flatnonzero((targets > 0).any(axis=1))
   key = jax.random.key(1, impl=config.rng_impl)
-  full = sharding.shard_batch(next(train.train_batches(
+  full = sharding.shard_batch(next(input_pipeline.train_batches(
       inputs, targets, rows, tc.batch_size, 0, 1,
       np.array([config.data.max_len]))), mesh)
   batches, seqs, tokens = {}, {}, {}   # per length-bucket set
@@ -123,8 +125,9 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
     c = config.copy_and_resolve_references()
     if buckets is not None:
       c.train.length_buckets = buckets
-    bs = [sharding.shard_batch(b, mesh) for b in train.train_batches(
-        inputs, targets, rows, tc.batch_size, 0, 1, train.bucket_widths(c))]
+    widths = input_pipeline.bucket_widths(c)
+    bs = [sharding.shard_batch(b, mesh) for b in input_pipeline.train_batches(
+        inputs, targets, rows, tc.batch_size, 0, 1, widths)]
     if steps > 0:
       bs = bs[:steps]
     batches[buckets] = bs
@@ -135,12 +138,12 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
   steps_, states, flops = {}, {}, {}
   for mb in variants:
     model = _model(config, ds.num_items, mb)
-    m_rows = train.micro_batcher(mb[0], tc.batch_size, mesh.devices.size)
-    steps_[mb] = train.make_train_step(model, tx, tc.loss, ds.num_items,
+    m_rows = steps.micro_batcher(mb[0], tc.batch_size, mesh.devices.size)
+    steps_[mb] = steps.make_train_step(model, tx, tc.loss, ds.num_items,
                                        micro_batch=m_rows,
                                        compiler_options=_options(mb))
     states[mb] = sharding.replicate(
-        train.init_state(model, tx, jax.random.key(0), config.data.max_len),
+        steps.init_state(model, tx, jax.random.key(0), config.data.max_len),
         mesh)
     for b in batches[mb[4]]:     # compile every width before timing
       states[mb], m = steps_[mb](states[mb], b, key)
@@ -150,7 +153,7 @@ def bench_train(config, ds, steps, repeats, mesh, variants):
       # micro-batching (XLA's cost analysis counts a loop body once, so a
       # micro-batched step would read batch / micro times too low): the
       # full-width count, scaled below by each variant's mean width.
-      whole = train.make_train_step(model, tx, tc.loss, ds.num_items,
+      whole = steps.make_train_step(model, tx, tc.loss, ds.num_items,
                                     micro_batch=0)
       flops[0] = step_flops(whole, mesh, states[mb], full, key)
   rates = {mb: [] for mb in variants}
@@ -180,20 +183,20 @@ def bench_eval(config, ds, repeats, mesh, variants):
   params = model.init(jax.random.key(0), jnp.zeros((1, config.data.max_len),
                                                    jnp.int32))["params"]
   params = sharding.replicate(params, mesh)
-  evalset = train.EvalSet.build(ds, "test", config.data.max_len)
+  evalset = input_pipeline.EvalSet.build(ds, "test", config.data.max_len)
   widths = {}
   for buckets in {mb[4] for mb in variants}:
     c = config.copy_and_resolve_references()
     if buckets is not None:
       c.train.length_buckets = c.train.eval_length_buckets = buckets
-    widths[buckets] = train.bucket_widths(c, "eval")
+    widths[buckets] = input_pipeline.bucket_widths(c, "eval")
   steps_, times = {}, {mb: [] for mb in variants}
   steal = {mb: [] for mb in variants}
   for mb in variants:   # the variants share the params (same param tree)
     model = _model(config, ds.num_items, mb)
-    m_rows = train.micro_batcher(mb[0], tc.eval_batch_size,
+    m_rows = steps.micro_batcher(mb[0], tc.eval_batch_size,
                                  mesh.devices.size)
-    steps_[mb] = train.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
+    steps_[mb] = steps.make_eval_step(model, ds.num_items, tc.eval_item_chunk,
                                       tc.mask_history, m_rows, _options(mb))
     train.evaluate(steps_[mb], params, evalset, tc.eval_batch_size,
                    widths[mb[4]], mesh)

@@ -68,10 +68,11 @@ def main(argv):
       jax.distributed.initialize()   # TPU VM / srun: detected
   logging.info("JAX devices: %s (process %d of %d)", jax.devices(),
                jax.process_index(), jax.process_count())
+  from diff4rec_jax import runlog
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(config, _WORKDIR.value)
-  except train.Interrupted as e:
+  except runlog.Interrupted as e:
     # Preemption (SIGTERM/SIGINT): the checkpoint is saved. Exit 128 +
     # signal, so that a scheduler does not read the stop as success.
     logging.warning("%s. Rerun the same command to resume.", e)

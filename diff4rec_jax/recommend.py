@@ -52,6 +52,7 @@ from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import ranking
 from diff4rec_jax import serving_files
+from diff4rec_jax import steps
 from diff4rec_jax.serving_files import find_id_maps
 from diff4rec_jax.serving_files import format_tsv
 from diff4rec_jax.serving_files import IdSpace
@@ -143,15 +144,14 @@ class Recommender:
 
   def _hidden_chunked(self, params, inputs):
     """`_hidden` over row chunks as the run's evaluation does (on CPU the
-    chunks stay in cache: `train.resolve_micro_batch`); same result."""
-    from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+    chunks stay in cache: `steps.resolve_micro_batch`); same result."""
     b, width = inputs.shape
-    m = train.resolve_micro_batch(self.config.train.get("micro_batch", -1)
+    m = steps.resolve_micro_batch(self.config.train.get("micro_batch", -1)
                                   if b % 8 == 0 else 0, b, 1, width=width)
     if not m or b % m:
       return self._hidden(params, inputs)
-    return train.merge_rows(jax.lax.map(
-        lambda x: self._hidden(params, x), train.split_rows(inputs, b // m)))
+    return steps.merge_rows(jax.lax.map(
+        lambda x: self._hidden(params, x), steps.split_rows(inputs, b // m)))
 
   def _top_k_fn(self, k: int):
     if k not in self._top_k_fns:

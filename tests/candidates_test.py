@@ -113,18 +113,20 @@ def test_copy_source_prefix_samples_the_whole_training_prefix(tiny_config,
   max_len items; 'prefix' shuffles the whole training prefix, then keeps
   max_len of it, so long users' copies bring back older items."""
   from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import pool as pool_lib  # pylint: disable=g-import-not-at-top
   c = tiny_config
   c.mode = "aug"
   c.data.max_len = 20
-  c.augment.update(candidates="uniform", ratio=0.0, warmup_epochs=1,
-                   num_copies=3)
+  c.augment.update(candidates="uniform", ratio=0.0, num_copies=3)
   ds = data_lib.load(c.data)
   start, end = ds.indptr[:-1], ds.split_end("train")
   older = 0
   for source in ("recent", "prefix"):
     c.augment.copy_source = source
-    pool = train.build_pool(c, ds, str(tmp_path / source))
+    cand, prob = pool_lib.control_candidates(c, ds)
+    emb = np.random.default_rng(0).normal(size=(ds.num_items + 1, 8))
+    pool = pool_lib.build_pool(c, ds, str(tmp_path / source), cand, prob,
+                               emb)
     copies = pool.copies.reshape(ds.num_users, 3, 20)
     for u in range(0, ds.num_users, 37):
       prefix = ds.items[start[u]:end[u]]

@@ -138,7 +138,7 @@ def test_bce_train_step_compiles_without_ynnpack_fusions(tiny_config,
   import optax
   from diff4rec_jax import data as data_lib
   from diff4rec_jax import models
-  from diff4rec_jax import train
+  from diff4rec_jax import steps
   monkeypatch.delenv("XLA_FLAGS", raising=False)
   if jax.default_backend() != "cpu":
     pytest.skip("XLA:CPU only")
@@ -146,12 +146,12 @@ def test_bce_train_step_compiles_without_ynnpack_fusions(tiny_config,
   ds = data_lib.load(c.data)
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
   tx = optax.adam(1e-3)
-  state = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  state = steps.init_state(model, tx, jax.random.key(0), c.data.max_len)
   batch = {"inputs": jnp.ones((16, 32), jnp.int32),
            "targets": jnp.ones((16, 32), jnp.int32)}
   texts = {}
   for loss in ("bce", "ce"):
-    step = train.make_train_step(model, tx, loss, ds.num_items)
+    step = steps.make_train_step(model, tx, loss, ds.num_items)
     texts[loss] = step.lower(state, batch, jax.random.key(1)).compile(
         ).as_text()
   assert "__ynn_fusion" not in texts["bce"]

@@ -10,6 +10,8 @@ import time
 import pytest
 
 from conftest import REPO
+from diff4rec_jax import runlog
+from diff4rec_jax import steps
 from diff4rec_jax import train
 
 
@@ -74,7 +76,7 @@ def test_sigterm_then_sigkill_then_resume_matches_straight_run(
 def test_non_finite_loss_stops_naming_the_step(tiny_config, tmp_path,
                                                monkeypatch):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  real = train.make_train_step
+  real = steps.make_train_step
 
   def poisoned(*args, **kwargs):
     """The real step, whose reported loss turns NaN from step 21 on."""
@@ -86,7 +88,7 @@ def test_non_finite_loss_stops_naming_the_step(tiny_config, tmp_path,
                                            m["loss"]))
     return wrapped
 
-  monkeypatch.setattr(train, "make_train_step", poisoned)
+  monkeypatch.setattr(steps, "make_train_step", poisoned)
   c = tiny_config
   c.train.checkpoint_every = 1
   with pytest.raises(FloatingPointError) as e:
@@ -101,7 +103,7 @@ def test_stop_is_agreed_across_processes(monkeypatch):
   same sync steps only."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  stop = train._StopSignal()  # pylint: disable=protected-access
+  stop = runlog.StopSignal()  # pylint: disable=protected-access
   try:
     assert not stop.agreed(20)                 # one process: own flag
     monkeypatch.setattr(train.jax, "process_count", lambda: 2)

@@ -9,7 +9,8 @@ import pytest
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import models
-from diff4rec_jax import train
+from diff4rec_jax import input_pipeline
+from diff4rec_jax import steps
 
 
 def _batch(ds, rows, width, offset=0):
@@ -40,8 +41,8 @@ def test_micro_batched_train_step_equals_one_pass(tiny_config, name):
   batch["targets"] = batch["targets"].at[-3:].set(0)
   outs = []
   for micro in (0, 8):
-    state = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
-    step = train.make_train_step(model, tx, "ce", ds.num_items, 0.5, micro)
+    state = steps.init_state(model, tx, jax.random.key(0), c.data.max_len)
+    step = steps.make_train_step(model, tx, "ce", ds.num_items, 0.5, micro)
     state, m = step(state, batch, jax.random.key(1))
     outs.append((jax.device_get(state["params"]), jax.device_get(m)))
   (p0, m0), (p1, m1) = outs
@@ -51,7 +52,7 @@ def test_micro_batched_train_step_equals_one_pass(tiny_config, name):
   np.testing.assert_allclose(m0["loss"],
                              m0["loss_orig"] + 0.5 * m0["loss_aug"],
                              rtol=1e-6)
-  p_init = jax.device_get(train.init_state(
+  p_init = jax.device_get(steps.init_state(
       model, tx, jax.random.key(0), c.data.max_len)["params"])
   g0 = jax.tree.map(lambda a, b: a - b, p0, p_init)   # minus the gradients
   g1 = jax.tree.map(lambda a, b: a - b, p1, p_init)
@@ -68,13 +69,13 @@ def test_micro_batched_eval_equals_one_pass(tiny_config):
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
   params = model.init(jax.random.key(3),
                       jnp.zeros((1, c.data.max_len), jnp.int32))["params"]
-  evalset = train.EvalSet.build(ds, "valid", c.data.max_len)
-  widths = train.bucket_widths(c)
+  evalset = input_pipeline.EvalSet.build(ds, "valid", c.data.max_len)
+  widths = input_pipeline.bucket_widths(c)
   sums = []
   for micro in (0, 16):
-    step = train.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
+    step = steps.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
                                 True, micro)
-    s = train.zero_sums()
+    s = steps.zero_sums()
     for b in evalset.batches(64, widths):
       s = step(params, s, b)
     sums.append(jax.device_get(s))
@@ -85,14 +86,14 @@ def test_micro_batched_eval_equals_one_pass(tiny_config):
 
 def test_split_and_merge_rows_are_inverse_and_strided():
   x = jnp.arange(12 * 3).reshape(12, 3)
-  s = train.split_rows(x, 4)
+  s = steps.split_rows(x, 4)
   assert s.shape == (4, 3, 3)
   np.testing.assert_array_equal(s[1][:, 0], x[[1, 5, 9], 0])
-  np.testing.assert_array_equal(train.merge_rows(s), x)
+  np.testing.assert_array_equal(steps.merge_rows(s), x)
 
 
 def test_resolve_micro_batch():
-  r = train.resolve_micro_batch
+  r = steps.resolve_micro_batch
   assert r(-1, 128, 1, "cpu") == 32      # width unknown: taken as 200
   assert r(-1, 128, 1, "gpu") == 0
   assert r(-1, 128, 1, "tpu") == 0
@@ -110,7 +111,7 @@ def test_resolve_micro_batch():
 
 
 def test_auto_micro_batch_holds_at_most_6400_positions_per_chunk():
-  r = train.resolve_micro_batch
+  r = steps.resolve_micro_batch
   widths = {w: r(-1, 128, 2, "cpu", width=w) for w in (16, 32, 50, 64, 128,
                                                      200, 400)}
   assert widths == {16: 0, 32: 0, 50: 0, 64: 64, 128: 32, 200: 32, 400: 16}
@@ -118,10 +119,10 @@ def test_auto_micro_batch_holds_at_most_6400_positions_per_chunk():
   assert r(-1, 128, 2, "gpu", width=32) == 0
   # A fixed value does not depend on the width.
   assert r(16, 128, 2, "cpu", width=32) == 16
-  m = train.micro_batcher(-1, 128, 2)
-  assert m(200) * 200 <= train.AUTO_MICRO_TOKENS
+  m = steps.micro_batcher(-1, 128, 2)
+  assert m(200) * 200 <= steps.AUTO_MICRO_TOKENS
   with pytest.raises(ValueError, match=r"micro_batch=12"):
-    train.micro_batcher(12, 128, 1)
+    steps.micro_batcher(12, 128, 1)
 
 
 def test_micro_batcher_picks_chunks_per_width(tiny_config):
@@ -131,12 +132,12 @@ def test_micro_batcher_picks_chunks_per_width(tiny_config):
   ds = data_lib.load(c.data)
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
   tx = optax.sgd(0.1)
-  state = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  state = steps.init_state(model, tx, jax.random.key(0), c.data.max_len)
   # 256 rows, 6,400 / width rows per chunk: one pass at width 20 (320
   # rows fit), chunks of 128 at width 50.
   assert c.data.max_len >= 50
-  step = train.make_train_step(model, tx, "ce", ds.num_items,
-                               micro_batch=lambda w: train.resolve_micro_batch(
+  step = steps.make_train_step(model, tx, "ce", ds.num_items,
+                               micro_batch=lambda w: steps.resolve_micro_batch(
                                    -1, 256, 1, "cpu", width=w))
   loops = {}
   for width in (20, 50):

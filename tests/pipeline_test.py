@@ -6,6 +6,10 @@ import os
 import numpy as np
 import pytest
 
+from diff4rec_jax import pool as pool_lib
+
+from diff4rec_jax import runlog
+
 from diff4rec_jax import train
 
 
@@ -26,7 +30,7 @@ def pipeline_run(tmp_path_factory, data_dir):
 def test_export_file(pipeline_run):
   c, wd, res = pipeline_run
   assert res["test"]["HR@10"] > 0
-  with np.load(os.path.join(wd, train.AUGMENTED_FILE)) as z:
+  with np.load(os.path.join(wd, pool_lib.AUGMENTED_FILE)) as z:
     copies, orig, sim, rank = z["copies"], z["orig"], z["sim"], z["rank"]
   u, k, l = copies.shape
   assert (u, k, l) == (943, 4, c.data.max_len) and orig.shape == (u, l)
@@ -44,9 +48,9 @@ def test_export_file(pipeline_run):
 
 def test_curriculum_admits_easy_copies_first(pipeline_run):
   c, wd, _ = pipeline_run
-  with np.load(os.path.join(wd, train.AUGMENTED_FILE)) as z:
+  with np.load(os.path.join(wd, pool_lib.AUGMENTED_FILE)) as z:
     copies, sim = z["copies"], z["sim"]
-  pool = train._pool(c, copies, sim)  # pylint: disable=protected-access
+  pool = pool_lib.make_pool(c, copies, sim)  # pylint: disable=protected-access
   total = 100
   first = pool.admitted(0, total)
   assert first == int(np.ceil(c.augment.pacing_start * pool.order.size))
@@ -73,9 +77,9 @@ def test_rescoring_resumes_exactly(pipeline_run, tmp_path):
     d = tmp_path / name
     d.mkdir()
     # Same pool settings: the copies are reused, no generator or warm-up.
-    shutil.copy(os.path.join(wd, train.AUGMENTED_FILE), d)
+    shutil.copy(os.path.join(wd, pool_lib.AUGMENTED_FILE), d)
     if name == "resumed":
-      with pytest.raises(train.Interrupted):
+      with pytest.raises(runlog.Interrupted):
         train.train_and_evaluate(c, str(d), stop_after_epochs=1)
     runs[name] = train.train_and_evaluate(c, str(d))
     assert not os.path.exists(d / "generator")
@@ -83,7 +87,7 @@ def test_rescoring_resumes_exactly(pipeline_run, tmp_path):
   assert a["valid"] == b["valid"] and a["test"] == b["test"]
   d = tmp_path / "straight"
   o1 = np.load(d / "pool_order_e1.npy")
-  with np.load(d / train.AUGMENTED_FILE) as z:
+  with np.load(d / pool_lib.AUGMENTED_FILE) as z:
     initial = np.argsort(z["rank"].ravel())
   assert sorted(o1.tolist()) == list(range(o1.size))
   assert not np.array_equal(o1, initial)     # the model's view changed it

@@ -64,6 +64,7 @@ def run(tmp_path_factory):
   """The new user's two tries in one workdir; returns a dict of what
   happened: the first error, the workdir after it, results, log lines."""
   from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import runlog
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   d = tmp_path_factory.mktemp("toys_data")
   seqs = _write_toys(d)
@@ -85,15 +86,15 @@ def run(tmp_path_factory):
   handler = _Lines()
   loggers = [logging.getLogger("absl"), logging.getLogger()]
   levels = [l.level for l in loggers]
-  old = train.PROGRESS_SECONDS
-  train.PROGRESS_SECONDS = 0.0       # a progress line after every step
+  old = runlog.PROGRESS_SECONDS
+  runlog.PROGRESS_SECONDS = 0.0       # a progress line after every step
   for l in loggers:
     l.setLevel(logging.INFO)
   loggers[1].addHandler(handler)        # absl's records propagate to it
   try:
     out["results"] = train.train_and_evaluate(c, wd)
   finally:
-    train.PROGRESS_SECONDS = old
+    runlog.PROGRESS_SECONDS = old
     loggers[1].removeHandler(handler)
     for l, lv in zip(loggers, levels):
       l.setLevel(lv)

@@ -23,6 +23,7 @@ from diff4rec_jax import config_lib
 from diff4rec_jax import data
 from diff4rec_jax import errors
 from diff4rec_jax import rundir
+from diff4rec_jax import runlog
 from diff4rec_jax import train
 
 
@@ -132,7 +133,7 @@ def test_cut_last_metrics_line_is_dropped_with_a_warning(tmp_path, caplog):
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"epoch": 1, "x": 1}\n{"epoch": 2, "x": 2}\n{"epoch": 3, "x')
   caplog.set_level(logging.WARNING)
-  log = train.RunLog(str(tmp_path), resume_epoch=2)
+  log = runlog.RunLog(str(tmp_path), resume_epoch=2)
   log.close()
   assert f"{path}:3: dropping a cut last line" in caplog.text
   assert [r["epoch"] for r in rundir.read_jsonl(str(path))] == [1, 2]

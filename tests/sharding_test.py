@@ -3,7 +3,7 @@
 Each run is a subprocess, since the device count is fixed when JAX starts
 (`XLA_FLAGS=--xla_force_host_platform_device_count=8`). Both train the tiny
 config (shrunk further: 2 epochs, evaluation every epoch) through
-`train.train_and_evaluate`; a wrapper around `train.make_train_step` records
+`train.train_and_evaluate`; a wrapper around `steps.make_train_step` records
 every step's loss and how many devices each batch was spread over.
 """
 
@@ -20,11 +20,12 @@ DRIVER = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import jax
     from configs import tiny
+    from diff4rec_jax import steps
     from diff4rec_jax import train
 
     data_dir, workdir, out = sys.argv[2:5]
     record = {"losses": [], "batch_devices": set()}
-    make_train_step = train.make_train_step
+    make_train_step = steps.make_train_step
 
     def recording_make_train_step(*args, **kwargs):
       step = make_train_step(*args, **kwargs)
@@ -35,7 +36,7 @@ DRIVER = textwrap.dedent("""
         return state, metrics
       return recorded
 
-    train.make_train_step = recording_make_train_step
+    steps.make_train_step = recording_make_train_step
 
     def config(batch_size):
       c = tiny.get_config()

@@ -18,6 +18,10 @@ from diff4rec_jax import data as data_lib
 from diff4rec_jax import metrics
 from diff4rec_jax import models
 from diff4rec_jax import sharding
+from diff4rec_jax import input_pipeline
+from diff4rec_jax import pool as pool_lib
+from diff4rec_jax import runlog
+from diff4rec_jax import steps
 from diff4rec_jax import train
 
 from conftest import REPO
@@ -31,17 +35,18 @@ def test_train_step_compiles_once_per_width(tiny_config, loss):
   ds = data_lib.load(c.data)
   mesh = sharding.make_mesh()
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
-  tx = train.make_optimizer(c.train)
-  state = sharding.replicate(train.init_state(model, tx, jax.random.key(0),
+  tx = steps.make_optimizer(c.train)
+  state = sharding.replicate(steps.init_state(model, tx, jax.random.key(0),
                                               c.data.max_len), mesh)
-  step = train.make_train_step(model, tx, loss, ds.num_items)
+  step = steps.make_train_step(model, tx, loss, ds.num_items)
   inputs, targets = ds.train_arrays(c.data.max_len)
   rows = np.flatnonzero((targets > 0).any(axis=1))
-  widths = train.bucket_widths(c)
+  widths = input_pipeline.bucket_widths(c)
   seen, losses_ = set(), []
   for epoch in (1,):
-    for b in train.train_batches(inputs, targets, rows, c.train.batch_size,
-                                 c.seed, epoch, widths):
+    for b in input_pipeline.train_batches(inputs, targets, rows,
+                                          c.train.batch_size, c.seed, epoch,
+                                          widths):
       assert b["inputs"].shape[0] == c.train.batch_size
       seen.add(b["inputs"].shape[1])
       state, m = step(state, sharding.shard_batch(b, mesh), jax.random.key(1))
@@ -60,24 +65,24 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
   tc = tiny_config.train
   tc.lr, tc.num_epochs = 1e-2, 10
   tc.lr_schedule, tc.lr_warmup_epochs = "cosine", 2
-  lr = train.learning_rate(tc, steps_per_epoch=5)
+  lr = steps.learning_rate(tc, steps_per_epoch=5)
   assert float(lr(0)) == 0.0
   np.testing.assert_allclose(float(lr(10)), 1e-2, rtol=1e-6)
   np.testing.assert_allclose(float(lr(10 + 20)), 5e-3, rtol=1e-5)
   assert float(lr(50)) == pytest.approx(0.0, abs=1e-9)
   assert float(lr(9)) < float(lr(10)) > float(lr(11))
   params = {"w": jnp.ones(3)}
-  tx = train.make_optimizer(tc, 5)
+  tx = steps.make_optimizer(tc, 5)
   upd, _ = tx.update({"w": jnp.ones(3)}, tx.init(params), params)
   np.testing.assert_array_equal(upd["w"], 0.0)
-  s1 = jax.tree.structure(train.make_optimizer(tc, 1).init(params))
+  s1 = jax.tree.structure(steps.make_optimizer(tc, 1).init(params))
   assert s1 == jax.tree.structure(tx.init(params))
   tc.lr_warmup_epochs = 0
-  lr = train.learning_rate(tc, steps_per_epoch=5)
+  lr = steps.learning_rate(tc, steps_per_epoch=5)
   np.testing.assert_allclose(float(lr(0)), 1e-2, rtol=1e-6)
   np.testing.assert_allclose(float(lr(25)), 5e-3, rtol=1e-5)
   tc.lr_schedule = "constant"
-  assert train.learning_rate(tc, 5) == 1e-2
+  assert steps.learning_rate(tc, 5) == 1e-2
 
 
 def test_param_ema_is_the_debiased_average_of_the_updated_params(
@@ -89,12 +94,12 @@ def test_param_ema_is_the_debiased_average_of_the_updated_params(
   tc = tiny_config.train
   tc.lr = 0.1
   d = 0.8
-  plain = train.make_optimizer(tc)
+  plain = steps.make_optimizer(tc)
   tc.ema_decay = d
-  tx = train.make_optimizer(tc)
+  tx = steps.make_optimizer(tc)
   params = {"w": jnp.arange(3.0), "b": jnp.ones((2, 2))}
   state = {"params": params, "opt_state": tx.init(params)}
-  np.testing.assert_array_equal(train.eval_params(state, d)["w"],
+  np.testing.assert_array_equal(steps.eval_params(state, d)["w"],
                                 params["w"])
   p_plain, s_plain = params, plain.init(params)
   history, rng = [], np.random.default_rng(0)
@@ -111,10 +116,10 @@ def test_param_ema_is_the_debiased_average_of_the_updated_params(
   for k in ("w", "b"):
     want = sum((1 - d) * d ** (t - 1 - i) * h[k]
                for i, h in enumerate(history)) / (1 - d ** t)
-    np.testing.assert_allclose(train.eval_params(state, d)[k], want,
+    np.testing.assert_allclose(steps.eval_params(state, d)[k], want,
                                rtol=1e-6)
     assert not np.allclose(want, history[-1][k])   # it is not the last one
-  assert train.eval_params(state, 0.0) is state["params"]
+  assert steps.eval_params(state, 0.0) is state["params"]
 
 
 def test_ema_run_evaluates_and_keeps_the_average(tiny_config, tmp_path):
@@ -134,16 +139,17 @@ def test_ema_run_evaluates_and_keeps_the_average(tiny_config, tmp_path):
     train.restore_best_params(raw_c, ds, wd)   # other optimizer structure
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
   mesh = sharding.make_mesh()
-  step = train.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
+  step = steps.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
                               c.train.mask_history)
-  widths = train.bucket_widths(c)
+  widths = input_pipeline.bucket_widths(c)
   valid = train.evaluate(step, sharding.replicate(avg, mesh),
-                         train.EvalSet.build(ds, "valid", c.data.max_len),
+                         input_pipeline.EvalSet.build(ds, "valid",
+                                                      c.data.max_len),
                          c.train.eval_batch_size, widths, mesh)
   assert meta["epoch"] == res["best_epoch"]
   for k, v in res["valid"].items():
     assert valid[k] == pytest.approx(v, abs=1e-6), k
-  target = train.init_state(model, train.make_optimizer(c.train),
+  target = steps.init_state(model, steps.make_optimizer(c.train),
                             jax.random.key(0), c.data.max_len)
   ckpt = checkpointing.Checkpointer(os.path.join(wd, "ckpt", "recommender"))
   try:
@@ -160,21 +166,22 @@ def test_eval_length_buckets_change_the_widths_not_the_metrics(tiny_config):
   falls back to train.length_buckets); the metrics stay the same."""
   c = tiny_config
   c.train.length_buckets = (32,)
-  np.testing.assert_array_equal(train.bucket_widths(c, "eval"), [32, 50])
+  np.testing.assert_array_equal(input_pipeline.bucket_widths(c, "eval"),
+                                [32, 50])
   c.train.eval_length_buckets = (24, 28, 36, 40, 44)
-  np.testing.assert_array_equal(train.bucket_widths(c), [32, 50])
-  np.testing.assert_array_equal(train.bucket_widths(c, "eval"),
+  np.testing.assert_array_equal(input_pipeline.bucket_widths(c), [32, 50])
+  np.testing.assert_array_equal(input_pipeline.bucket_widths(c, "eval"),
                                 [24, 28, 36, 40, 44, 50])
   ds = data_lib.load(c.data)
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
   params = model.init(jax.random.key(0), jnp.zeros((1, 50), jnp.int32))
   mesh = sharding.make_mesh()
-  step = train.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
+  step = steps.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
                               True)
-  evalset = train.EvalSet.build(ds, "test", c.data.max_len)
+  evalset = input_pipeline.EvalSet.build(ds, "test", c.data.max_len)
   got = {}
   for split in ("train", "eval"):
-    widths = train.bucket_widths(c, split)
+    widths = input_pipeline.bucket_widths(c, split)
     used = {b["inputs"].shape[1] for b in evalset.batches(32, widths)}
     assert len(used) >= 3 if split == "eval" else used == {32, 50}
     got[split] = train.evaluate(step, params["params"], evalset, 32, widths,
@@ -192,22 +199,23 @@ def test_epoch_loss_norm_weighs_every_position_the_same(tiny_config):
   c = tiny_config
   ds = data_lib.load(c.data)
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
-  tx = train.make_optimizer(c.train)
-  params = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  tx = steps.make_optimizer(c.train)
+  params = steps.init_state(model, tx, jax.random.key(0), c.data.max_len)
   inputs, targets = ds.train_arrays(c.data.max_len)
   rows = np.flatnonzero((targets > 0).any(axis=1))
   widths = np.array([32, c.data.max_len])
-  steps = train.num_train_steps(inputs, rows, 64, widths)
-  norm = train.loss_token_norm(targets, rows, steps)
-  batches = list(train.train_batches(inputs, targets, rows, 64, 0, 1, widths))
-  assert len(batches) == steps
+  n_steps = input_pipeline.num_train_steps(inputs, rows, 64, widths)
+  norm = steps.loss_token_norm(targets, rows, n_steps)
+  batches = list(input_pipeline.train_batches(inputs, targets, rows, 64, 0,
+                                              1, widths))
+  assert len(batches) == n_steps
   counts = [float((b["targets"] > 0).sum()) for b in batches]
   assert norm == pytest.approx(np.mean(counts))
   short = next(b for b in batches if b["inputs"].shape[1] == 32)
   n = float((short["targets"] > 0).sum())
   assert n < 0.7 * norm   # a short batch holds fewer positions (1470 vs 2584)
-  per_batch = train.make_train_step(model, tx, "ce", ds.num_items)
-  per_epoch = train.make_train_step(model, tx, "ce", ds.num_items,
+  per_batch = steps.make_train_step(model, tx, "ce", ds.num_items)
+  per_epoch = steps.make_train_step(model, tx, "ce", ds.num_items,
                                     token_norm=norm)
   copy = lambda: jax.tree.map(jnp.array, params)
   _, m_batch = per_batch(copy(), short, jax.random.key(3))
@@ -222,7 +230,7 @@ def test_batches_cover_every_trainable_user_once(tiny_config):
   inputs, targets = ds.train_arrays(50)
   rows = np.flatnonzero((targets > 0).any(axis=1))
   got = []
-  for b in train.train_batches(inputs, targets, rows, 64, 0, 3,
+  for b in input_pipeline.train_batches(inputs, targets, rows, 64, 0, 3,
                                np.array([8, 32, 50])):
     live = b["targets"].any(axis=1)
     got += [tuple(x[x > 0]) for x in b["targets"][live]]
@@ -245,8 +253,8 @@ def test_results_files_and_numpy_metrics(straight_run):
   # Recompute test metrics of the best checkpoint with numpy.
   ds = data_lib.load(c.data)
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
-  tx = train.make_optimizer(c.train)
-  target = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  tx = steps.make_optimizer(c.train)
+  target = steps.init_state(model, tx, jax.random.key(0), c.data.max_len)
   ckpt = checkpointing.Checkpointer(os.path.join(wd, "ckpt", "recommender"))
   best, _ = ckpt.restore_best(target)
   params = best["params"]
@@ -271,16 +279,16 @@ def test_results_files_and_numpy_metrics(straight_run):
 def test_resume_gives_the_same_results(straight_run, tmp_path):
   c, wd, res = straight_run
   wd2 = str(tmp_path / "resumed")
-  with pytest.raises(train.Interrupted):
+  with pytest.raises(runlog.Interrupted):
     train.train_and_evaluate(c, wd2, stop_after_epochs=1)
-  with pytest.raises(train.Interrupted):
+  with pytest.raises(runlog.Interrupted):
     train.train_and_evaluate(c, wd2, stop_after_epochs=3)
   res2 = train.train_and_evaluate(c, wd2)
   assert res2["best_epoch"] == res["best_epoch"]
   assert res2["valid"] == res["valid"]
   assert res2["test"] == res["test"]
   strip = lambda p: [{k: v for k, v in json.loads(l).items()
-                      if k not in train.TIMING_FIELDS} for l in open(p)]
+                      if k not in runlog.TIMING_FIELDS} for l in open(p)]
   assert strip(os.path.join(wd2, "metrics.jsonl")) == strip(
       os.path.join(wd, "metrics.jsonl"))
 
@@ -364,15 +372,16 @@ def test_process_local_rows_make_up_the_global_batches(tiny_config):
   rows = np.flatnonzero((targets > 0).any(axis=1))
   widths = np.array([8, 32, 50])
   halves = (slice(0, 32), slice(32, 64))
-  full = list(train.train_batches(inputs, targets, rows, 64, 0, 2, widths))
-  parts = [list(train.train_batches(inputs, targets, rows, 64, 0, 2, widths,
-                                    h)) for h in halves]
+  full = list(input_pipeline.train_batches(inputs, targets, rows, 64, 0, 2,
+                                           widths))
+  parts = [list(input_pipeline.train_batches(inputs, targets, rows, 64, 0, 2,
+                                             widths, h)) for h in halves]
   assert len(parts[0]) == len(parts[1]) == len(full)
   for f, a, b in zip(full, *parts):
     assert a["inputs"].shape == (32, f["inputs"].shape[1])
     for k in f:
       np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), f[k])
-  ev = train.EvalSet.build(ds, "valid", 50)
+  ev = input_pipeline.EvalSet.build(ds, "valid", 50)
   full = list(ev.batches(128, widths))
   parts = [list(ev.batches(128, widths, slice(0, 64))),
            list(ev.batches(128, widths, slice(64, 128)))]
@@ -384,7 +393,7 @@ def test_process_local_rows_make_up_the_global_batches(tiny_config):
 def test_augment_pool_draw_local_halves_make_up_the_draw(tiny_config):
   rng = np.random.default_rng(0)
   copies = rng.integers(0, 50, (40, 12)).astype(np.int32)
-  pool = train.AugmentPool(copies, np.arange(40)[::-1].astype(np.int32),
+  pool = pool_lib.AugmentPool(copies, np.arange(40)[::-1].astype(np.int32),
                            tiny_config.augment, "diff4rec", 3)
   full = pool.draw(5, 100, 16)
   a = pool.draw(5, 100, 16, slice(0, 8))
@@ -397,12 +406,12 @@ def test_augment_pool_draw_local_halves_make_up_the_draw(tiny_config):
 def test_pacing_clock_is_pacing_epochs_or_num_epochs(tiny_config):
   c = tiny_config
   c.train.num_epochs = 200
-  assert train.pacing_steps(c, 10) == 2000
+  assert pool_lib.pacing_steps(c, 10) == 2000
   c.augment.pacing_epochs = 30
-  assert train.pacing_steps(c, 10) == 300
+  assert pool_lib.pacing_steps(c, 10) == 300
   # Linear pacing (start 0.2, all admitted at 0.8 of the clock): with a
   # 30-epoch clock the whole pool is in by epoch 24, not epoch 160.
-  pool = train.AugmentPool(np.zeros((100, 5), np.int32),
+  pool = pool_lib.AugmentPool(np.zeros((100, 5), np.int32),
                            np.arange(100, dtype=np.int32), c.augment,
                            "diff4rec", 0)
   assert pool.admitted(0, 300) == 20
@@ -444,7 +453,7 @@ def _pool_of_lengths(aug_cfg, mode="diff4rec", seed=3):
     copies[i, 12 - n:] = rng.integers(1, 99, n)
     copies[i, 12 - n] = 1000 + i
   order = rng.permutation(60).astype(np.int32)
-  return train.AugmentPool(copies, order, aug_cfg, mode, seed,
+  return pool_lib.AugmentPool(copies, order, aug_cfg, mode, seed,
                            widths=np.array([4, 8, 12]))
 
 
@@ -472,7 +481,7 @@ def test_bucketed_draw_cuts_copies_and_keeps_each_copy_equally_likely(
                     if x >= (pool.copies[ids] > 0).sum(1).max() - 1)
     np.add.at(hits, ids, 1)
   assert widths == {4, 8, 12}
-  full = train.AugmentPool(pool.copies, pool.order, pool.augment_config,
+  full = pool_lib.AugmentPool(pool.copies, pool.order, pool.augment_config,
                            "diff4rec", 3)
   assert full.draw(0, 1, 8)["aug_inputs"].shape == (8, 12)
   rel = hits / hits.mean()
@@ -483,12 +492,12 @@ def test_pop_schedule_takes_every_copy_once_in_curriculum_order(tiny_config):
   a = tiny_config.augment
   a.schedule = "pop"
   pool = _pool_of_lengths(a)
-  steps = pool.pass_steps(8)
+  pass_steps = pool.pass_steps(8)
   seen, firsts = [], []
-  for step in range(len(steps)):
+  for step in range(len(pass_steps)):
     d = pool.draw(step, 10**6, 8)
     w = d["aug_inputs"].shape[1]
-    s, j = steps[step]
+    s, j = pass_steps[step]
     positions = pool._strata()[1][s]  # pylint: disable=protected-access
     taken = positions[j: j + 8]
     firsts.append(taken[0])
@@ -498,7 +507,7 @@ def test_pop_schedule_takes_every_copy_once_in_curriculum_order(tiny_config):
   assert sorted(seen) == list(range(60))           # each copy once
   assert firsts == sorted(firsts)                  # easy to hard
   # After the pass: uniform over the whole pool, whatever the pacing says.
-  assert pool.draw(len(steps), 10**6, 8)["aug_inputs"].shape[0] == 8
+  assert pool.draw(len(pass_steps), 10**6, 8)["aug_inputs"].shape[0] == 8
 
 
 def augment_pairs_batch(copies):
@@ -511,14 +520,14 @@ def test_augmented_loss_norm(tiny_config, norm):
   c = tiny_config
   ds = data_lib.load(c.data)
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
-  tx = train.make_optimizer(c.train)
-  state = train.init_state(model, tx, jax.random.key(0), c.data.max_len)
+  tx = steps.make_optimizer(c.train)
+  state = steps.init_state(model, tx, jax.random.key(0), c.data.max_len)
   inputs, targets = ds.train_arrays(c.data.max_len)
   batch = {"inputs": inputs[:8], "targets": targets[:8],
            "aug_inputs": inputs[8:40], "aug_targets": targets[8:40]}
   out = {}
   for n in ("mean", norm):
-    step = train.make_train_step(model, tx, "ce", ds.num_items, aug_norm=n)
+    step = steps.make_train_step(model, tx, "ce", ds.num_items, aug_norm=n)
     _, m = step(jax.tree.map(jnp.copy, state), batch, jax.random.key(1))
     out[n] = float(m["loss_aug"])
   ratio = (targets[8:40] > 0).sum() / (targets[:8] > 0).sum()
