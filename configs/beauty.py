@@ -12,7 +12,8 @@ def get_config():
   c.train.eval_batch_size = 512
   c.train.eval_item_chunk = 8192
   # Generator: base.py's (results/log/generator.md); only the epochs differ.
-  # Beauty: ~190 s/epoch on the 2-core CPU (54K-item decoder).
-  # Compute-bound choice: 10 epochs is what results/log/generator.md measured.
+  # Beauty: 45 s/epoch on the 2-core CPU in session 14 (190 s in session
+  # 3's log; the 54K-item decoder dominates). 10 epochs is what
+  # results/log/generator.md measured.
   c.generator.epochs = 10
   return c
