@@ -1388,8 +1388,8 @@ def parse_args(argv: Optional[Sequence[str]] = None):
   p.add_argument("--report",
                  default=os.path.join(REPO, "results", "REPRODUCTION.md"))
   p.add_argument("--plot", default=None,
-                 help="PNG path; default reproduction_ndcg.png next to "
-                 "--report")
+                 help="PNG path; default <report name, lower case>_ndcg.png "
+                 "next to --report")
   p.add_argument("--no_share_augmentation", dest="share_augmentation",
                  action="store_false",
                  help="build the augmented copies in every aug/diff4rec "
@@ -1414,8 +1414,11 @@ def parse_args(argv: Optional[Sequence[str]] = None):
     raise SystemExit(str(e))
   args.root = os.path.abspath(args.root)
   args.report = os.path.abspath(args.report)
+  # REPRODUCTION.md -> reproduction_ndcg.png, REPRODUCTION_paper.md ->
+  # reproduction_paper_ndcg.png: one plot per report.
+  stem = os.path.splitext(os.path.basename(args.report))[0].lower()
   args.plot = os.path.abspath(args.plot or os.path.join(
-      os.path.dirname(args.report), "reproduction_ndcg.png"))
+      os.path.dirname(args.report), f"{stem}_ndcg.png"))
   return args
 
 
