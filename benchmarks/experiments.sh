@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The background experiment queue of issue 22, resumable: run it first thing
+# in a session (from the main checkout); a session's end only pauses it.
+#
+#   DIFF4REC_DATA_DIR=../shared/data bash benchmarks/experiments.sh [COMMIT]
+#
+# Pins a git worktree at COMMIT (default: HEAD) under $RUNS (default
+# /work/runs), so code changed on main meanwhile cannot change a running cell,
+# and starts two queues with nohup (two jobs for the 2-core CPU). Every cell
+# and probe resumes from its workdir; finished ones are skipped.
+#   queue A: the paper-setting base cells (Beauty, Yelp, 3 seeds), then
+#            sampled-softmax CE on Beauty (strong setting, base, seed 0:
+#            uniform and popularity negatives) against full CE's validation.
+#   queue B: the Beauty validation probes that choose the paper setting's
+#            augmentation (benchmarks/tune_beauty_paper.sh).
+# Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Reports: each root's REPORT.md;
+# `python benchmarks/tune_summary.py $RUNS/tune_beauty`.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-/work/runs}
+COMMIT=$(git -C "$REPO" rev-parse --short "${1:-HEAD}")
+WT="$RUNS/wt-$COMMIT"
+DATA=${DIFF4REC_DATA_DIR:?set DIFF4REC_DATA_DIR to the staged datasets}
+DATA=$(cd "$DATA" && pwd)
+mkdir -p "$RUNS"
+[ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
+if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh)" > /dev/null; then
+  echo "experiment runs are already going:"; pgrep -af "reproduce.py"; exit 1
+fi
+cd "$WT"
+export DIFF4REC_DATA_DIR="$DATA"
+nohup bash -c "
+  python benchmarks/reproduce.py --setting=paper --datasets=beauty,yelp \
+    --models=sasrec --modes=base --root=$RUNS/paper \
+    --report=$RUNS/paper/REPORT.md
+  for v in uniform popularity; do
+    python benchmarks/reproduce.py --datasets=beauty --models=sasrec \
+      --modes=base --seeds=0 --root=$RUNS/sampled/\$v \
+      --report=$RUNS/sampled/\$v/REPORT.md \
+      --overrides=\"--config.train.loss=sampled_ce --config.train.negative_sampler=\$v\"
+  done" >> "$RUNS/queue_a.out" 2>&1 &
+mkdir -p "$RUNS/tune_beauty/base"
+ln -sfn "$RUNS/paper/beauty-sasrec-base-s0" \
+  "$RUNS/tune_beauty/base/beauty-sasrec-base-s0"
+nohup bash benchmarks/tune_beauty_paper.sh "$RUNS/tune_beauty" \
+  >> "$RUNS/queue_b.out" 2>&1 &
+echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"
