@@ -13,8 +13,8 @@ This module owns phase 1 of Diff4Rec (paper sections 3.2-3.3):
   than the data on ML-1M, and measured 9x slower than the dense layer).
   P and B are static: the step compiles once. No dense [users, items]
   matrix exists anywhere.
-* Training (`make_train_step`): one jitted, donated pure step on the joint
-  objective of Eq. 8, written as a loss to minimize:
+* Training (`generator_steps.make_train_step`): one jitted, donated pure
+  step on the joint objective of Eq. 8, written as a loss to minimize:
 
       L = NLL_mult(x_u | z) + beta * KL(q(z|x_u) || N(0, I))
           + lambda * ||target - f_theta(z_t, t)||^2
@@ -65,8 +65,6 @@ as filler where a user has fewer than M non-history items (probability 0).
 
 from __future__ import annotations
 
-import collections
-import functools
 import hashlib
 import json
 import math
@@ -79,17 +77,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import diffusion
 from diff4rec_jax import errors
+from diff4rec_jax import generator_steps
 from diff4rec_jax import rundir
 from diff4rec_jax import sharding
 from diff4rec_jax.models import denoiser as denoiser_lib
-from diff4rec_jax.models import vae as vae_lib
 
 TOPM_FILE = "generator_topm.npz"
 METRICS_FILE = "generator_metrics.jsonl"
@@ -98,8 +95,6 @@ EVAL_K = 10
 # Seconds between step-level progress lines within a generator epoch.
 PROGRESS_SECONDS = 30.0
 
-# How many times each compiled function has been traced (tests read this).
-TRACES = collections.Counter()
 
 # Fields that do not change the training trajectory: a checkpoint made under
 # other values of these may be resumed (e.g. more epochs, another M).
@@ -375,159 +370,9 @@ def make_batch(indptr, items, users, valid, tokens: int) -> dict:
 
 
 # -- models and state ---------------------------------------------------------
-def build_models(config, num_items: int):
-  """(MultVAE, Denoiser) from the generator block."""
-  g = _block(config)
-  vae = vae_lib.MultVAE(
-      num_items=num_items, latent_size=g.latent_size,
-      encoder_hidden=tuple(g.encoder_hidden),
-      decoder_hidden=tuple(g.decoder_hidden), act=g.act, dropout=g.dropout,
-      encoder_input=g.encoder_input, bag_chunk=g.bag_chunk)
-  den = denoiser_lib.Denoiser(hidden=tuple(g.denoiser_hidden),
-                              emb_size=g.time_emb_size, act=g.act,
-                              dropout=g.denoiser_dropout)
-  return vae, den
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-  g = _block(config)
-  return optax.adamw(g.lr, weight_decay=g.weight_decay)
-
-
-def _config_key(config) -> str:
-  """A hashable, canonical form of the generator block (for caches)."""
-  return json.dumps(_block(config).to_dict(), sort_keys=True)
-
-
-def _from_key(key: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(json.loads(key))
-
-
-@functools.lru_cache(maxsize=8)
-def _init_fn(key: str, num_items: int):
-  g = _from_key(key)
-  vae, den = build_models(g, num_items)
-  tx = make_optimizer(g)
-
-  def init(rng):
-    k1, k2 = jax.random.split(rng)
-    vae_p = vae.init({"params": k1}, jnp.zeros((1, 1), jnp.int32))["params"]
-    den_p = den.init({"params": k2}, jnp.zeros((1, g.latent_size)),
-                     jnp.zeros((1,), jnp.int32))["params"]
-    params = {"vae": vae_p, "denoiser": den_p}
-    return {"params": params, "opt_state": tx.init(params),
-            "step": jnp.zeros((), jnp.int32)}
-
-  # Runs once per phase: XLA's backend optimizations would cost ~4x the
-  # compile time (seconds on CPU) for no measurable run time.
-  return jax.jit(init).lower(jax.random.key(0)).compile(
-      {"xla_backend_optimization_level": 0})
-
-
-def init_state(config, num_items: int, rng: jax.Array) -> dict:
-  """The train state: {'params', 'opt_state', 'step' (int32 scalar)}."""
-  return _init_fn(_config_key(config), num_items)(rng)
-
-
-def init_params(config, num_items: int, rng: jax.Array) -> dict:
-  """{'vae': ..., 'denoiser': ...} freshly initialized."""
-  return init_state(config, num_items, rng)["params"]
-
-
-def _keys(seed: int):
-  base = jax.random.key(seed)
-  return {"init": jax.random.fold_in(base, 1),
-          "train": jax.random.fold_in(base, 2),
-          "infer": jax.random.fold_in(base, 3)}
 
 
 # -- training -----------------------------------------------------------------
-def _constrain(x, mesh):
-  """Pins a per-user [B, ...] array to the batch sharding (None: as is)."""
-  if mesh is None:
-    return x
-  return jax.lax.with_sharding_constraint(x, sharding.batch_sharding(mesh))
-
-
-def make_loss_fn(config, num_items: int, sched: diffusion.Schedule,
-                 mesh=None):
-  """loss_fn(params, batch, rng, step) -> (mean loss, metric sums).
-
-  With `mesh`, the encoder's [B, Z] outputs are sharded on B (see the
-  module docstring); the values do not change.
-  """
-  g = _block(config)
-  vae, den = build_models(g, num_items)
-  cap, anneal = float(g.kl_anneal_cap), int(g.kl_anneal_steps)
-  lam, predict, stop = float(g.lam), g.predict, g.stop_grad_z0
-
-  def loss_fn(params, batch, rng, step):
-    ids, seg, valid = batch["ids"], batch["seg"], batch["valid"]  # [P] [P] [B]
-    b = valid.shape[0]
-    k_drop, k_z, k_diff, k_ddrop = jax.random.split(rng, 4)
-    mu, logvar = vae.apply({"params": params["vae"]}, ids, seg, b,
-                           deterministic=False, rngs={"dropout": k_drop},
-                           method=vae_lib.MultVAE.encode)  # [B, Z] each
-    mu, logvar = _constrain(mu, mesh), _constrain(logvar, mesh)
-    z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, mu.shape)
-    logits = vae.apply({"params": params["vae"]}, z,
-                       method=vae_lib.MultVAE.decode)  # [B, N + 1]
-    nll = vae_lib.multinomial_nll(logits, ids, seg)  # [B]
-    kl = vae_lib.kl_divergence(mu, logvar)  # [B]
-    z0 = jax.lax.stop_gradient(z) if stop else z
-
-    def model_fn(zt, i):
-      return den.apply({"params": params["denoiser"]}, zt, i,
-                       deterministic=False, rngs={"dropout": k_ddrop})
-
-    dl, _ = diffusion.noise_loss(sched, model_fn, z0, k_diff, predict)  # [B]
-    beta = vae_lib.kl_beta(step, cap, anneal)
-    per_user = nll + beta * kl + lam * dl
-    count = jnp.sum(valid)
-    loss = jnp.sum(per_user * valid) / jnp.maximum(count, 1.0)
-    sums = {"loss": jnp.sum(per_user * valid), "nll": jnp.sum(nll * valid),
-            "kl": jnp.sum(kl * valid), "noise": jnp.sum(dl * valid),
-            "beta": beta * count, "count": count}
-    return loss, sums
-
-  return loss_fn
-
-
-def make_train_step(config, num_items: int, sched: diffusion.Schedule,
-                    mesh=None):
-  """The jitted step `train_step(state, batch, rng) -> (state, metric sums)`.
-
-  `state` is donated. `rng` is the phase's train key; the step folds the
-  global step into it, so a resumed run draws the same randomness. Metric
-  sums are over the batch's valid users (divide by 'count'). With `mesh`,
-  pass the state replicated, ids/seg [P] replicated and valid [B] sharded
-  (`place_batch`); the new state and the sums come back replicated.
-  """
-  loss_fn = make_loss_fn(config, num_items, sched, mesh)
-  tx = make_optimizer(config)
-
-  def train_step(state, batch, rng):
-    TRACES["train_step"] += 1
-    step = state["step"]
-    rng = jax.random.fold_in(rng, step)
-    grads, sums = jax.grad(loss_fn, has_aux=True)(state["params"], batch, rng,
-                                                  step)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    return {"params": params, "opt_state": opt_state, "step": step + 1}, sums
-
-  if mesh is None:
-    return jax.jit(train_step, donate_argnums=(0,))
-  return jax.jit(train_step, donate_argnums=(0,),
-                 out_shardings=sharding.replicated(mesh))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_train_step(key: str, num_items: int):
-  """The phase's train step, on the mesh of all devices."""
-  g = _from_key(key)
-  return make_train_step(g, num_items, diffusion.schedule_from_config(g),
-                         sharding.make_mesh())
 
 
 _BAG_KEYS = ("ids", "seg", "hist", "hseg")
@@ -546,155 +391,6 @@ def place_batch(batch: dict, mesh) -> dict:
 
 
 # -- inference and evaluation -------------------------------------------------
-def _rank_of_target(scores: jax.Array, targets: jax.Array) -> jax.Array:
-  """0-based rank of each target among all items, ties pessimistic.
-
-  rank = #{i != t : score_i >= score_t}; masked items must hold -inf (they
-  never reach a finite target score).
-
-  Args:
-    scores: [B, N + 1] float.
-    targets: [B] int32 item ids.
-  Returns:
-    [B] int32.
-  """
-  t = jnp.take_along_axis(scores, targets[:, None], axis=-1)  # [B, 1]
-  return (jnp.sum(scores >= t, axis=-1) - 1).astype(jnp.int32)
-
-
-def _hr_ndcg(ranks: np.ndarray, k: int = EVAL_K) -> dict:
-  ranks = np.asarray(ranks, dtype=np.float64)
-  hit = ranks < k
-  return {f"HR@{k}": float(hit.mean()),
-          f"NDCG@{k}": float(np.where(hit, 1.0 / np.log2(ranks + 2.0),
-                                      0.0).mean())}
-
-
-def _top_m_probs(scores: jax.Array, vals: jax.Array, idx: jax.Array,
-                 norm: str):
-  """Items and probabilities of a top-M selection.
-
-  Args:
-    scores: [B, N + 1] logits with excluded items at -inf.
-    vals, idx: [B, M] the top-M values and their item ids.
-    norm: 'all' (softmax over every non-excluded item, so a row sums to the
-      mass of its M items) or 'topm' (renormalized over the M items).
-  Returns:
-    items [B, M] int32 (0 where fewer than M items were left), probs [B, M]
-    float32 (0 there).
-  """
-  ok = jnp.isfinite(vals)
-  if norm == "all":
-    logz = jax.nn.logsumexp(scores, axis=-1, keepdims=True)
-    probs = jnp.exp(vals - logz)
-  elif norm == "topm":
-    probs = jax.nn.softmax(vals, axis=-1)
-  else:
-    raise ValueError(f"prob_norm: {norm!r} is not one of 'all', 'topm'")
-  return (jnp.where(ok, idx, 0).astype(jnp.int32),
-          jnp.where(ok, probs, 0.0).astype(jnp.float32))
-
-
-def _top_k(scores: jax.Array, m: int, mesh):
-  """`lax.top_k` of each row; per device under a mesh.
-
-  The SPMD partitioner does not split top_k over the batch axis (it
-  all-gathers the [B, N + 1] scores), so under a mesh each device takes the
-  top-k of its own rows in a `shard_map`. Same values either way.
-  """
-  if mesh is None:
-    return jax.lax.top_k(scores, m)
-  spec = jax.sharding.PartitionSpec("data")
-  return jax.shard_map(lambda s: tuple(jax.lax.top_k(s, m)), mesh=mesh,
-                       in_specs=spec, out_specs=(spec, spec))(scores)
-
-
-def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
-                  with_eval: bool = True, mesh=None,
-                  exclude_history: bool = True):
-  """Jitted `infer(params, ids, seg, hist, hseg, targets, users, key)`.
-
-  `exclude_history=False` lets the user's own training items into the
-  top-M (`augment.exclude_history`); the validation ranks mask them always.
-
-  `with_eval=False` skips the validation ranks (and the VAE-only decode),
-  which roughly halves the work per batch; the ranks are then zeros.
-  With `mesh`: params and the bags replicated, targets and users sharded on
-  B (`place_batch`); the [B, ...] outputs come back sharded on B.
-
-  Args (of the returned function):
-    params: {'vae', 'denoiser'}.
-    ids, seg: [P] flat bag of the encoder input (capped training prefix).
-    hist, hseg: [Ph] flat bag of the full training prefix (masked from the
-      output).
-    targets: [B] int32 validation targets (for the ranks).
-    users: [B] int32 user rows (the forward noise is keyed by them).
-    key: the phase's inference key.
-  Returns:
-    top_items [B, M] int32, top_probs [B, M] float32, rank_gen [B] int32
-    (x_hat_u through the diffusion), rank_vae [B] int32 (decoder of mu).
-  """
-  g = _block(config)
-  vae, den = build_models(g, num_items)
-  m, step, predict = g.top_m, g.inference_step, g.predict
-  noise, norm = g.sampling_noise, g.prob_norm
-
-  def infer(params, ids, seg, hist, hseg, targets, users, key):
-    TRACES["infer"] += 1
-    b = users.shape[0]
-    mu, _ = vae.apply({"params": params["vae"]}, ids, seg, b,
-                      deterministic=True,
-                      method=vae_lib.MultVAE.encode)  # [B, Z]
-    mu = _constrain(mu, mesh)
-
-    def model_fn(zt, i):
-      return den.apply({"params": params["denoiser"]}, zt, i,
-                       deterministic=True)
-
-    def one_user(z0, u):
-      k_eps, k_rev = jax.random.split(jax.random.fold_in(key, u))
-      eps = jax.random.normal(k_eps, z0.shape)
-      z = diffusion.corrupt_and_denoise(sched, model_fn, z0[None], step,
-                                        eps[None], predict, k_rev, noise)
-      return z[0]
-
-    z_hat = jax.vmap(one_user)(mu, users)  # [B, Z]
-    decode = functools.partial(vae.apply, {"params": params["vae"]},
-                               method=vae_lib.MultVAE.decode)
-    logits = _constrain(decode(_constrain(z_hat, mesh)), mesh)  # [B, N + 1]
-    # Padding entries (id 0) mark column 0, which must be excluded anyway.
-    in_hist = _constrain(
-        jnp.zeros(logits.shape, bool).at[hseg, hist].set(True), mesh)
-    if exclude_history:
-      scores = jnp.where(in_hist, -jnp.inf, logits)
-    else:
-      scores = logits.at[:, 0].set(-jnp.inf)
-    vals, idx = _top_k(scores, m, mesh)  # [B, M]
-    top_items, top_probs = _top_m_probs(scores, vals, idx, norm)
-    if not with_eval:
-      zeros = jnp.zeros((b,), jnp.int32)
-      return top_items, top_probs, zeros, zeros
-    # Ranking: the training prefix is masked except the target itself.
-    is_tgt = jnp.arange(logits.shape[1])[None, :] == targets[:, None]
-    eval_mask = in_hist & ~is_tgt
-    rank_gen = _rank_of_target(jnp.where(eval_mask, -jnp.inf, logits),
-                               targets)
-    rank_vae = _rank_of_target(jnp.where(eval_mask, -jnp.inf, decode(mu)),
-                               targets)
-    return top_items, top_probs, rank_gen, rank_vae
-
-  if mesh is None:
-    return jax.jit(infer)
-  return jax.jit(infer, out_shardings=sharding.batch_sharding(mesh))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_infer_fn(key: str, num_items: int, with_eval: bool,
-                     exclude_history: bool = True):
-  """The phase's inference function, on the mesh of all devices."""
-  g = _from_key(key)
-  return make_infer_fn(g, num_items, diffusion.schedule_from_config(g),
-                       with_eval, sharding.make_mesh(), exclude_history)
 
 
 def infer_batch_size(config, mesh) -> int:
@@ -733,9 +429,10 @@ def infer_all(config, params, ds: data_lib.SequenceData, rows=None,
   if hist_rows is None:
     hist_rows = rows if g.history_cap == 0 else train_rows(ds, 0)
   mesh = sharding.make_mesh()
-  infer_fn = _cached_infer_fn(_config_key(g), ds.num_items, with_eval,
-                              exclude_history)
-  key = sharding.replicate(_keys(seed)["infer"], mesh)
+  infer_fn = generator_steps.cached_infer_fn(generator_steps.config_key(g),
+                                             ds.num_items, with_eval,
+                                             exclude_history)
+  key = sharding.replicate(generator_steps.phase_keys(seed)["infer"], mesh)
   params = sharding.replicate(params, mesh)
   u, b, m = ds.num_users, infer_batch_size(g, mesh), g.top_m
   hist_lens = np.diff(hist_rows[0])
@@ -781,7 +478,8 @@ def evaluate_generator(config, params, ds: data_lib.SequenceData) -> dict:
     {'generator': {'HR@10', 'NDCG@10'}, 'vae': {...}}.
   """
   _, _, rg, rv = infer_all(config, params, ds)
-  return {"generator": _hr_ndcg(rg), "vae": _hr_ndcg(rv)}
+  return {"generator": generator_steps.hr_ndcg(rg),
+          "vae": generator_steps.hr_ndcg(rv)}
 
 
 def generate_topm(config, params, ds: data_lib.SequenceData):
@@ -863,7 +561,8 @@ def restore_params(config, ds: data_lib.SequenceData, workdir: str) -> dict:
   """The generator params of the latest checkpoint in `workdir`."""
   g = _block(config)
   seed = generator_seed(config)
-  target = init_state(g, ds.num_items, _keys(seed)["init"])
+  target = generator_steps.init_state(
+      g, ds.num_items, generator_steps.phase_keys(seed)["init"])
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, CKPT_SUBDIR))
   try:
     state, _ = ckpt.restore(target)
@@ -910,12 +609,12 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
                  out_path, chash)
     return out_path
 
-  keys = _keys(seed)
+  keys = generator_steps.phase_keys(seed)
   rows = train_rows(ds, g.history_cap)
   hist_rows = rows if g.history_cap == 0 else train_rows(ds, 0)
   lengths = np.diff(rows[0])
   tokens = token_budget(lengths, g.batch_size, g.batch_tokens)
-  state = init_state(g, ds.num_items, keys["init"])
+  state = generator_steps.init_state(g, ds.num_items, keys["init"])
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, CKPT_SUBDIR))
   try:
     start_epoch = 0
@@ -951,7 +650,8 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
     run_secs, run_epochs = 0.0, 0
     for epoch in range(start_epoch + 1, g.epochs + 1):
       if train_step is None:
-        train_step = _cached_train_step(_config_key(g), ds.num_items)
+        train_step = generator_steps.cached_train_step(
+            generator_steps.config_key(g), ds.num_items)
       users, valid = epoch_batches(lengths, b, tokens, seed, epoch)
       t0 = time.time()
       acc = None
@@ -1001,7 +701,8 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
   secs = time.time() - t0
   extra = {"inference_seconds": secs}
   if g.eval_at_end:
-    ev = {"generator": _hr_ndcg(rg), "vae": _hr_ndcg(rv)}
+    ev = {"generator": generator_steps.hr_ndcg(rg),
+          "vae": generator_steps.hr_ndcg(rv)}
     extra["valid"] = ev
     _append_metrics(metrics_path, {"kind": "eval", "split": "valid",
                                    "epoch": g.epochs, **ev})

@@ -11,6 +11,7 @@ import pytest
 from configs import base
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import generator
+from diff4rec_jax import generator_steps
 from diff4rec_jax.models import vae as vae_lib
 
 
@@ -230,13 +231,13 @@ def test_rank_of_target_matches_numpy_with_ties():
   scores[rng.random((50, 20)) < 0.2] = -np.inf
   targets = rng.integers(1, 20, size=50).astype(np.int32)
   scores[np.arange(50), targets] = rng.integers(0, 5, size=50)
-  got = np.asarray(generator._rank_of_target(jnp.asarray(scores),
+  got = np.asarray(generator_steps.rank_of_target(jnp.asarray(scores),
                                              jnp.asarray(targets)))
   for r in range(50):
     t = targets[r]
     others = np.delete(scores[r], t)
     assert got[r] == int(np.sum(others >= scores[r, t]))  # ties ahead
-  m = generator._hr_ndcg(np.array([0, 9, 10, 3]))
+  m = generator_steps.hr_ndcg(np.array([0, 9, 10, 3]))
   assert m["HR@10"] == 0.75
   assert m["NDCG@10"] == pytest.approx((1 + 1 / np.log2(11) +
                                         1 / np.log2(5)) / 4)
@@ -249,7 +250,7 @@ def test_planted_history_item_never_in_top_m():
   # valid 1 (a repeat of a history item), test 2.
   ds = hand_data([[1, 2, 3, 4, 5], [2, 4, 2, 6, 1], [1, 3, 1, 2]])
   c = tiny_config(top_m=4, inference_step=3, steps=5, prob_norm="all")
-  params = generator.init_params(c.generator, ds.num_items,
+  params = generator_steps.init_params(c.generator, ds.num_items,
                                  jax.random.key(0))
   bias = np.zeros(ds.num_items + 1, np.float32)
   bias[[1, 2, 3, 4, 5, 6]] = [20.0, 100.0, 10.0, 50.0, 40.0, 30.0]
@@ -284,14 +285,14 @@ def test_planted_history_item_never_in_top_m():
 def test_top_m_probs_normalizations():
   scores = jnp.array([[-jnp.inf, 1.0, 2.0, -jnp.inf, 0.5]])
   vals, idx = jax.lax.top_k(scores, 4)
-  items, probs = generator._top_m_probs(scores, vals, idx, "all")
+  items, probs = generator_steps.top_m_probs(scores, vals, idx, "all")
   assert items.tolist() == [[2, 1, 4, 0]]
   e = np.exp([2.0, 1.0, 0.5])
   np.testing.assert_allclose(probs[0, :3], e / e.sum(), rtol=1e-6)
   assert float(probs[0, 3]) == 0.0
   vals, idx = jax.lax.top_k(scores, 2)
-  _, p_all = generator._top_m_probs(scores, vals, idx, "all")
-  _, p_top = generator._top_m_probs(scores, vals, idx, "topm")
+  _, p_all = generator_steps.top_m_probs(scores, vals, idx, "all")
+  _, p_top = generator_steps.top_m_probs(scores, vals, idx, "topm")
   np.testing.assert_allclose(p_all[0], e[:2] / e.sum(), rtol=1e-6)
   np.testing.assert_allclose(p_top[0], e[:2] / e[:2].sum(), rtol=1e-6)
 
@@ -308,10 +309,10 @@ def test_resume_matches_straight_run(ml100k, tmp_path):
   resumed = str(tmp_path / "resumed")
   # The train step compiles once for 4 epochs of batches that hold
   # different numbers of users and items (the last one mostly padding).
-  generator._cached_train_step.cache_clear()
-  before = generator.TRACES["train_step"]
+  generator_steps.cached_train_step.cache_clear()
+  before = generator_steps.TRACES["train_step"]
   p1 = generator.run_generator_phase(c, ml100k, straight)
-  assert generator.TRACES["train_step"] - before == 1
+  assert generator_steps.TRACES["train_step"] - before == 1
   # Preempted after epoch 3: checkpoint at 2, metrics up to 3.
   assert generator.run_generator_phase(c, ml100k, resumed,
                                        stop_after_epoch=3) is None
@@ -329,9 +330,9 @@ def test_resume_matches_straight_run(ml100k, tmp_path):
   assert _strip_timing(ma) == _strip_timing(mb)
   assert ma[-1]["kind"] == "eval" and "vae" in ma[-1]
   # Resuming reuses the compiled step: one trace, one executable in all.
-  assert generator.TRACES["train_step"] - before == 1
-  key = generator._config_key(c.generator)
-  step_fn = generator._cached_train_step(key, ml100k.num_items)
+  assert generator_steps.TRACES["train_step"] - before == 1
+  key = generator_steps.config_key(c.generator)
+  step_fn = generator_steps.cached_train_step(key, ml100k.num_items)
   assert step_fn._cache_size() == 1
   pa = generator.restore_params(c, ml100k, straight)
   pb = generator.restore_params(c, ml100k, resumed)
@@ -344,10 +345,11 @@ def test_resume_matches_straight_run(ml100k, tmp_path):
     prefix = set(ml100k.items[ml100k.indptr[u]:end[u]].tolist())
     assert not prefix & set(items[u].tolist()) and 0 not in items[u]
   # A finished phase returns its file without work.
-  before = dict(generator.TRACES)
+  before = dict(generator_steps.TRACES)
   mtime = os.path.getmtime(p2)
   assert generator.run_generator_phase(c, ml100k, resumed) == p2
-  assert dict(generator.TRACES) == before and os.path.getmtime(p2) == mtime
+  assert dict(generator_steps.TRACES) == before
+  assert os.path.getmtime(p2) == mtime
   # Other training settings (here: the seed) cannot resume this checkpoint.
   os.remove(p2)
   c.seed = 1
@@ -361,7 +363,7 @@ def test_padded_slots_do_not_change_the_loss(ml100k):
   g = c.generator
   indptr, items = generator.train_rows(ml100k, g.history_cap)
   tokens = generator.token_budget(np.diff(indptr), g.batch_size)
-  step = generator._cached_train_step(generator._config_key(g),
+  step = generator_steps.cached_train_step(generator_steps.config_key(g),
                                       ml100k.num_items)
   users = np.arange(g.batch_size)
   valid = np.arange(g.batch_size) < 100
@@ -374,7 +376,7 @@ def test_padded_slots_do_not_change_the_loss(ml100k):
   b2["seg"][n:n + 200] = 100 + np.arange(200) % 28
   outs = []
   for b in (b1, b2):
-    state = generator.init_state(g, ml100k.num_items, jax.random.key(0))
+    state = generator_steps.init_state(g, ml100k.num_items, jax.random.key(0))
     new, sums = step(state, b, jax.random.key(2))
     outs.append((float(sums["loss"]), float(sums["count"]),
                  jax.tree.leaves(new["params"])))
@@ -404,7 +406,7 @@ def test_top_m_with_history_items_when_asked():
   highest-scoring items whatever the user has seen (never the padding id)."""
   ds = hand_data([[1, 2, 3, 4, 5], [2, 4, 2, 6, 1], [1, 3, 1, 2]])
   c = tiny_config(top_m=4, inference_step=3, steps=5, prob_norm="all")
-  params = generator.init_params(c.generator, ds.num_items,
+  params = generator_steps.init_params(c.generator, ds.num_items,
                                  jax.random.key(0))
   bias = np.zeros(ds.num_items + 1, np.float32)
   bias[[0, 1, 2, 3, 4, 5, 6]] = [500.0, 20.0, 100.0, 10.0, 50.0, 40.0, 30.0]
