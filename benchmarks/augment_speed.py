@@ -5,7 +5,7 @@ items, max_len 50, sequence lengths 5 + Exp(7.9) clipped to 50 (mean ~12.4,
 min 5), M = 100 candidates a user with random probabilities. Measures, on
 whatever JAX backend is present:
 
-* `augment.augment_all`: all users x K copies, fixed-size batches bucketed
+* `pool.augment_all`: all users x K copies, fixed-size batches bucketed
   by length (one compiled call per batch), end to end (host gathers, kernel,
   copy into the [U, K, L] output); median of --runs, after a first call that
   compiles. Also the same without length buckets (every row at width L).
@@ -13,8 +13,8 @@ whatever JAX backend is present:
   subsample of --ref_users users (in --runs chunks, each run right after a
   kernel run so both see the same load on a shared machine), extrapolated
   linearly to all users, and the ratio to the kernel.
-* `curriculum.similarity_all` over all U x K copies (D = --dim), and
-  `curriculum.score_all` (augment + score fused, copies not kept).
+* `pool.similarity_all` over all U x K copies (D = --dim), and
+  `pool.score_all` (augment + score fused, copies not kept).
 
 Run:  python benchmarks/augment_speed.py  [--runs=3 --ref_users=2000 ...]
 """
@@ -31,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from diff4rec_jax import augment  # pylint: disable=g-import-not-at-top
-from diff4rec_jax import curriculum  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import pool  # pylint: disable=g-import-not-at-top
 
 
 def steam_like(users, items, max_len, top_m, seed):
@@ -92,7 +93,7 @@ def main():
         f"ratio={a.ratio} mean_len={lengths.mean():.2f} "
         f"min_len={lengths.min()} batch={a.batch_size} "
         f"repeated candidate ids: {augment.has_repeats(cand)}")
-  for w, users in augment.length_buckets(lengths, l):
+  for w, users in input_pipeline.length_buckets(lengths, l):
     print(f"  width {w:3d}: {len(users)} users, "
           f"{-(-len(users) // a.batch_size)} batches")
   key = jax.random.key(a.seed)
@@ -102,7 +103,7 @@ def main():
   t = time.perf_counter()
   out[:] = 1  # first touch of the output pages, reported on its own
   touch = time.perf_counter() - t
-  run_kernel = lambda: augment.augment_all(key, seqs, lengths, cand, prob,
+  run_kernel = lambda: pool.augment_all(key, seqs, lengths, cand, prob,
                                            out=out, **kw)
   t = time.perf_counter()
   copies = run_kernel()
@@ -140,7 +141,7 @@ def main():
 
   if a.full_width_runs:
     f_first, f_times, full = timed(
-        lambda: augment.augment_all(key, seqs, lengths, cand, prob,
+        lambda: pool.augment_all(key, seqs, lengths, cand, prob,
                                     widths=[l], **kw), a.full_width_runs)
     f_med = statistics.median(f_times)
     same = np.array_equal(full, copies)
@@ -157,13 +158,13 @@ def main():
   emb = np.random.default_rng(2).normal(size=(a.items + 1, a.dim)).astype(
       np.float32)
   s_first, s_times, _ = timed(
-      lambda: curriculum.similarity_all(emb, seqs, copies, lengths,
+      lambda: pool.similarity_all(emb, seqs, copies, lengths,
                                         batch_size=a.batch_size), a.runs)
   s_med = statistics.median(s_times)
   print(f"similarity_all (U x K, D={a.dim}): first {s_first:.2f} s; runs "
         f"{[round(x, 2) for x in s_times]} s; median {s_med:.2f} s")
   c_first, c_times, _ = timed(
-      lambda: curriculum.score_all(key, emb, seqs, lengths, cand, prob, **kw),
+      lambda: pool.score_all(key, emb, seqs, lengths, cand, prob, **kw),
       a.runs)
   c_med = statistics.median(c_times)
   print(f"score_all (augment + similarity fused, copies not kept): first "

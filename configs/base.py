@@ -121,7 +121,7 @@ def get_config():
   ))
 
   # The latent diffusion generator (paper section 3.2-3.3).
-  # Checked by diff4rec_jax.generator.validate_generator_config.
+  # Checked by diff4rec_jax.config_lib.validate_generator_config.
   c.generator = ml_collections.ConfigDict(dict(
       enabled=True,            # False: no generator phase (mode 'base')
       seed=-1,                 # -1: the run's seed; >= 0: this one, so runs

@@ -10,7 +10,7 @@ copy r is built as in Algorithm 1:
 1. Eligible candidates: id > 0, probability > 0, not an item of S_u, and the
    first occurrence of its id in c_u (`dedupe`; the generator's top-M never
    repeats an id, and repeat-free rows give the same copies without the
-   check, which `augment_all` skips when `has_repeats(cand)` is False).
+   check, which `pool.augment_all` skips when `has_repeats(cand)` is False).
    Candidates already in S_u are excluded so that a replacement always
    brings a NEW item (the generator's top-M already excludes the training
    prefix; the kernel does not rely on it).
@@ -47,7 +47,7 @@ from the end, counter 2^31 + s * K + r gives draw step s (16 bits for
 Floyd, 24 bits for the candidate). So a copy depends only on (key, user id,
 r, K, the user's items and candidates), not on the batch, the batch size,
 nor the row width W >= N of the call.
-`augment_all` uses this: it groups users by length into widths 8, 16, 32,
+`pool.augment_all` uses this: it groups users by length into widths 8, 16, 32,
 ..., L so short sequences are not processed at width L, and its output
 equals `augment_batch` at width L row by row; `augment_copies` rebuilds any
 single copy (u, r). Deviations from exact laws, all tiny: Floyd's 16-bit
@@ -65,15 +65,11 @@ both outputs of `shift_pairs` (it is always 0).
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from diff4rec_jax import config_lib
-from diff4rec_jax import sharding
 
 # Integer sampling weights of one user sum to at most 2^24 so that every
 # running mass is exact in both int32 and float32.
@@ -81,100 +77,6 @@ _WEIGHT_BITS = 24
 _WEIGHT_TOTAL = 1 << _WEIGHT_BITS
 # Start of a removed-candidate slot that is not in use (> any CDF value).
 _UNUSED = 1 << 30
-
-PACINGS = ("linear", "root", "step")
-SIMILARITY_SOURCES = ("warmup", "checkpoint")
-CANDIDATES = ("generator", "popular", "uniform")  # popular, uniform:
-                                                  # candidates.KINDS
-SCOPES = ("global", "per_user")   # = curriculum.SCOPES (augment can't import it)
-DIRECTIONS = ("easy_first", "hard_first")   # = curriculum.DIRECTIONS
-
-
-# -- config -----------------------------------------------------------------
-def _block(config):
-  return config_lib.sub_block(config, "augment")
-
-
-def _err(field, msg, value):
-  return config_lib.field_error(field, msg, value, "augment.")
-
-
-def validate_augment_config(config) -> None:
-  """Raises ValueError naming the first bad field of `config.augment`.
-
-  Accepts the full config or the augment block itself. Given the full config
-  of a run that augments (mode != 'base') with `generator.top_m`, also
-  checks that `augment.top_m` matches it.
-  """
-  a = _block(config)
-  for f in ("num_copies", "candidates", "exclude_history", "copy_source",
-            "loss_norm",
-            "schedule",
-            "bucket_copies", "ratio", "top_m", "temperature", "reorder",
-            "copies_per_batch", "loss_weight", "pacing", "pacing_start",
-            "pacing_end", "pacing_stages", "pacing_epochs",
-            "curriculum_scope", "curriculum_direction", "similarity_source",
-            "similarity_checkpoint", "warmup_epochs", "rescore_every",
-            "batch_size"):
-    if f not in a:
-      raise _err(f, "is missing", None)
-
-  def need_int(f, lo):
-    config_lib.check_int(a, f, lo, "augment.")
-
-  def need_num(f, lo, hi, lo_open=False):
-    config_lib.check_number(a, f, lo, hi, lo_open, prefix="augment.")
-
-  need_int("num_copies", 1)
-  if a.candidates not in CANDIDATES:
-    raise _err("candidates", f"must be one of {CANDIDATES}", a.candidates)
-  if not isinstance(a.exclude_history, bool):
-    raise _err("exclude_history", "must be True or False", a.exclude_history)
-  if a.copy_source not in ("recent", "prefix"):
-    raise _err("copy_source", "must be one of ('recent', 'prefix')",
-               a.copy_source)
-  if a.loss_norm not in ("mean", "sum"):
-    raise _err("loss_norm", "must be one of ('mean', 'sum')", a.loss_norm)
-  if a.schedule not in ("paced", "pop"):
-    raise _err("schedule", "must be one of ('paced', 'pop')", a.schedule)
-  if not isinstance(a.bucket_copies, bool):
-    raise _err("bucket_copies", "must be True or False", a.bucket_copies)
-  need_num("ratio", 0.0, 1.0)
-  need_int("top_m", 1)
-  need_num("temperature", 0.0, None, lo_open=True)
-  if not isinstance(a.reorder, bool):
-    raise _err("reorder", "must be True or False", a.reorder)
-  need_num("copies_per_batch", 0.0, None)
-  need_num("loss_weight", 0.0, None)
-  if a.pacing not in PACINGS:
-    raise _err("pacing", f"must be one of {PACINGS}", a.pacing)
-  if a.curriculum_scope not in SCOPES:
-    raise _err("curriculum_scope", f"must be one of {SCOPES}",
-               a.curriculum_scope)
-  if a.curriculum_direction not in DIRECTIONS:
-    raise _err("curriculum_direction", f"must be one of {DIRECTIONS}",
-               a.curriculum_direction)
-  need_num("pacing_start", 0.0, 1.0, lo_open=True)
-  need_num("pacing_end", 0.0, 1.0, lo_open=True)
-  need_int("pacing_stages", 1)
-  need_int("pacing_epochs", 0)
-  if a.similarity_source not in SIMILARITY_SOURCES:
-    raise _err("similarity_source", f"must be one of {SIMILARITY_SOURCES}",
-               a.similarity_source)
-  if a.similarity_source == "checkpoint" and not a.similarity_checkpoint:
-    raise _err("similarity_checkpoint",
-               "must name a checkpoint when similarity_source='checkpoint'",
-               a.similarity_checkpoint)
-  need_int("warmup_epochs", 0)
-  need_int("rescore_every", 0)
-  need_int("batch_size", 1)
-  if (isinstance(config, ml_collections.ConfigDict) and "augment" in config
-      and config.get("mode", "") != "base" and "generator" in config
-      and "top_m" in config.generator
-      and config.generator.top_m != a.top_m):
-    raise _err("top_m", f"must equal config.generator.top_m "
-               f"({config.generator.top_m})", a.top_m)
-
 
 # -- shared helpers ---------------------------------------------------------
 def num_replaced(length, ratio: float):
@@ -544,126 +446,6 @@ def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
 # (`sharding.make_mesh()` unless given): the per-user arrays of a batch are
 # sharded on B, the key and embeddings replicated. Every user's result is a
 # function of its own row (and key), so it is the same on any device count.
-def width_classes(max_len: int, min_width: int = 8) -> list[int]:
-  """Row widths used to bucket users by length: 8, 16, 32, ..., max_len."""
-  widths, w = [], min_width
-  while w < max_len:
-    widths.append(w)
-    w *= 2
-  return widths + [max_len]
-
-
-def length_buckets(lengths: np.ndarray, max_len: int, min_width: int = 8,
-                   widths: Optional[Sequence[int]] = None):
-  """Users grouped by the smallest width class that holds their sequence.
-
-  Args:
-    lengths: [U] sequence lengths (clipped to max_len).
-    widths: the classes; default `width_classes(max_len, min_width)`.
-  Returns:
-    list of (width, user indices [U_w] int64), non-empty classes only.
-  """
-  lengths = np.minimum(np.asarray(lengths), max_len)
-  if widths is None:
-    widths = width_classes(max_len, min_width)
-  widths = sorted(set(min(int(w), max_len) for w in widths) | {max_len})
-  cls = np.searchsorted(np.asarray(widths), lengths, side="left")
-  return [(w, np.flatnonzero(cls == i)) for i, w in enumerate(widths)
-          if np.any(cls == i)]
-
-
-def iter_batches(users: np.ndarray, batch_size: int):
-  """Fixed-size batches of `users`; the last is padded by repeating one.
-
-  Yields (indices [batch_size] int64, number of real entries).
-  """
-  for s in range(0, len(users), batch_size):
-    idx = users[s:s + batch_size]
-    n = len(idx)
-    yield np.concatenate([idx, np.full(batch_size - n, idx[0])]), n
-
-
-def run_bucketed(lengths, max_len: int, batch_size: int, compute, store,
-                 min_width: int = 8, widths: Optional[Sequence[int]] = None):
-  """Drives a compiled per-batch function over all users, grouped by length.
-
-  For each width class w and fixed-size batch `idx` of its users,
-  `compute(idx, w)` dispatches the device work and returns a (possibly
-  sharded) array whose first axis is the batch; `store(users, host_array)`
-  receives the real rows. One batch is computed while the previous one is
-  copied to the host.
-  """
-  pending = []
-  for w, users in length_buckets(lengths, max_len, min_width, widths):
-    for idx, n in iter_batches(users, batch_size):
-      pending.append((idx[:n], compute(idx, w)))
-      if len(pending) > 1:
-        done, res = pending.pop(0)
-        store(done, sharding.to_host(res)[:len(done)])
-  for done, res in pending:
-    store(done, sharding.to_host(res)[:len(done)])
-
-
-def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
-                prob: np.ndarray, *, num_copies: int, ratio: float,
-                temperature: float = 1.0, reorder: bool = True,
-                batch_size: int = 4096, min_width: int = 8,
-                widths: Optional[Sequence[int]] = None,
-                out: Optional[np.ndarray] = None,
-                dedupe: Optional[bool] = None, mesh=None,
-                exclude_history: bool = True) -> np.ndarray:
-  """K copies of every user, in fixed-size batches bucketed by length.
-
-  Equal, row for row, to `augment_batch(key, seqs, ..., user_ids=arange(U))`
-  at full width (see the module docstring), whatever `batch_size` and
-  however many devices: each batch is sharded over `mesh` on its user axis.
-
-  Args:
-    key: jax.random key; seqs: [U, L] int32 left-padded; lengths: [U];
-    cand: [U, M] int32; prob: [U, M] float32; the rest as `augment_batch`.
-    batch_size: users per compiled call (the last batch of a width is
-      padded), so one compilation per width class; rounded up to a multiple
-      of the device count (`sharding.round_up`).
-    widths: override the width classes (default 8, 16, 32, ..., L).
-    out: optional [U, K, L] int32 buffer to fill (reused across calls, it
-      saves the first-touch cost of a fresh U*K*L array).
-    dedupe: None = `has_repeats(cand)` (one numpy sort); the copies are the
-      same whichever value a repeat-free `cand` gets.
-    mesh: the device mesh (`sharding.make_mesh()` if None).
-  Returns:
-    [U, K, L] int32 numpy (`out` if given).
-  """
-  seqs = np.asarray(seqs, np.int32)
-  u, l = seqs.shape
-  lengths = np.minimum(np.asarray(lengths), l)
-  if out is None:
-    out = np.zeros((u, num_copies, l), np.int32)
-  if dedupe is None:
-    dedupe = has_repeats(cand)
-  if mesh is None:
-    mesh = sharding.make_mesh()
-  batch_size = sharding.round_up(batch_size, mesh)
-  key = sharding.replicate(key, mesh)
-
-  def compute(idx, w):
-    loc = sharding.local_part(idx, mesh)   # this process's rows only
-    b = sharding.shard_local_batch(
-        (seqs[loc, l - w:], lengths[loc], cand[loc], prob[loc],
-         loc.astype(np.uint32)), mesh)
-    return augment_batch(
-        key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
-        temperature=temperature, reorder=reorder, user_ids=b[4],
-        dedupe=dedupe, exclude_history=exclude_history)
-
-  def store(users, res):
-    w = res.shape[2]
-    out[users, :, :l - w] = 0
-    out[users, :, l - w:] = res
-
-  run_bucketed(lengths, l, batch_size, compute, store, min_width, widths)
-  return out
-
-
 # -- the numpy reference ----------------------------------------------------
 def augment_reference(rng: np.random.Generator, seqs, lengths, cand, prob, *,
                       num_copies: int, ratio: float, temperature: float = 1.0,

@@ -1,7 +1,7 @@
 """Config checks: out-of-range values fail at start, naming the field.
 
-`validate(config)` checks every block it knows; the generator and
-augmentation blocks are checked by their own modules' validators. Unknown
+`validate(config)` checks every block (`validate_generator_config` and
+`validate_augment_config` also check their block alone). Unknown
 fields are already refused by ml_collections (configs are locked) when given
 as `--config.field=value`.
 
@@ -25,8 +25,12 @@ import os
 from absl import logging
 import ml_collections
 
+from diff4rec_jax import candidates as candidates_lib
+from diff4rec_jax import curriculum
+from diff4rec_jax import diffusion
 from diff4rec_jax import errors
 from diff4rec_jax import models
+from diff4rec_jax.models import denoiser as denoiser_lib
 from diff4rec_jax.models import dropout as dropout_lib
 
 # Fields that may differ between a run and its resumption: they change how a
@@ -208,12 +212,186 @@ def validate(config) -> None:
   _in_range(config, "train.b2", 0.0, 1.0, hi_open=True)
   _in_range(config, "train.weight_decay", 0.0, 10.0)
   _in_range(config, "train.ema_decay", 0.0, 1.0, hi_open=True)
-  # The generator and augmentation blocks check themselves (with the
-  # helpers above; imported here because they import this module).
-  from diff4rec_jax import augment  # pylint: disable=g-import-not-at-top
-  from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
-  generator.validate_generator_config(config)
-  augment.validate_augment_config(config)
+  validate_generator_config(config)
+  validate_augment_config(config)
+
+
+# -- generator block ----------------------------------------------------------
+def _gerr(field, msg, value):
+  return field_error(field, msg, value, "generator.")
+
+
+def _gint(g, f, lo):
+  check_int(g, f, lo, "generator.")
+
+
+def _gnum(g, f, lo, hi, lo_open=False, hi_open=False):
+  check_number(g, f, lo, hi, lo_open, hi_open, "generator.")
+
+
+def _gchoice(g, f, choices):
+  check_choice(g, f, choices, "generator.")
+
+
+def _gwidths(g, f, allow_empty):
+  v = g[f]
+  if (not isinstance(v, (tuple, list)) or (not v and not allow_empty) or
+      any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in v)):
+    raise _gerr(f, "must be a " + ("" if allow_empty else "non-empty ") +
+                "tuple of positive integers", v)
+
+
+def validate_generator_config(config, num_items: int | None = None) -> None:
+  """Raises ValueError naming the first out-of-range generator field.
+
+  Args:
+    config: the full config or its `generator` block.
+    num_items: if given, also checks top_m against the item count.
+  """
+  g = sub_block(config, "generator")
+  if not isinstance(g.enabled, bool):
+    raise _gerr("enabled", "must be True or False", g.enabled)
+  if "seed" in g:
+    _gint(g, "seed", -1)
+  _gint(g, "latent_size", 1)
+  _gwidths(g, "encoder_hidden", allow_empty=True)
+  _gwidths(g, "decoder_hidden", allow_empty=True)
+  _gwidths(g, "denoiser_hidden", allow_empty=True)
+  _gchoice(g, "act", tuple(denoiser_lib.ACTIVATIONS))
+  _gnum(g, "dropout", 0.0, 1.0, hi_open=True)
+  _gnum(g, "denoiser_dropout", 0.0, 1.0, hi_open=True)
+  _gchoice(g, "encoder_input", ("bag", "dense"))
+  _gint(g, "history_cap", 0)
+  _gint(g, "bag_chunk", 0)
+  _gint(g, "batch_tokens", 0)
+  _gnum(g, "kl_anneal_cap", 0.0, 1e6)
+  _gint(g, "kl_anneal_steps", 0)
+  _gint(g, "time_emb_size", 1)
+  _gint(g, "steps", 1)
+  _gchoice(g, "schedule", diffusion.SCHEDULES)
+  _gnum(g, "noise_scale", 0.0, 1.0, lo_open=True)
+  _gnum(g, "noise_min", 0.0, 1.0, lo_open=True, hi_open=True)
+  _gnum(g, "noise_max", 0.0, 1.0, lo_open=True, hi_open=True)
+  if g.noise_min > g.noise_max:
+    raise _gerr("noise_min", f"must be <= noise_max ({g.noise_max})",
+                g.noise_min)
+  _gchoice(g, "predict", diffusion.PREDICT)
+  _gnum(g, "lam", 0.0, 1e6)
+  if not isinstance(g.stop_grad_z0, bool):
+    raise _gerr("stop_grad_z0", "must be True or False", g.stop_grad_z0)
+  v = g.inference_step
+  if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= g.steps:
+    raise _gerr("inference_step", f"must be an integer in 0..steps "
+                f"({g.steps})", v)
+  if not isinstance(g.sampling_noise, bool):
+    raise _gerr("sampling_noise", "must be True or False", g.sampling_noise)
+  _gint(g, "top_m", 1)
+  if num_items is not None and g.top_m > num_items:
+    raise _gerr("top_m", f"must be <= the number of items ({num_items})",
+                g.top_m)
+  _gchoice(g, "prob_norm", ("all", "topm"))
+  _gint(g, "infer_batch_size", 1)
+  _gnum(g, "lr", 0.0, 10.0, lo_open=True)
+  _gnum(g, "weight_decay", 0.0, 10.0)
+  _gint(g, "batch_size", 1)
+  _gint(g, "epochs", 0)
+  _gint(g, "checkpoint_every", 0)
+  if not isinstance(g.eval_at_end, bool):
+    raise _gerr("eval_at_end", "must be True or False", g.eval_at_end)
+  # Catch degenerate schedules (e.g. betas that reach 1) here, by name.
+  try:
+    diffusion.make_betas(g.schedule, g.steps, g.noise_scale, g.noise_min,
+                         g.noise_max)
+  except ValueError as e:
+    raise _gerr("noise_scale", f"gives an invalid schedule ({e})",
+                g.noise_scale) from e
+
+
+# -- augment block ------------------------------------------------------------
+PACINGS = tuple(k for k in curriculum.PACING_KINDS if k != "none")
+SIMILARITY_SOURCES = ("warmup", "checkpoint")
+CANDIDATES = ("generator",) + candidates_lib.KINDS
+
+
+def _aerr(field, msg, value):
+  return field_error(field, msg, value, "augment.")
+
+
+def validate_augment_config(config) -> None:
+  """Raises ValueError naming the first bad field of `config.augment`.
+
+  Accepts the full config or the augment block itself. Given the full config
+  of a run that augments (mode != 'base') with `generator.top_m`, also
+  checks that `augment.top_m` matches it.
+  """
+  a = sub_block(config, "augment")
+  for f in ("num_copies", "candidates", "exclude_history", "copy_source",
+            "loss_norm",
+            "schedule",
+            "bucket_copies", "ratio", "top_m", "temperature", "reorder",
+            "copies_per_batch", "loss_weight", "pacing", "pacing_start",
+            "pacing_end", "pacing_stages", "pacing_epochs",
+            "curriculum_scope", "curriculum_direction", "similarity_source",
+            "similarity_checkpoint", "warmup_epochs", "rescore_every",
+            "batch_size"):
+    if f not in a:
+      raise _aerr(f, "is missing", None)
+
+  def need_int(f, lo):
+    check_int(a, f, lo, "augment.")
+
+  def need_num(f, lo, hi, lo_open=False):
+    check_number(a, f, lo, hi, lo_open, prefix="augment.")
+
+  need_int("num_copies", 1)
+  if a.candidates not in CANDIDATES:
+    raise _aerr("candidates", f"must be one of {CANDIDATES}", a.candidates)
+  if not isinstance(a.exclude_history, bool):
+    raise _aerr("exclude_history", "must be True or False", a.exclude_history)
+  if a.copy_source not in ("recent", "prefix"):
+    raise _aerr("copy_source", "must be one of ('recent', 'prefix')",
+                a.copy_source)
+  if a.loss_norm not in ("mean", "sum"):
+    raise _aerr("loss_norm", "must be one of ('mean', 'sum')", a.loss_norm)
+  if a.schedule not in ("paced", "pop"):
+    raise _aerr("schedule", "must be one of ('paced', 'pop')", a.schedule)
+  if not isinstance(a.bucket_copies, bool):
+    raise _aerr("bucket_copies", "must be True or False", a.bucket_copies)
+  need_num("ratio", 0.0, 1.0)
+  need_int("top_m", 1)
+  need_num("temperature", 0.0, None, lo_open=True)
+  if not isinstance(a.reorder, bool):
+    raise _aerr("reorder", "must be True or False", a.reorder)
+  need_num("copies_per_batch", 0.0, None)
+  need_num("loss_weight", 0.0, None)
+  if a.pacing not in PACINGS:
+    raise _aerr("pacing", f"must be one of {PACINGS}", a.pacing)
+  if a.curriculum_scope not in curriculum.SCOPES:
+    raise _aerr("curriculum_scope", f"must be one of {curriculum.SCOPES}",
+                a.curriculum_scope)
+  if a.curriculum_direction not in curriculum.DIRECTIONS:
+    raise _aerr("curriculum_direction", f"must be one of {curriculum.DIRECTIONS}",
+                a.curriculum_direction)
+  need_num("pacing_start", 0.0, 1.0, lo_open=True)
+  need_num("pacing_end", 0.0, 1.0, lo_open=True)
+  need_int("pacing_stages", 1)
+  need_int("pacing_epochs", 0)
+  if a.similarity_source not in SIMILARITY_SOURCES:
+    raise _aerr("similarity_source", f"must be one of {SIMILARITY_SOURCES}",
+                a.similarity_source)
+  if a.similarity_source == "checkpoint" and not a.similarity_checkpoint:
+    raise _aerr("similarity_checkpoint",
+                "must name a checkpoint when similarity_source='checkpoint'",
+                a.similarity_checkpoint)
+  need_int("warmup_epochs", 0)
+  need_int("rescore_every", 0)
+  need_int("batch_size", 1)
+  if (isinstance(config, ml_collections.ConfigDict) and "augment" in config
+      and config.get("mode", "") != "base" and "generator" in config
+      and "top_m" in config.generator
+      and config.generator.top_m != a.top_m):
+    raise _aerr("top_m", f"must equal config.generator.top_m "
+                f"({config.generator.top_m})", a.top_m)
 
 
 def _flatten(d, prefix=""):

@@ -8,12 +8,10 @@ the cosine between the mean item embeddings of the original sequence and of
 copy r, padding (id 0) excluded from both means. Cosine is scale-invariant,
 so the kernel uses sums instead of means (same value). A sequence with no
 items has Sim = 0. `similarity` scores a batch `[B, L]` x `[B, K, L]` in one
-compiled call; `similarity_all` runs it over all users in fixed-size batches
-(last one padded) grouped by length like `augment.augment_all`, so short
-sequences are not gathered at width L; `score_all` augments and scores in
-the same pass and keeps only the [U, K] similarities (copies can be rebuilt
-later with `augment.augment_copies`), for datasets where U x K x L copies do
-not fit in memory. The embeddings come from a base recommender
+compiled call; `pool.similarity_all` runs it over all users (and
+`pool.score_all` fuses it with the augmentation kernel, keeping only the
+[U, K] similarities, for datasets where U x K x L copies do not fit in
+memory). The embeddings come from a base recommender
 (`config.augment.similarity_source`: 'warmup' trains one first, 'checkpoint'
 loads one); the caller may re-score with the current model every
 `rescore_every` epochs.
@@ -53,14 +51,11 @@ competence-based form of it and keeps every step the same shape.
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diff4rec_jax import augment
-from diff4rec_jax import sharding
 
 PACING_KINDS = ("linear", "root", "step", "none")
 
@@ -107,105 +102,9 @@ def similarity(item_emb, orig, copies):
   return _cosine(a[:, None, :], b)
 
 
-def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
-                   lengths: Optional[np.ndarray] = None, *,
-                   batch_size: int = 4096, min_width: int = 8,
-                   widths: Optional[Sequence[int]] = None,
-                   mesh=None) -> np.ndarray:
-  """Sim for all users x K copies, in fixed-size batches grouped by length.
-
-  Data-parallel: each batch's users are sharded over `mesh` (default all
-  devices), the embeddings replicated; a user's Sim does not depend on the
-  device count.
-
-  Args:
-    item_emb: [N+1, D]; seqs: [U, L] int32; copies: [U, K, L] int32.
-    lengths: [U] item counts; default counted from `seqs`.
-    batch_size: users per compiled call (last batch of a width padded),
-      rounded up to a multiple of the device count
-      (`sharding.round_up`).
-    mesh: the device mesh (`sharding.make_mesh()` if None).
-  Returns:
-    [U, K] float32 numpy.
-  """
-  seqs = np.asarray(seqs)
-  u, l = seqs.shape
-  if lengths is None:
-    lengths = np.count_nonzero(seqs, axis=1)
-  if mesh is None:
-    mesh = sharding.make_mesh()
-  batch_size = sharding.round_up(batch_size, mesh)
-  item_emb = sharding.replicate(jnp.asarray(item_emb, jnp.float32), mesh)
-  out = np.zeros((u, copies.shape[1]), np.float32)
-
-  def compute(idx, w):
-    loc = sharding.local_part(idx, mesh)   # this process's rows only
-    b = sharding.shard_local_batch((seqs[loc, l - w:], copies[loc, :, l - w:]),
-                                   mesh)
-    return similarity(item_emb, b[0], b[1])
-
-  augment.run_bucketed(lengths, l, batch_size, compute,
-                       lambda users, r: out.__setitem__(users, r),
-                       min_width, widths)
-  return out
-
-
-@functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
-                                             "dedupe"))
-def _augment_and_score(key, item_emb, seqs, lengths, cand, prob, user_ids, *,
-                       num_copies, ratio, temperature, reorder, dedupe):
-  copies = augment.augment_batch(
-      key, seqs, lengths, cand, prob, num_copies=num_copies, ratio=ratio,
-      temperature=temperature, reorder=reorder, user_ids=user_ids,
-      dedupe=dedupe)
-  return similarity(item_emb, seqs, copies)
-
-
-def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
-              cand: np.ndarray, prob: np.ndarray, *, num_copies: int,
-              ratio: float, temperature: float = 1.0, reorder: bool = True,
-              batch_size: int = 4096, min_width: int = 8,
-              widths: Optional[Sequence[int]] = None,
-              dedupe: Optional[bool] = None, mesh=None) -> np.ndarray:
-  """Sim of every copy `augment.augment_all` would make, without storing it.
-
-  Data-parallel like `similarity_all` (users sharded over `mesh`, default
-  all devices; `batch_size` rounded up to a multiple of the device count).
-
-  Returns:
-    [U, K] float32 numpy; copy (u, r) itself is `augment.augment_copies`
-    with the same key and settings.
-  """
-  seqs = np.asarray(seqs, np.int32)
-  u, l = seqs.shape
-  lengths = np.minimum(np.asarray(lengths), l)
-  if mesh is None:
-    mesh = sharding.make_mesh()
-  batch_size = sharding.round_up(batch_size, mesh)
-  key, item_emb = sharding.replicate(
-      (key, jnp.asarray(item_emb, jnp.float32)), mesh)
-  out = np.zeros((u, num_copies), np.float32)
-  if dedupe is None:
-    dedupe = augment.has_repeats(cand)
-
-  def compute(idx, w):
-    loc = sharding.local_part(idx, mesh)   # this process's rows only
-    b = sharding.shard_local_batch(
-        (seqs[loc, l - w:], lengths[loc], cand[loc], prob[loc],
-         loc.astype(np.uint32)), mesh)
-    return _augment_and_score(
-        key, item_emb, *b, num_copies=num_copies, ratio=ratio,
-        temperature=temperature, reorder=reorder, dedupe=dedupe)
-
-  augment.run_bucketed(lengths, l, batch_size, compute,
-                       lambda users, r: out.__setitem__(users, r),
-                       min_width, widths)
-  return out
-
-
 # -- the pool and its order -------------------------------------------------
-SCOPES = augment.SCOPES   # ("global", "per_user")
-DIRECTIONS = augment.DIRECTIONS   # ("easy_first", "hard_first")
+SCOPES = ("global", "per_user")
+DIRECTIONS = ("easy_first", "hard_first")
 
 
 def pool_order(sim: np.ndarray, scope: str = "global",

@@ -81,12 +81,10 @@ import numpy as np
 from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
-from diff4rec_jax import diffusion
 from diff4rec_jax import errors
 from diff4rec_jax import generator_steps
 from diff4rec_jax import rundir
 from diff4rec_jax import sharding
-from diff4rec_jax.models import denoiser as denoiser_lib
 
 TOPM_FILE = "generator_topm.npz"
 METRICS_FILE = "generator_metrics.jsonl"
@@ -108,30 +106,6 @@ def _block(config):
   return config_lib.sub_block(config, "generator")
 
 
-def _err(field, msg, value):
-  return config_lib.field_error(field, msg, value, "generator.")
-
-
-def _int(g, f, lo):
-  config_lib.check_int(g, f, lo, "generator.")
-
-
-def _num(g, f, lo, hi, lo_open=False, hi_open=False):
-  config_lib.check_number(g, f, lo, hi, lo_open, hi_open, "generator.")
-
-
-def _choice(g, f, choices):
-  config_lib.check_choice(g, f, choices, "generator.")
-
-
-def _widths(g, f, allow_empty):
-  v = g[f]
-  if (not isinstance(v, (tuple, list)) or (not v and not allow_empty) or
-      any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in v)):
-    raise _err(f, "must be a " + ("" if allow_empty else "non-empty ") +
-               "tuple of positive integers", v)
-
-
 def generator_seed(config) -> int:
   """The generator's seed: `generator.seed`, or the run's `seed` when it is
   -1 (the default). A fixed generator seed lets runs of several seeds share
@@ -149,72 +123,6 @@ def topm_excludes_history(config) -> bool:
   if isinstance(config, ml_collections.ConfigDict) and "augment" in config:
     return bool(config.augment.get("exclude_history", True))
   return True
-
-
-def validate_generator_config(config, num_items: Optional[int] = None) -> None:
-  """Raises ValueError naming the first out-of-range generator field.
-
-  Args:
-    config: the full config or its `generator` block.
-    num_items: if given, also checks top_m against the item count.
-  """
-  g = _block(config)
-  if not isinstance(g.enabled, bool):
-    raise _err("enabled", "must be True or False", g.enabled)
-  if "seed" in g:
-    _int(g, "seed", -1)
-  _int(g, "latent_size", 1)
-  _widths(g, "encoder_hidden", allow_empty=True)
-  _widths(g, "decoder_hidden", allow_empty=True)
-  _widths(g, "denoiser_hidden", allow_empty=True)
-  _choice(g, "act", tuple(denoiser_lib.ACTIVATIONS))
-  _num(g, "dropout", 0.0, 1.0, hi_open=True)
-  _num(g, "denoiser_dropout", 0.0, 1.0, hi_open=True)
-  _choice(g, "encoder_input", ("bag", "dense"))
-  _int(g, "history_cap", 0)
-  _int(g, "bag_chunk", 0)
-  _int(g, "batch_tokens", 0)
-  _num(g, "kl_anneal_cap", 0.0, 1e6)
-  _int(g, "kl_anneal_steps", 0)
-  _int(g, "time_emb_size", 1)
-  _int(g, "steps", 1)
-  _choice(g, "schedule", diffusion.SCHEDULES)
-  _num(g, "noise_scale", 0.0, 1.0, lo_open=True)
-  _num(g, "noise_min", 0.0, 1.0, lo_open=True, hi_open=True)
-  _num(g, "noise_max", 0.0, 1.0, lo_open=True, hi_open=True)
-  if g.noise_min > g.noise_max:
-    raise _err("noise_min", f"must be <= noise_max ({g.noise_max})",
-               g.noise_min)
-  _choice(g, "predict", diffusion.PREDICT)
-  _num(g, "lam", 0.0, 1e6)
-  if not isinstance(g.stop_grad_z0, bool):
-    raise _err("stop_grad_z0", "must be True or False", g.stop_grad_z0)
-  v = g.inference_step
-  if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= g.steps:
-    raise _err("inference_step", f"must be an integer in 0..steps "
-               f"({g.steps})", v)
-  if not isinstance(g.sampling_noise, bool):
-    raise _err("sampling_noise", "must be True or False", g.sampling_noise)
-  _int(g, "top_m", 1)
-  if num_items is not None and g.top_m > num_items:
-    raise _err("top_m", f"must be <= the number of items ({num_items})",
-               g.top_m)
-  _choice(g, "prob_norm", ("all", "topm"))
-  _int(g, "infer_batch_size", 1)
-  _num(g, "lr", 0.0, 10.0, lo_open=True)
-  _num(g, "weight_decay", 0.0, 10.0)
-  _int(g, "batch_size", 1)
-  _int(g, "epochs", 0)
-  _int(g, "checkpoint_every", 0)
-  if not isinstance(g.eval_at_end, bool):
-    raise _err("eval_at_end", "must be True or False", g.eval_at_end)
-  # Catch degenerate schedules (e.g. betas that reach 1) here, by name.
-  try:
-    diffusion.make_betas(g.schedule, g.steps, g.noise_scale, g.noise_min,
-                         g.noise_max)
-  except ValueError as e:
-    raise _err("noise_scale", f"gives an invalid schedule ({e})",
-               g.noise_scale) from e
 
 
 def _hash(obj) -> str:
@@ -593,7 +501,7 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
     The top-M file's path, or None when stopped early.
   """
   g = _block(config)
-  validate_generator_config(config, ds.num_items)
+  config_lib.validate_generator_config(config, ds.num_items)
   mesh = sharding.make_mesh()
   sharding.check_batch(g.batch_size, mesh, "config.generator.batch_size")
   seed = generator_seed(config)

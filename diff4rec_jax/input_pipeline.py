@@ -8,6 +8,7 @@ padded and masked).
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -123,3 +124,42 @@ def row_buckets(inputs, rows, widths) -> np.ndarray:
 def num_train_steps(inputs, rows, batch_size, widths) -> int:
   counts = np.bincount(row_buckets(inputs, rows, widths))
   return int(sum(-(-c // batch_size) for c in counts if c))
+
+
+def width_classes(max_len: int, min_width: int = 8) -> list[int]:
+  """Row widths used to bucket users by length: 8, 16, 32, ..., max_len."""
+  widths, w = [], min_width
+  while w < max_len:
+    widths.append(w)
+    w *= 2
+  return widths + [max_len]
+
+
+def length_buckets(lengths: np.ndarray, max_len: int, min_width: int = 8,
+                   widths: Optional[Sequence[int]] = None):
+  """Users grouped by the smallest width class that holds their sequence.
+
+  Args:
+    lengths: [U] sequence lengths (clipped to max_len).
+    widths: the classes; default `width_classes(max_len, min_width)`.
+  Returns:
+    list of (width, user indices [U_w] int64), non-empty classes only.
+  """
+  lengths = np.minimum(np.asarray(lengths), max_len)
+  if widths is None:
+    widths = width_classes(max_len, min_width)
+  widths = sorted(set(min(int(w), max_len) for w in widths) | {max_len})
+  cls = np.searchsorted(np.asarray(widths), lengths, side="left")
+  return [(w, np.flatnonzero(cls == i)) for i, w in enumerate(widths)
+          if np.any(cls == i)]
+
+
+def iter_batches(users: np.ndarray, batch_size: int):
+  """Fixed-size batches of `users`; the last is padded by repeating one.
+
+  Yields (indices [batch_size] int64, number of real entries).
+  """
+  for s in range(0, len(users), batch_size):
+    idx = users[s:s + batch_size]
+    n = len(idx)
+    yield np.concatenate([idx, np.full(batch_size - n, idx[0])]), n

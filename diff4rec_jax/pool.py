@@ -2,7 +2,11 @@
 
 `build_pool` takes the top-M candidates (generator phase or a control) and
 the item embeddings that score the copies (warm-up phase) as arrays; it does
-not call back into any trainer. `AugmentPool.draw` hands each step its
+not call back into any trainer. It drives the compiled kernels over all
+users: `augment_all` (the K-copy kernel `augment.augment_batch`),
+`similarity_all` (Eq. 11, `curriculum.similarity`) and `score_all` (both
+fused, copies not kept), each in fixed-size batches grouped by length
+(`run_bucketed`) and sharded over the devices. `AugmentPool.draw` hands each step its
 copies. `workdir/augmented.npz` caches the pool (reused when its hash
 matches the config: `load_cached`).
 """
@@ -10,15 +14,17 @@ matches the config: `load_cached`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import time
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -76,7 +82,7 @@ class AugmentPool:
     """Re-sorts the pool by Eq. 11 with new item embeddings [N + 1, D]."""
     u, l = self.orig.shape
     copies = self.copies.reshape(u, -1, l)
-    sim = curriculum.similarity_all(item_emb, self.orig, copies,
+    sim = similarity_all(item_emb, self.orig, copies,
                                     batch_size=self.augment_config.batch_size,
                                     mesh=mesh)
     self.order = curriculum.pool_order(
@@ -243,14 +249,14 @@ def build_pool(config, ds, workdir: str, cand: np.ndarray, prob: np.ndarray,
     width = int(prefix_len.max())
     src = data_lib.left_pad(ds.items, ds.indptr[:-1], end, width)
     src_len = np.minimum(prefix_len, width)
-  copies = augment.augment_all(
+  copies = augment_all(
       key, src, src_len, cand, prob, num_copies=a.num_copies,
       ratio=a.ratio, temperature=a.temperature, reorder=a.reorder,
       batch_size=a.batch_size, mesh=mesh,
       exclude_history=a.exclude_history)
   if copies.shape[2] > max_len:
     copies = np.ascontiguousarray(copies[:, :, -max_len:])
-  sim = curriculum.similarity_all(item_emb, seqs, copies, lengths,
+  sim = similarity_all(item_emb, seqs, copies, lengths,
                                   batch_size=a.batch_size, mesh=mesh)
   order = curriculum.pool_order(sim, a.curriculum_scope,
                                 a.curriculum_direction)
@@ -303,3 +309,182 @@ def restore_order(pool, workdir: str, epoch: int) -> None:
     pool.order = np.load(os.path.join(workdir, f"pool_order_e{max(saved)}.npy"))
     logging.info("curriculum order re-scored at epoch %d restored",
                  max(saved))
+
+
+# -- the kernels over all users --------------------------------------------
+def run_bucketed(lengths, max_len: int, batch_size: int, compute, store,
+                 min_width: int = 8, widths: Optional[Sequence[int]] = None):
+  """Drives a compiled per-batch function over all users, grouped by length.
+
+  For each width class w and fixed-size batch `idx` of its users,
+  `compute(idx, w)` dispatches the device work and returns a (possibly
+  sharded) array whose first axis is the batch; `store(users, host_array)`
+  receives the real rows. One batch is computed while the previous one is
+  copied to the host.
+  """
+  pending = []
+  for w, users in input_pipeline.length_buckets(lengths, max_len, min_width,
+                                                widths):
+    for idx, n in input_pipeline.iter_batches(users, batch_size):
+      pending.append((idx[:n], compute(idx, w)))
+      if len(pending) > 1:
+        done, res = pending.pop(0)
+        store(done, sharding.to_host(res)[:len(done)])
+  for done, res in pending:
+    store(done, sharding.to_host(res)[:len(done)])
+
+
+def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
+                prob: np.ndarray, *, num_copies: int, ratio: float,
+                temperature: float = 1.0, reorder: bool = True,
+                batch_size: int = 4096, min_width: int = 8,
+                widths: Optional[Sequence[int]] = None,
+                out: Optional[np.ndarray] = None,
+                dedupe: Optional[bool] = None, mesh=None,
+                exclude_history: bool = True) -> np.ndarray:
+  """K copies of every user, in fixed-size batches bucketed by length.
+
+  Equal, row for row, to `augment.augment_batch(key, seqs, ..., user_ids=arange(U))`
+  at full width (see the module docstring), whatever `batch_size` and
+  however many devices: each batch is sharded over `mesh` on its user axis.
+
+  Args:
+    key: jax.random key; seqs: [U, L] int32 left-padded; lengths: [U];
+    cand: [U, M] int32; prob: [U, M] float32; the rest as `augment_batch`.
+    batch_size: users per compiled call (the last batch of a width is
+      padded), so one compilation per width class; rounded up to a multiple
+      of the device count (`sharding.round_up`).
+    widths: override the width classes (default 8, 16, 32, ..., L).
+    out: optional [U, K, L] int32 buffer to fill (reused across calls, it
+      saves the first-touch cost of a fresh U*K*L array).
+    dedupe: None = `augment.has_repeats(cand)` (one numpy sort); the copies are the
+      same whichever value a repeat-free `cand` gets.
+    mesh: the device mesh (`sharding.make_mesh()` if None).
+  Returns:
+    [U, K, L] int32 numpy (`out` if given).
+  """
+  seqs = np.asarray(seqs, np.int32)
+  u, l = seqs.shape
+  lengths = np.minimum(np.asarray(lengths), l)
+  if out is None:
+    out = np.zeros((u, num_copies, l), np.int32)
+  if dedupe is None:
+    dedupe = augment.has_repeats(cand)
+  if mesh is None:
+    mesh = sharding.make_mesh()
+  batch_size = sharding.round_up(batch_size, mesh)
+  key = sharding.replicate(key, mesh)
+
+  def compute(idx, w):
+    loc = sharding.local_part(idx, mesh)   # this process's rows only
+    b = sharding.shard_local_batch(
+        (seqs[loc, l - w:], lengths[loc], cand[loc], prob[loc],
+         loc.astype(np.uint32)), mesh)
+    return augment.augment_batch(
+        key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
+        temperature=temperature, reorder=reorder, user_ids=b[4],
+        dedupe=dedupe, exclude_history=exclude_history)
+
+  def store(users, res):
+    w = res.shape[2]
+    out[users, :, :l - w] = 0
+    out[users, :, l - w:] = res
+
+  run_bucketed(lengths, l, batch_size, compute, store, min_width, widths)
+  return out
+
+
+def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
+                   lengths: Optional[np.ndarray] = None, *,
+                   batch_size: int = 4096, min_width: int = 8,
+                   widths: Optional[Sequence[int]] = None,
+                   mesh=None) -> np.ndarray:
+  """Sim for all users x K copies, in fixed-size batches grouped by length.
+
+  Data-parallel: each batch's users are sharded over `mesh` (default all
+  devices), the embeddings replicated; a user's Sim does not depend on the
+  device count.
+
+  Args:
+    item_emb: [N+1, D]; seqs: [U, L] int32; copies: [U, K, L] int32.
+    lengths: [U] item counts; default counted from `seqs`.
+    batch_size: users per compiled call (last batch of a width padded),
+      rounded up to a multiple of the device count
+      (`sharding.round_up`).
+    mesh: the device mesh (`sharding.make_mesh()` if None).
+  Returns:
+    [U, K] float32 numpy.
+  """
+  seqs = np.asarray(seqs)
+  u, l = seqs.shape
+  if lengths is None:
+    lengths = np.count_nonzero(seqs, axis=1)
+  if mesh is None:
+    mesh = sharding.make_mesh()
+  batch_size = sharding.round_up(batch_size, mesh)
+  item_emb = sharding.replicate(jnp.asarray(item_emb, jnp.float32), mesh)
+  out = np.zeros((u, copies.shape[1]), np.float32)
+
+  def compute(idx, w):
+    loc = sharding.local_part(idx, mesh)   # this process's rows only
+    b = sharding.shard_local_batch((seqs[loc, l - w:], copies[loc, :, l - w:]),
+                                   mesh)
+    return curriculum.similarity(item_emb, b[0], b[1])
+
+  run_bucketed(lengths, l, batch_size, compute,
+                       lambda users, r: out.__setitem__(users, r),
+                       min_width, widths)
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
+                                             "dedupe"))
+def _augment_and_score(key, item_emb, seqs, lengths, cand, prob, user_ids, *,
+                       num_copies, ratio, temperature, reorder, dedupe):
+  copies = augment.augment_batch(
+      key, seqs, lengths, cand, prob, num_copies=num_copies, ratio=ratio,
+      temperature=temperature, reorder=reorder, user_ids=user_ids,
+      dedupe=dedupe)
+  return curriculum.similarity(item_emb, seqs, copies)
+
+
+def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
+              cand: np.ndarray, prob: np.ndarray, *, num_copies: int,
+              ratio: float, temperature: float = 1.0, reorder: bool = True,
+              batch_size: int = 4096, min_width: int = 8,
+              widths: Optional[Sequence[int]] = None,
+              dedupe: Optional[bool] = None, mesh=None) -> np.ndarray:
+  """Sim of every copy `augment_all` would make, without storing it.
+
+  Data-parallel like `similarity_all` (users sharded over `mesh`, default
+  all devices; `batch_size` rounded up to a multiple of the device count).
+
+  Returns:
+    [U, K] float32 numpy; copy (u, r) itself is `augment.augment_copies`
+    with the same key and settings.
+  """
+  seqs = np.asarray(seqs, np.int32)
+  u, l = seqs.shape
+  lengths = np.minimum(np.asarray(lengths), l)
+  if mesh is None:
+    mesh = sharding.make_mesh()
+  batch_size = sharding.round_up(batch_size, mesh)
+  key, item_emb = sharding.replicate(
+      (key, jnp.asarray(item_emb, jnp.float32)), mesh)
+  out = np.zeros((u, num_copies), np.float32)
+  if dedupe is None:
+    dedupe = augment.has_repeats(cand)
+
+  def compute(idx, w):
+    loc = sharding.local_part(idx, mesh)   # this process's rows only
+    b = sharding.shard_local_batch(
+        (seqs[loc, l - w:], lengths[loc], cand[loc], prob[loc],
+         loc.astype(np.uint32)), mesh)
+    return _augment_and_score(
+        key, item_emb, *b, num_copies=num_copies, ratio=ratio,
+        temperature=temperature, reorder=reorder, dedupe=dedupe)
+
+  run_bucketed(lengths, l, batch_size, compute,
+                       lambda users, r: out.__setitem__(users, r),
+                       min_width, widths)
+  return out

@@ -15,6 +15,8 @@ import pytest
 
 from configs import base
 from diff4rec_jax import augment
+from diff4rec_jax import config_lib
+from diff4rec_jax import pool
 
 L, M, K = 12, 8, 6
 RATIO = 0.3
@@ -131,7 +133,7 @@ def test_independent_of_width_batch_and_selection():
               reorder=True)
   # The bucketed driver (rows of width 8 and 12, other batches, the last
   # padded) gives the same copies: independent of width and batching.
-  got = augment.augment_all(key, seqs, lengths, cand, prob, num_copies=K,
+  got = pool.augment_all(key, seqs, lengths, cand, prob, num_copies=K,
                             ratio=RATIO, batch_size=len(seqs), widths=(8,))
   np.testing.assert_array_equal(got, full)
   # Without the repeat check, rows that repeat no candidate are unchanged.
@@ -258,8 +260,8 @@ def test_static_argument_errors():
 
 def test_validate_augment_config():
   c = base.get_config()
-  augment.validate_augment_config(c)
-  augment.validate_augment_config(c.augment)
+  config_lib.validate_augment_config(c)
+  config_lib.validate_augment_config(c.augment)
   bad = [("num_copies", -1), ("num_copies", 2.5), ("num_copies", 0),
          ("ratio", 1.2), ("ratio", -0.1), ("top_m", 0), ("temperature", 0.0),
          ("reorder", 1), ("copies_per_batch", -1.0), ("loss_weight", -1),
@@ -273,21 +275,21 @@ def test_validate_augment_config():
     a = c.augment.to_dict()
     a[field] = value
     with pytest.raises(ValueError, match=f"config.augment.{field}"):
-      augment.validate_augment_config(ml_collections.ConfigDict(a))
+      config_lib.validate_augment_config(ml_collections.ConfigDict(a))
   a = c.augment.to_dict()
   del a["ratio"]
   with pytest.raises(ValueError, match="config.augment.ratio: is missing"):
-    augment.validate_augment_config(ml_collections.ConfigDict(a))
+    config_lib.validate_augment_config(ml_collections.ConfigDict(a))
   c = base.get_config()
   c.augment.similarity_source = "checkpoint"
   with pytest.raises(ValueError, match="similarity_checkpoint"):
-    augment.validate_augment_config(c)
+    config_lib.validate_augment_config(c)
   if "top_m" in c.generator:
     c = base.get_config()
     c.mode = "diff4rec"
     c.augment.top_m = c.generator.top_m + 1
     with pytest.raises(ValueError, match="config.augment.top_m"):
-      augment.validate_augment_config(c)
+      config_lib.validate_augment_config(c)
 
 
 def test_exclude_history_false_lets_copies_repeat_their_own_items():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import base
+from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import generator
 from diff4rec_jax import generator_steps
@@ -48,8 +49,8 @@ def hand_data(seqs):
 
 # -- config ------------------------------------------------------------------
 def test_base_config_is_valid():
-  generator.validate_generator_config(base.get_config())
-  generator.validate_generator_config(base.get_config().generator)
+  config_lib.validate_generator_config(base.get_config())
+  config_lib.validate_generator_config(base.get_config().generator)
 
 
 @pytest.mark.parametrize("field,value", [
@@ -61,14 +62,14 @@ def test_validate_names_the_bad_field(field, value):
   c = base.get_config()
   c.generator[field] = value
   with pytest.raises(ValueError, match=f"config.generator.{field}"):
-    generator.validate_generator_config(c)
+    config_lib.validate_generator_config(c)
 
 
 def test_validate_top_m_against_items():
   c = base.get_config()
   c.generator.top_m = 50
   with pytest.raises(ValueError, match="top_m"):
-    generator.validate_generator_config(c, num_items=40)
+    config_lib.validate_generator_config(c, num_items=40)
 
 
 # -- inputs --------------------------------------------------------------------

@@ -5,8 +5,8 @@ Each run is a subprocess with 1 or 8 fake CPU devices
 A run (a) trains the generator for two epochs on ML-100K (tiny sizes) through
 `generator.run_generator_phase`, recording each batch's device count, and
 reads its metrics and top-M file; (b) augments ML-100K's training prefixes
-with seeded random candidates (`augment.augment_all`) and scores the copies
-(`curriculum.similarity_all`, `curriculum.score_all`). Batch sizes that are
+with seeded random candidates (`pool.augment_all`) and scores the copies
+(`pool.similarity_all`, `pool.score_all`). Batch sizes that are
 internal details (inference, augmentation) are not multiples of 8, so the
 8-device runs also exercise their rounding up.
 """
@@ -25,7 +25,7 @@ DRIVER = textwrap.dedent("""
     import jax
     import numpy as np
     from configs import base
-    from diff4rec_jax import augment, curriculum, generator
+    from diff4rec_jax import generator, pool
     from diff4rec_jax import data as data_lib
 
     data_dir, workdir, out = sys.argv[2:5]
@@ -76,10 +76,10 @@ DRIVER = textwrap.dedent("""
     emb = rng.normal(size=(ds.num_items + 1, 16)).astype(np.float32)
     key = jax.random.key(3)
     kw = dict(num_copies=3, ratio=0.3, temperature=0.7, batch_size=250)
-    copies = augment.augment_all(key, seqs, lengths, cand, prob, **kw)
-    sim = curriculum.similarity_all(emb, seqs, copies, lengths,
+    copies = pool.augment_all(key, seqs, lengths, cand, prob, **kw)
+    sim = pool.similarity_all(emb, seqs, copies, lengths,
                                     batch_size=250)
-    scored = curriculum.score_all(key, emb, seqs, lengths, cand, prob, **kw)
+    scored = pool.score_all(key, emb, seqs, lengths, cand, prob, **kw)
     np.savez(out + ".aug.npz", copies=copies, sim=sim, scored=scored)
     with open(out, "w") as f:
       json.dump(result, f)
