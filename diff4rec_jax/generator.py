@@ -83,13 +83,13 @@ from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import errors
 from diff4rec_jax import generator_steps
+from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import rundir
 from diff4rec_jax import sharding
 
 TOPM_FILE = "generator_topm.npz"
 METRICS_FILE = "generator_metrics.jsonl"
 CKPT_SUBDIR = os.path.join("ckpt", "generator")
-EVAL_K = 10
 # Seconds between step-level progress lines within a generator epoch.
 PROGRESS_SECONDS = 30.0
 
@@ -386,8 +386,8 @@ def evaluate_generator(config, params, ds: data_lib.SequenceData) -> dict:
     {'generator': {'HR@10', 'NDCG@10'}, 'vae': {...}}.
   """
   _, _, rg, rv = infer_all(config, params, ds)
-  return {"generator": generator_steps.hr_ndcg(rg),
-          "vae": generator_steps.hr_ndcg(rv)}
+  return {"generator": metrics_lib.hr_ndcg(rg, generator_steps.EVAL_K),
+          "vae": metrics_lib.hr_ndcg(rv, generator_steps.EVAL_K)}
 
 
 def generate_topm(config, params, ds: data_lib.SequenceData):
@@ -609,8 +609,8 @@ def run_generator_phase(config, ds: data_lib.SequenceData, workdir: str, *,
   secs = time.time() - t0
   extra = {"inference_seconds": secs}
   if g.eval_at_end:
-    ev = {"generator": generator_steps.hr_ndcg(rg),
-          "vae": generator_steps.hr_ndcg(rv)}
+    ev = {"generator": metrics_lib.hr_ndcg(rg, generator_steps.EVAL_K),
+          "vae": metrics_lib.hr_ndcg(rv, generator_steps.EVAL_K)}
     extra["valid"] = ev
     _append_metrics(metrics_path, {"kind": "eval", "split": "valid",
                                    "epoch": g.epochs, **ev})

@@ -17,11 +17,11 @@ import json
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from diff4rec_jax import config_lib
 from diff4rec_jax import diffusion
+from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import sharding
 from diff4rec_jax.models import denoiser as denoiser_lib
 from diff4rec_jax.models import vae as vae_lib
@@ -192,30 +192,6 @@ def cached_train_step(key: str, num_items: int):
                          sharding.make_mesh())
 
 
-def rank_of_target(scores: jax.Array, targets: jax.Array) -> jax.Array:
-  """0-based rank of each target among all items, ties pessimistic.
-
-  rank = #{i != t : score_i >= score_t}; masked items must hold -inf (they
-  never reach a finite target score).
-
-  Args:
-    scores: [B, N + 1] float.
-    targets: [B] int32 item ids.
-  Returns:
-    [B] int32.
-  """
-  t = jnp.take_along_axis(scores, targets[:, None], axis=-1)  # [B, 1]
-  return (jnp.sum(scores >= t, axis=-1) - 1).astype(jnp.int32)
-
-
-def hr_ndcg(ranks: np.ndarray, k: int = EVAL_K) -> dict:
-  ranks = np.asarray(ranks, dtype=np.float64)
-  hit = ranks < k
-  return {f"HR@{k}": float(hit.mean()),
-          f"NDCG@{k}": float(np.where(hit, 1.0 / np.log2(ranks + 2.0),
-                                      0.0).mean())}
-
-
 def top_m_probs(scores: jax.Array, vals: jax.Array, idx: jax.Array,
                  norm: str):
   """Items and probabilities of a top-M selection.
@@ -323,9 +299,9 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
     # Ranking: the training prefix is masked except the target itself.
     is_tgt = jnp.arange(logits.shape[1])[None, :] == targets[:, None]
     eval_mask = in_hist & ~is_tgt
-    rank_gen = rank_of_target(jnp.where(eval_mask, -jnp.inf, logits),
+    rank_gen = metrics_lib.rank_of_target(jnp.where(eval_mask, -jnp.inf, logits),
                                targets)
-    rank_vae = rank_of_target(jnp.where(eval_mask, -jnp.inf, decode(mu)),
+    rank_vae = metrics_lib.rank_of_target(jnp.where(eval_mask, -jnp.inf, decode(mu)),
                                targets)
     return top_items, top_probs, rank_gen, rank_vae
 

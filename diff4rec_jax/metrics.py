@@ -19,6 +19,15 @@ Rank definition (0-based) of the target t of a user with hidden state h:
 
 From the rank: HR@k = [rank < k], NDCG@k = [rank < k] / log2(rank + 2),
 MRR = 1 / (rank + 1); each averaged over users.
+
+The same chunked scan serves recommendations: `top_k_unseen` keeps the k
+best allowed items of each row (item 0, ids above N and the row's `seen`
+bitset excluded; a row with fewer than k allowed items ends in score -inf,
+item 0), so memory is O(batch x (chunk + k)) whatever the number of items;
+`candidate_scores` scores given items. Scores are the recommender's logits
+(hidden state . item embedding), the quantity its training loss ranks by.
+The generator, whose decoder scores all items at once, ranks its
+validation targets with `rank_of_target` (same tie rule) and `hr_ndcg`.
 """
 
 from __future__ import annotations
@@ -156,3 +165,93 @@ def numpy_ranks(scores: np.ndarray, targets: np.ndarray,
   ahead = scores >= s_t[:, None]
   ahead[np.arange(b), targets] = False
   return ahead.sum(axis=1)
+
+
+# -- serving: the top k unseen items of each user ---------------------------
+def top_k_unseen(hidden: jax.Array, table: jax.Array,
+                 seen_words: jax.Array | None, num_items: int, k: int,
+                 chunk: int):
+  """The k highest-scoring allowed items of each row.
+
+  Args:
+    hidden: [B, D] user states (the model's output at the newest position).
+    table: [N + 1, D] item embeddings (row 0 = padding).
+    seen_words: [B, W] uint32 bitset of items to exclude (W =
+      metrics.num_words(N)), or None to exclude only padding.
+    num_items: N.
+    k: items per row (static), 1 <= k.
+    chunk: C, items scored at once (a multiple of 32).
+  Returns:
+    (scores [B, k] float32 descending, items [B, k] int32); ties go to the
+    smaller item id.
+  """
+  if chunk % 32:
+    raise ValueError(f"item chunk must be a multiple of 32, got {chunk}")
+  b = hidden.shape[0]
+  n_pad = padded_num_items(num_items, chunk)
+  table = jnp.pad(table, ((0, n_pad - table.shape[0]), (0, 0)))
+  hidden = hidden.astype(jnp.float32)
+  words = (jnp.pad(seen_words,
+                   ((0, 0), (0, n_pad // 32 - seen_words.shape[1])))
+           if seen_words is not None else None)
+  lane = jnp.arange(chunk, dtype=jnp.int32)
+
+  def body(carry, c):
+    best_s, best_i = carry                                      # [B, k]
+    start = c * chunk
+    tab = jax.lax.dynamic_slice_in_dim(table, start, chunk, axis=0)
+    s = hidden @ tab.astype(jnp.float32).T                      # [B, C]
+    ids = start + lane
+    ok = jnp.broadcast_to(((ids >= 1) & (ids <= num_items))[None, :],
+                          (b, chunk))
+    if words is not None:
+      w = jax.lax.dynamic_slice_in_dim(words, start // 32, chunk // 32, 1)
+      bits = jnp.right_shift(w[:, :, None],
+                             jnp.arange(32, dtype=jnp.uint32)) & 1
+      ok = ok & (bits.reshape(b, chunk) == 0)
+    s = jnp.where(ok, s, -jnp.inf)
+    cat_s = jnp.concatenate([best_s, s], axis=1)                # [B, k + C]
+    cat_i = jnp.concatenate(
+        [best_i, jnp.broadcast_to(jnp.where(ok, ids, 0), (b, chunk))], 1)
+    top_s, pos = jax.lax.top_k(cat_s, k)
+    return (top_s, jnp.take_along_axis(cat_i, pos, axis=1)), None
+
+  init = (jnp.full((b, k), -jnp.inf, jnp.float32), jnp.zeros((b, k),
+                                                             jnp.int32))
+  (scores, items), _ = jax.lax.scan(body, init, jnp.arange(n_pad // chunk))
+  return scores, jnp.where(jnp.isfinite(scores), items, 0)
+
+
+def candidate_scores(hidden: jax.Array, table: jax.Array,
+                     candidates: jax.Array) -> jax.Array:
+  """Scores [B, C] float32 of candidate items [B, C] int32 (0 = padding,
+  scored -inf) for user states hidden [B, D]."""
+  emb = table[candidates].astype(jnp.float32)                   # [B, C, D]
+  s = jnp.einsum("bd,bcd->bc", hidden.astype(jnp.float32), emb)
+  return jnp.where(candidates > 0, s, -jnp.inf)
+
+
+# -- dense scores (the generator's validation) ------------------------------
+def rank_of_target(scores: jax.Array, targets: jax.Array) -> jax.Array:
+  """0-based rank of each target among all items, ties pessimistic.
+
+  rank = #{i != t : score_i >= score_t}; masked items must hold -inf (they
+  never reach a finite target score).
+
+  Args:
+    scores: [B, N + 1] float.
+    targets: [B] int32 item ids.
+  Returns:
+    [B] int32.
+  """
+  t = jnp.take_along_axis(scores, targets[:, None], axis=-1)  # [B, 1]
+  return (jnp.sum(scores >= t, axis=-1) - 1).astype(jnp.int32)
+
+
+def hr_ndcg(ranks: np.ndarray, k: int) -> dict:
+  """{HR@k, NDCG@k} means (float64 on the host) of 0-based ranks [B]."""
+  ranks = np.asarray(ranks, dtype=np.float64)
+  hit = ranks < k
+  return {f"HR@{k}": float(hit.mean()),
+          f"NDCG@{k}": float(np.where(hit, 1.0 / np.log2(ranks + 2.0),
+                                      0.0).mean())}

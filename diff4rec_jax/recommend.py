@@ -29,7 +29,7 @@ Python:
 Scores are the recommender's logits (hidden state . item embedding). Users
 are scored in fixed-size batches (the last one padded) sorted by length and
 cut to the run's `train.length_buckets` widths, one compiled call per batch
-(`ranking.top_k_unseen`), so all of ML-1M's 6,040 users take seconds on CPU.
+(`metrics_lib.top_k_unseen`), so all of ML-1M's 6,040 users take seconds on CPU.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ import numpy as np
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
-from diff4rec_jax import ranking
 from diff4rec_jax import serving_files
 from diff4rec_jax import steps
 from diff4rec_jax.serving_files import find_id_maps
@@ -156,7 +155,7 @@ class Recommender:
   def _top_k_fn(self, k: int):
     if k not in self._top_k_fns:
       def fn(params, inputs, words):
-        return ranking.top_k_unseen(self._hidden_chunked(params, inputs),
+        return metrics_lib.top_k_unseen(self._hidden_chunked(params, inputs),
                                     models.item_table(params), words,
                                     self.num_items, k, self.chunk)
       self._top_k_fns[k] = jax.jit(fn)
@@ -330,7 +329,7 @@ class Recommender:
     cands[0, :c] = cand
     inputs = data_lib.left_pad(items, indptr[:-1], indptr[1:], self.max_len)
     if self._score_fn is None:
-      self._score_fn = jax.jit(lambda p, x, cd: ranking.candidate_scores(
+      self._score_fn = jax.jit(lambda p, x, cd: metrics_lib.candidate_scores(
           self._hidden(p, x), models.item_table(p), cd))
     s = np.asarray(self._score_fn(self.params, inputs, cands))[0, :c]
     return np.where(known, s, np.nan).astype(np.float32)

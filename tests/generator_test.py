@@ -13,6 +13,7 @@ from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import generator
 from diff4rec_jax import generator_steps
+from diff4rec_jax import metrics
 from diff4rec_jax.models import vae as vae_lib
 
 
@@ -232,13 +233,13 @@ def test_rank_of_target_matches_numpy_with_ties():
   scores[rng.random((50, 20)) < 0.2] = -np.inf
   targets = rng.integers(1, 20, size=50).astype(np.int32)
   scores[np.arange(50), targets] = rng.integers(0, 5, size=50)
-  got = np.asarray(generator_steps.rank_of_target(jnp.asarray(scores),
+  got = np.asarray(metrics.rank_of_target(jnp.asarray(scores),
                                              jnp.asarray(targets)))
   for r in range(50):
     t = targets[r]
     others = np.delete(scores[r], t)
     assert got[r] == int(np.sum(others >= scores[r, t]))  # ties ahead
-  m = generator_steps.hr_ndcg(np.array([0, 9, 10, 3]))
+  m = metrics.hr_ndcg(np.array([0, 9, 10, 3]), 10)
   assert m["HR@10"] == 0.75
   assert m["NDCG@10"] == pytest.approx((1 + 1 / np.log2(11) +
                                         1 / np.log2(5)) / 4)
