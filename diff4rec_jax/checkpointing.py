@@ -281,3 +281,11 @@ class Checkpointer:
   def close(self) -> None:
     self._latest.close()
     self._best.close()
+
+
+def quiet_orbax() -> None:
+  """Orbax logs every restore at INFO; keep the command's own lines."""
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  for handler in std_logging.getLogger().handlers:
+    handler.addFilter(lambda r: "orbax" not in r.pathname or
+                      r.levelno >= std_logging.WARNING)

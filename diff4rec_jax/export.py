@@ -39,7 +39,10 @@ import ml_collections
 import numpy as np
 
 from diff4rec_jax import checkpointing
-from diff4rec_jax import recommend
+from diff4rec_jax import data as data_lib
+from diff4rec_jax import models
+from diff4rec_jax import recommender
+from diff4rec_jax import serving_files
 
 FORMAT = "diff4rec_jax-export"
 VERSION = 1
@@ -47,7 +50,7 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "ml-collections",
             "orbax-checkpoint")
 
 
-class ExportError(recommend.RecommendError):
+class ExportError(serving_files.RecommendError):
   """An export cannot be written or read; the message names the file."""
 
 
@@ -67,7 +70,7 @@ def _write_map(path: str, header: str, raw: np.ndarray) -> None:
     f.write("\n".join(lines) + "\n")
 
 
-def export_run(r: recommend.Recommender, out_dir: str,
+def export_run(r: recommender.Recommender, out_dir: str,
                histories: bool = True) -> dict:
   """Writes the export of a loaded run (`recommend.load(workdir)`) to
   `out_dir` (must not exist); returns the manifest."""
@@ -148,7 +151,7 @@ def verify(export_dir: str) -> dict:
   return manifest
 
 
-def load_export(export_dir: str) -> recommend.Recommender:
+def load_export(export_dir: str) -> recommender.Recommender:
   """A Recommender from an export folder (checked by `verify`)."""
   manifest = verify(export_dir)
   files = manifest["files"]
@@ -159,7 +162,7 @@ def load_export(export_dir: str) -> recommend.Recommender:
                allow_pickle=False) as z:
     params = flax.traverse_util.unflatten_dict(
         {k: z[k] for k in z.files}, sep="/")
-  r_model = recommend.models.get_model(config.model, num_items,
+  r_model = models.get_model(config.model, num_items,
                                        config.data.max_len)
   want = jax.eval_shape(lambda: r_model.init(
       jax.random.key(0), np.zeros((1, config.data.max_len), np.int32)
@@ -171,17 +174,17 @@ def load_export(export_dir: str) -> recommend.Recommender:
                       "parameters do not fit the model of config.json.")
   users = user_raw = item_raw = None
   if "item_map.tsv" in files:
-    item_raw = recommend.read_id_map(
+    item_raw = serving_files.read_id_map(
         os.path.join(export_dir, "item_map.tsv"), num_items)
   if "user_map.tsv" in files:
-    user_raw = recommend.read_id_map(os.path.join(export_dir,
+    user_raw = serving_files.read_id_map(os.path.join(export_dir,
                                                   "user_map.tsv"))
   if "histories.npz" in files:
     with np.load(os.path.join(export_dir, "histories.npz"),
                  allow_pickle=False) as z:
-      users = recommend.Histories(z["user_ids"], z["indptr"], z["items"])
+      users = recommender.Histories(z["user_ids"], z["indptr"], z["items"])
   meta = dict(manifest.get("source", {}), export=os.path.abspath(export_dir))
-  return recommend.Recommender(config, params, num_items, item_raw=item_raw,
+  return recommender.Recommender(config, params, num_items, item_raw=item_raw,
                                users=users, user_raw=user_raw, meta=meta)
 
 
@@ -190,7 +193,7 @@ def main(argv):
   f = flags.FLAGS
   if len(argv) > 1:
     raise ExportError(f"unexpected arguments: {argv[1:]}")
-  r = recommend.load(f.workdir, f.data_dir or None)
+  r = recommender.from_workdir(f.workdir, f.data_dir or None)
   m = export_run(r, f.out, histories=f.histories)
   logging.info("exported %s -> %s (%s; %s)", f.workdir, f.out,
                ", ".join(sorted(m["files"])),
@@ -208,10 +211,10 @@ if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir", "out"])
 
   def _main(argv):
-    recommend.quiet_orbax()
+    checkpointing.quiet_orbax()
     try:
       main(argv)
-    except (recommend.RecommendError, recommend.data_lib.DataError) as e:
+    except (serving_files.RecommendError, data_lib.DataError) as e:
       logging.error("%s", e)
       sys.exit(f"error: {e}")
   app.run(_main)
