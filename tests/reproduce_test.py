@@ -488,3 +488,124 @@ def test_generator_shared_across_seeds_with_a_fixed_generator_seed(tmp_path):
     assert f.read() == "topm"
   ctl = grid.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
   assert runner.share_generator(ctl, root, fixed) is None  # no generator
+
+
+# ----------------------------------------------------------------------------
+# Pieces the split into grid/runner/stats/report/paper made testable alone.
+# ----------------------------------------------------------------------------
+def test_paper_tables_keyed_as_grid_rows():
+  # Table 2's Diff4Rec column is SASRec + Diff4Rec; the backbones are 'base'.
+  assert paper.PAPER[("beauty", "sasrec", "diff4rec")] == (
+      "Table 2/3", dict(zip(paper.TABLE2_COLS,
+                            paper.TABLE2[("beauty", "diff4rec")])))
+  assert paper.PAPER[("ml-1m", "caser", "base")][0] == "Table 2"
+  assert paper.PAPER[("steam", "gru4rec", "diff4rec")] == (
+      "Table 3", {"HR@10": 0.0691, "NDCG@10": 0.0342})
+  assert paper.PAPER[("yelp", "sasrec", "aug")] == (
+      "Table 4", {"HR@10": 0.0410, "NDCG@10": 0.0165})
+  assert len(paper.PAPER) == 16 + 6 + 3
+  assert paper.paper_value("ml-100k", "sasrec", "base", "HR@10") is None
+
+
+def test_quality_table_prints_the_papers_rows_beside_a_run(tmp_path,
+                                                           capsys):
+  from benchmarks import quality_table  # pylint: disable=g-import-not-at-top
+  assert quality_table.PAPER is paper.TABLE2      # one transcription
+  cell = Cell("steam", "gru4rec", "base", 0)
+  write_done(str(tmp_path), cell, 0.05, 0.02)
+  quality_table.main([os.path.join(str(tmp_path), cell.name)])
+  out = capsys.readouterr().out
+  assert "| paper: gru4rec on steam | 0.0340 | 0.0561 | 0.0905 | 0.0126 | " \
+      "0.0268 | 0.0213 |" in out
+  assert "| paper: diff4rec on steam | 0.0575 |" in out
+  assert "(steam-gru4rec-base-s0) | 0.0250 | 0.0500 |" in out
+
+
+def test_load_config_is_the_cells_config_file():
+  c = grid.load_config("ml-1m", "paper")
+  assert (c.data.name, c.model.hidden, c.train.loss) == ("ml-1m", 50, "bce")
+  assert grid.load_config("ml-100k").to_dict() == grid.load_config(
+      "ml-100k", "strong").to_dict()
+  flat = grid.flatten(grid.load_config("beauty").to_dict())
+  exp = grid.expected_config(Cell("beauty", "sasrec", "base", 0))
+  assert {k: v for k, v in exp.items()
+          if k not in ("mode", "model.name", "seed")} == {
+              k: json.loads(json.dumps(v)) for k, v in flat.items()
+              if k not in ("mode", "model.name", "seed")}
+
+
+def test_config_deviations_skip_the_resumable_fields():
+  cell = Cell("beauty", "sasrec", "base", 0)
+  exp = grid.expected_config(cell)
+  run = _nested(exp)
+  run["train"]["eval_length_buckets"] = [7]     # speed only: not a change
+  run["data"]["dir"] = "/elsewhere"
+  assert grid.config_deviations(exp, run) == []
+  run["train"]["num_epochs"] = 3
+  run["model"]["hidden"] = 8
+  assert grid.config_deviations(exp, run) == ["model.hidden=8",
+                                              "train.num_epochs=3"]
+  assert grid.config_deviations(exp, None) == []
+
+
+def test_read_curve_keeps_the_last_record_of_a_redone_epoch(tmp_path):
+  path = str(tmp_path / "metrics.jsonl")
+  with open(path, "w") as f:
+    f.write(json.dumps({"epoch": 2, "valid/NDCG@10": 0.1}) + "\n")
+    f.write(json.dumps({"epoch": 4, "valid/NDCG@10": 0.2}) + "\n")
+    f.write(json.dumps({"epoch": 3, "train_loss": 1.0}) + "\n")
+    f.write(json.dumps({"epoch": 4, "valid/NDCG@10": 0.25}) + "\n")  # resumed
+    f.write(json.dumps({"epoch": 4, "final": True, "valid/NDCG@10": 9}) + "\n")
+    f.write('{"epoch": 6, "valid/NDC')                     # cut by a kill
+  assert grid.read_curve(path) == [(2, 0.1), (4, 0.25)]
+  assert grid.read_curve(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_last_error_prefers_the_exception_line(tmp_path):
+  log = tmp_path / "cell.log"
+  log.write_text("old attempt: KeyError: not this one\n")
+  start = log.stat().st_size
+  with open(log, "a") as f:
+    f.write("Traceback (most recent call last):\n  File x\n"
+            "ValueError: config.train.lr: must be > 0\n"
+            "I1207 exiting with an error code\n")
+  assert runner._last_error(str(log), start) == (  # pylint: disable=protected-access
+      "ValueError: config.train.lr: must be > 0")
+  with open(log, "a") as f:
+    f.write("plain last line\n")
+  assert runner._last_error(str(log), log.stat().st_size - 16) == (  # pylint: disable=protected-access
+      "plain last line")
+
+
+def test_claim_labels_and_magnitudes():
+  label = stats._claim_label  # pylint: disable=protected-access
+  assert label([None, None]) == "not run"
+  assert label(["up", "up"]) == "holds"
+  assert label(["up", "flat"]).startswith("partly holds")
+  assert label(["up", "down"]).startswith("mixed (one metric up")
+  assert label(["down", "flat"]).startswith("does not hold")
+  assert label(["flat", "flat"]).startswith("not supported")
+  assert label(["up?", "up?"]).startswith("holds in direction on one seed")
+  assert label(["up?", "down?"]).startswith("mixed on one seed")
+  magnitude = report._magnitude  # pylint: disable=protected-access
+  assert magnitude(0.05, 0.3) == "our gain is less than half the paper's"
+  assert magnitude(-0.01, 0.3) == "the paper's gain does not appear"
+  assert magnitude(0.3, 0.3) == "our gain is of the paper's size"
+  assert magnitude(0.5, 0.3) == "our gain is larger than the paper's"
+  assert magnitude(None, 0.3) == magnitude(0.1, -0.2) == ""
+
+
+def test_report_names_cells_that_shared_augmented_copies(grid_root):
+  with open(os.path.join(grid_root, "grid_log.jsonl"), "a") as f:
+    f.write(json.dumps({"cell": "beauty-sasrec-diff4rec-s0",
+                        "augmented_from": "beauty-sasrec-aug-s0"}) + "\n")
+  log = grid.read_grid_log(grid_root)
+  st = grid.inspect_cell(Cell("beauty", "sasrec", "diff4rec", 0), grid_root,
+                         log)
+  assert st.augmented_from == "beauty-sasrec-aug-s0"
+  assert st.last_attempt is None          # a sharing record is no attempt
+  states = grid.inspect_grid(default_cells(), grid_root)
+  text = report.build_report(states, ["beauty"], ["sasrec"], grid.MODES,
+                             [0], grid_root, "cmd", "m", "")
+  assert ("- Shared augmentation: " in text and
+          "`beauty-sasrec-diff4rec-s0` (from `beauty-sasrec-aug-s0`)" in text)
