@@ -281,13 +281,11 @@ def run_grid(cells: Sequence[grid.Cell], root: str, overrides: Sequence[str],
             f"{'resuming, ' + st.detail if st.status == 'partial' else 'start'}"
             f" ({grid.now()})", flush=True)
       if share:
+        what, field = "augmented copies", "augmented_from"
         src = share_augmentation(st.cell, root, overrides)
-        shared = [("augmented copies", "augmented_from",
-                   share_augmentation(st.cell, root, overrides))]
-        if not shared[0][2]:
-          shared = [("generator top-M", "generator_from",
-                     share_generator(st.cell, root, overrides))]
-        what, field, src = shared[0]
+        if not src:
+          what, field = "generator top-M", "generator_from"
+          src = share_generator(st.cell, root, overrides)
         if src:
           print(f"    reusing the {what} of {src}", flush=True)
           with open(os.path.join(root, "grid_log.jsonl"), "a") as f:

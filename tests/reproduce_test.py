@@ -609,3 +609,29 @@ def test_report_names_cells_that_shared_augmented_copies(grid_root):
                              [0], grid_root, "cmd", "m", "")
   assert ("- Shared augmentation: " in text and
           "`beauty-sasrec-diff4rec-s0` (from `beauty-sasrec-aug-s0`)" in text)
+
+
+def test_runner_logs_the_augmented_copies_a_cell_reuses(tmp_path, capsys):
+  fake = tmp_path / "fake_main.py"
+  fake.write_text(FAKE_TRAINER)
+  root = str(tmp_path / "g")
+  aug, d4r = grid.plan_cells(["ml-100k"], ["sasrec"], ["aug", "diff4rec"],
+                             [0])
+  src = os.path.join(root, aug.name)
+  os.makedirs(os.path.join(src, "generator"))
+  with open(os.path.join(src, "config.json"), "w") as f:
+    json.dump(_nested(grid.expected_config(aug)), f)
+  for name in (pool_lib.AUGMENTED_FILE, runner.GENERATOR_TOPM):
+    with open(os.path.join(src, name), "w") as f:
+      f.write("TEST FIXTURE")
+  recs = runner.run_grid([d4r], root, [], dict(os.environ),
+                         prefix=[sys.executable, str(fake)])
+  assert [r["cell"] for r in recs] == [d4r.name] and recs[0]["finished"]
+  assert f"reusing the augmented copies of {aug.name}" in (
+      capsys.readouterr().out)
+  log = grid.read_grid_log(root)
+  assert log[("augmented_from", d4r.name)]["augmented_from"] == aug.name
+  assert ("generator_from", d4r.name) not in log
+  wd = os.path.join(root, d4r.name)
+  assert os.path.exists(os.path.join(wd, pool_lib.AUGMENTED_FILE))
+  assert not os.path.exists(os.path.join(wd, runner.GENERATOR_TOPM))
