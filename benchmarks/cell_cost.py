@@ -47,7 +47,7 @@ sys.path.insert(0, REPO)
 from absl import logging  # pylint: disable=g-import-not-at-top
 
 from benchmarks import machine  # pylint: disable=g-import-not-at-top
-from benchmarks import reproduce  # pylint: disable=g-import-not-at-top
+from benchmarks import grid  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import pool as pool_lib  # pylint: disable=g-import-not-at-top
@@ -58,11 +58,7 @@ SETTINGS = ("paper", "strong", "sampled")
 
 def load_config(dataset: str, setting: str):
   """The cell config of `dataset` in `setting` (see the module docstring)."""
-  path, _, arg = reproduce.config_arg(
-      dataset, "paper" if setting == "paper" else "strong").partition(":")
-  module = __import__(f"configs.{os.path.basename(path)[:-3]}",
-                      fromlist=["get_config"])
-  c = module.get_config(arg) if arg else module.get_config()
+  c = grid.load_config(dataset, "paper" if setting == "paper" else "strong")
   if setting == "sampled":
     c.train.loss = "sampled_ce"
   c.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "")

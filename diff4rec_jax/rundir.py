@@ -47,7 +47,8 @@ class DataMismatch(errors.UserError):
 # ----------------------------------------------------------------------------
 # Lock
 # ----------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+  """Whether process `pid` runs on this host (another user's counts)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -57,7 +58,8 @@ def _pid_alive(pid: int) -> bool:
   return True
 
 
-def _read_lock(path: str):
+def read_json(path: str):
+  """The JSON value in file `path`, or None if it is missing or unreadable."""
   try:
     with open(path) as f:
       return json.load(f)
@@ -80,7 +82,7 @@ def acquire(workdir: str) -> str:
         return path
       except FileExistsError:
         pass
-      owner = _read_lock(path)
+      owner = read_json(path)
       if owner is None:
         # Unreadable or vanished since: take it if it is still there and
         # not ours to judge; the next link attempt decides.
@@ -90,7 +92,7 @@ def acquire(workdir: str) -> str:
         continue
       same_host = owner.get("host") == me["host"]
       pid = int(owner.get("pid", -1))
-      if same_host and (pid == me["pid"] or not _pid_alive(pid)):
+      if same_host and (pid == me["pid"] or not pid_alive(pid)):
         logging.warning("%s: stale lock of process %d on %s (started %s, no "
                         "longer running); taking it over", path, pid,
                         owner.get("host"), owner.get("started"))
@@ -125,7 +127,7 @@ def _create(tmp: str, path: str, me: dict) -> None:
 
 def release(path: str) -> None:
   """Removes the lock at `path` if it is still this process's."""
-  owner = _read_lock(path)
+  owner = read_json(path)
   if owner and owner.get("pid") == os.getpid() and (
       owner.get("host") == socket.gethostname()):
     _unlink(path)

@@ -1,4 +1,6 @@
-"""Tests for benchmarks/reproduce.py: plan, status, statistics, report.
+"""Tests for the reproduction grid: benchmarks/reproduce.py (the command
+line), grid.py (plan, status, configs), runner.py, stats.py, report.py and
+paper.py.
 
 No training: the grid roots are TEST FIXTURES written by hand into tmp_path
 (results.json / metrics.jsonl / config.json with made-up numbers), and the
@@ -12,9 +14,15 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks import grid
+from benchmarks import paper
+from benchmarks import report
 from benchmarks import reproduce as rp
+from benchmarks import runner
+from benchmarks import stats
+from diff4rec_jax import pool as pool_lib
 
-Cell = rp.Cell
+Cell = grid.Cell
 METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR")
 
 # Made-up test metrics of the fixture cells (HR@10, NDCG@10); the other
@@ -47,7 +55,7 @@ def write_done(root, cell, hr10, ndcg10, **config_changes):
   """A finished cell: config.json, metrics.jsonl and results.json."""
   wd = os.path.join(root, cell.name)
   os.makedirs(wd, exist_ok=True)
-  cfg = _nested(rp.expected_config(cell))
+  cfg = _nested(grid.expected_config(cell))
   for k, v in config_changes.items():
     node = cfg
     *path, last = k.split(".")
@@ -74,7 +82,7 @@ def write_partial(root, cell, epochs):
   wd = os.path.join(root, cell.name)
   os.makedirs(wd, exist_ok=True)
   with open(os.path.join(wd, "config.json"), "w") as f:
-    json.dump(_nested(rp.expected_config(cell)), f)
+    json.dump(_nested(grid.expected_config(cell)), f)
   _write_jsonl(os.path.join(wd, "metrics.jsonl"), [
       {"epoch": e, "valid/NDCG@10": 0.02 + 0.001 * e} for e in epochs])
 
@@ -100,8 +108,8 @@ def grid_root(tmp_path):
 
 
 def default_cells():
-  return rp.plan_cells(rp.DEFAULT_DATASETS, rp.MODELS, rp.MODES,
-                       rp.DEFAULT_SEEDS)
+  return grid.plan_cells(grid.DEFAULT_DATASETS, grid.MODELS, grid.MODES,
+                         grid.DEFAULT_SEEDS)
 
 
 def test_plan_order_follows_the_issue():
@@ -135,12 +143,12 @@ def test_plan_order_follows_the_issue():
 
 
 def test_plan_respects_filters_and_smoke_dataset():
-  cells = rp.plan_cells(["ml-100k"], ["sasrec"], ["base", "diff4rec"], [0])
+  cells = grid.plan_cells(["ml-100k"], ["sasrec"], ["base", "diff4rec"], [0])
   assert [c.name for c in cells] == ["ml-100k-sasrec-base-s0",
                                      "ml-100k-sasrec-diff4rec-s0"]
-  assert rp.DATASET_CONFIGS["ml-100k"] == "configs/tiny.py"
-  cmd = rp.cell_command(cells[1], "/r", ["--config.train.num_epochs=2"],
-                        prefix=["py", "-m", "m"])
+  assert grid.DATASET_CONFIGS["ml-100k"] == "configs/tiny.py"
+  cmd = grid.cell_command(cells[1], "/r", ["--config.train.num_epochs=2"],
+                          prefix=["py", "-m", "m"])
   assert cmd == ["py", "-m", "m", "--config=configs/tiny.py",
                  "--workdir=/r/ml-100k-sasrec-diff4rec-s0",
                  "--config.mode=diff4rec", "--config.model.name=sasrec",
@@ -148,7 +156,7 @@ def test_plan_respects_filters_and_smoke_dataset():
 
 
 def test_status_done_partial_todo(grid_root):
-  states = {s.cell: s for s in rp.inspect_grid(default_cells(), grid_root)}
+  states = {s.cell: s for s in grid.inspect_grid(default_cells(), grid_root)}
   for cell in FIXTURE:
     assert states[cell].status == "done"
   assert states[PARTIAL].status == "partial"
@@ -159,13 +167,13 @@ def test_status_done_partial_todo(grid_root):
   assert Cell("yelp", "sasrec", "base", 0) in todo
   # An empty workdir (made, nothing written) is still todo.
   os.makedirs(os.path.join(grid_root, "yelp-sasrec-base-s0"))
-  st = rp.inspect_cell(Cell("yelp", "sasrec", "base", 0), grid_root)
+  st = grid.inspect_cell(Cell("yelp", "sasrec", "base", 0), grid_root)
   assert st.status == "todo"
 
 
 def test_mean_std_and_lift(grid_root):
-  states = rp.inspect_grid(default_cells(), grid_root)
-  s = rp.summarize(states)
+  states = grid.inspect_grid(default_cells(), grid_root)
+  s = stats.summarize(states)
   base = s[("beauty", "sasrec", "base")]
   assert base.seeds == [0, 1, 2]
   ref = np.array([0.030, 0.032, 0.031])
@@ -178,7 +186,7 @@ def test_mean_std_and_lift(grid_root):
   assert ("yelp", "sasrec", "base") not in s
 
   # NDCG@10, paired seeds 0 and 1: deltas 0.004, 0.003.
-  l = rp.lift(d4r, base, "test", "NDCG@10")
+  l = stats.lift(d4r, base, "test", "NDCG@10")
   d = np.array([0.034 - 0.030, 0.035 - 0.032])
   assert l.n == 2
   assert l.mean_delta == pytest.approx(d.mean())
@@ -186,19 +194,20 @@ def test_mean_std_and_lift(grid_root):
   assert l.relative == pytest.approx(d.mean() / np.mean([0.030, 0.032]))
   assert l.call == "up"                       # 0.0035 > 0.0007
   # HR@10: deltas +0.003, -0.001 -> mean 0.001 < std 0.0028: within noise.
-  l = rp.lift(d4r, base, "test", "HR@10")
+  l = stats.lift(d4r, base, "test", "HR@10")
   assert l.mean_delta == pytest.approx(0.001)
   assert l.call == "flat"
   # One paired seed: a direction, not a judgement.
-  l = rp.lift(s[("beauty", "sasrec", "aug")], base, "test", "NDCG@10")
+  l = stats.lift(s[("beauty", "sasrec", "aug")], base, "test", "NDCG@10")
   assert (l.n, l.std_delta, l.call) == (1, None, "up?")
-  assert rp.lift(None, base, "test", "NDCG@10").n == 0
+  assert stats.lift(None, base, "test", "NDCG@10").n == 0
   # Paper lifts: Table 3 SASRec on Beauty, Table 4 w/o cur.
-  assert rp.paper_lift("beauty", "sasrec", "diff4rec", "base",
-                       "HR@10") == pytest.approx((0.0871 - 0.0633) / 0.0633)
-  assert rp.paper_lift("beauty", "sasrec", "diff4rec", "aug",
-                       "NDCG@10") == pytest.approx((0.0426 - 0.0417) / 0.0417)
-  assert rp.paper_lift("ml-1m", "sasrec", "aug", "base", "HR@10") is None
+  assert paper.paper_lift("beauty", "sasrec", "diff4rec", "base",
+                          "HR@10") == pytest.approx((0.0871 - 0.0633) / 0.0633)
+  assert paper.paper_lift(
+      "beauty", "sasrec", "diff4rec", "aug",
+      "NDCG@10") == pytest.approx((0.0426 - 0.0417) / 0.0417)
+  assert paper.paper_lift("ml-1m", "sasrec", "aug", "base", "HR@10") is None
 
 
 def test_paper_numbers_match_the_other_transcription():
@@ -207,21 +216,21 @@ def test_paper_numbers_match_the_other_transcription():
     model, mode = (("sasrec", "diff4rec") if name == "diff4rec"
                    else (name, "base"))
     for k, v in zip(quality_table.COLS, vals):
-      assert rp.paper_value(ds, model, mode, k) == v, (ds, name, k)
+      assert paper.paper_value(ds, model, mode, k) == v, (ds, name, k)
   # Table 3 backbones and Table 4 (w/o cur = aug), from the brief.
-  assert rp.paper_value("beauty", "gru4rec", "diff4rec", "NDCG@10") == 0.0190
-  assert rp.paper_value("beauty", "caser", "diff4rec", "HR@10") == 0.0375
-  assert rp.paper_value("yelp", "sasrec", "aug", "NDCG@10") == 0.0165
-  assert rp.paper_value("steam", "sasrec", "aug", "HR@10") == 0.1108
-  assert rp.paper_value("beauty", "gru4rec", "diff4rec", "MRR") is None
+  assert paper.paper_value("beauty", "gru4rec", "diff4rec", "NDCG@10") == 0.0190
+  assert paper.paper_value("beauty", "caser", "diff4rec", "HR@10") == 0.0375
+  assert paper.paper_value("yelp", "sasrec", "aug", "NDCG@10") == 0.0165
+  assert paper.paper_value("steam", "sasrec", "aug", "HR@10") == 0.1108
+  assert paper.paper_value("beauty", "gru4rec", "diff4rec", "MRR") is None
 
 
 def test_report_has_paper_cells_and_lists_not_run(grid_root):
   cells = default_cells()
-  states = rp.inspect_grid(cells, grid_root)
-  text = rp.build_report(states, rp.DEFAULT_DATASETS, rp.MODELS, rp.MODES,
-                         rp.DEFAULT_SEEDS, grid_root, "python x", "TEST CPU",
-                         "Plot skipped: test")
+  states = grid.inspect_grid(cells, grid_root)
+  text = report.build_report(states, grid.DEFAULT_DATASETS, grid.MODELS,
+                             grid.MODES, grid.DEFAULT_SEEDS, grid_root,
+                             "python x", "TEST CPU", "Plot skipped: test")
   lines = text.splitlines()
 
   def row(ds_title, name):
@@ -272,27 +281,27 @@ def test_report_flags_changed_settings(tmp_path):
   root = str(tmp_path / "g")
   cell = Cell("beauty", "sasrec", "base", 0)
   write_done(root, cell, 0.05, 0.02, **{"train.num_epochs": 2})
-  states = rp.inspect_grid([cell], root)
-  text = rp.build_report(states, ["beauty"], ["sasrec"], ["base"], [0],
-                         root, "cmd", "m", "")
+  states = grid.inspect_grid([cell], root)
+  text = report.build_report(states, ["beauty"], ["sasrec"], ["base"], [0],
+                             root, "cmd", "m", "")
   assert "train.num_epochs=2" in text
 
 
 def test_overrides_parse_and_expected_config():
-  toks = rp.parse_overrides("--config.train.num_epochs=2 "
-                            "--config.train.length_buckets=(8,16) "
-                            "--config.train.mask_history=False "
-                            "--config.train.lr=5e-4")
-  exp = rp.expected_config(Cell("beauty", "caser", "aug", 1), toks)
+  toks = grid.parse_overrides("--config.train.num_epochs=2 "
+                              "--config.train.length_buckets=(8,16) "
+                              "--config.train.mask_history=False "
+                              "--config.train.lr=5e-4")
+  exp = grid.expected_config(Cell("beauty", "caser", "aug", 1), toks)
   assert exp["train.num_epochs"] == 2 and exp["train.lr"] == 5e-4
   assert exp["train.length_buckets"] == [8, 16]
   assert exp["train.mask_history"] is False
   assert (exp["mode"], exp["model.name"], exp["seed"]) == ("aug", "caser", 1)
   assert exp["data.name"] == "beauty"
   with pytest.raises(ValueError, match="set by the grid"):
-    rp.parse_overrides("--config.seed=3")
+    grid.parse_overrides("--config.seed=3")
   with pytest.raises(ValueError, match="--config.field=value"):
-    rp.parse_overrides("--train.num_epochs=2")
+    grid.parse_overrides("--train.num_epochs=2")
 
 
 FAKE_TRAINER = '''
@@ -319,17 +328,17 @@ def test_runner_skips_finished_cells_and_resumes(tmp_path):
   fake = tmp_path / "fake_main.py"
   fake.write_text(FAKE_TRAINER)
   root = str(tmp_path / "g")
-  cells = rp.plan_cells(["ml-100k"], ["sasrec"], ["base", "diff4rec"],
-                        [0, 1, 2])
+  cells = grid.plan_cells(["ml-100k"], ["sasrec"], ["base", "diff4rec"],
+                          [0, 1, 2])
   prefix = [sys.executable, str(fake)]
   calls = []
-  recs = rp.run_grid(cells, root, [], dict(os.environ), max_cells=2,
-                     prefix=prefix, after_cell=lambda: calls.append(1))
+  recs = runner.run_grid(cells, root, [], dict(os.environ), max_cells=2,
+                         prefix=prefix, after_cell=lambda: calls.append(1))
   assert [r["cell"] for r in recs] == [c.name for c in cells[:2]]
   assert all(r["finished"] for r in recs) and len(calls) == 2
   # Second invocation: the two finished cells are skipped.
-  recs = rp.run_grid(cells, root, [], dict(os.environ), prefix=prefix,
-                     max_consecutive_failures=10)
+  recs = runner.run_grid(cells, root, [], dict(os.environ), prefix=prefix,
+                         max_consecutive_failures=10)
   assert [r["cell"] for r in recs] == [c.name for c in cells[2:]]
   by = {r["cell"]: r for r in recs}
   assert by["ml-100k-sasrec-base-s1"]["rc"] == 143
@@ -337,16 +346,16 @@ def test_runner_skips_finished_cells_and_resumes(tmp_path):
   assert "stopped" in by["ml-100k-sasrec-base-s1"]   # resumable, not failed
   assert by["ml-100k-sasrec-base-s2"]["rc"] == 1
   assert "ValueError: config.x: bad" in by["ml-100k-sasrec-base-s2"]["error"]
-  states = {s.cell.seed: s.status for s in rp.inspect_grid(cells, root)}
+  states = {s.cell.seed: s.status for s in grid.inspect_grid(cells, root)}
   assert states == {0: "done", 1: "partial", 2: "partial"}
-  st = rp.inspect_cell(cells[-1], root, rp.read_grid_log(root))
+  st = grid.inspect_cell(cells[-1], root, grid.read_grid_log(root))
   assert "last attempt failed (rc 1)" in st.detail
   with open(os.path.join(root, "grid_log.jsonl")) as f:
     assert len(f.read().splitlines()) == 6
   assert not os.path.exists(os.path.join(root, "runner.pid"))
   # A third invocation only retries the unfinished cells.
-  recs = rp.run_grid(cells, root, [], dict(os.environ), prefix=prefix,
-                     time_budget_min=1e-9)
+  recs = runner.run_grid(cells, root, [], dict(os.environ), prefix=prefix,
+                         time_budget_min=1e-9)
   assert recs == []
 
 
@@ -370,30 +379,32 @@ def test_dry_run_and_report_only_cli(grid_root, tmp_path, capsys):
 
 def test_share_augmentation_only_between_matching_siblings(grid_root):
   # Fixture: beauty sasrec aug s0 is finished; give it a (fake) copies file.
-  src = os.path.join(grid_root, "beauty-sasrec-aug-s0", rp.AUGMENTED_FILE)
+  src = os.path.join(grid_root, "beauty-sasrec-aug-s0",
+                     pool_lib.AUGMENTED_FILE)
   with open(src, "wb") as f:
     f.write(b"TEST FIXTURE, not an npz")
   target = Cell("beauty", "sasrec", "diff4rec", 0)
   # The diff4rec sibling already has a config.json: left alone.
-  assert rp.share_augmentation(target, grid_root, []) is None
+  assert runner.share_augmentation(target, grid_root, []) is None
   fresh = Cell("beauty", "sasrec", "diff4rec", 7)
   write_done(grid_root, Cell("beauty", "sasrec", "aug", 7), 0.06, 0.03)
   with open(os.path.join(grid_root, "beauty-sasrec-aug-s7",
-                         rp.AUGMENTED_FILE), "wb") as f:
+                         pool_lib.AUGMENTED_FILE), "wb") as f:
     f.write(b"x")
   # Different settings than the sibling's: no sharing.
-  assert rp.share_augmentation(fresh, grid_root,
-                               ["--config.augment.ratio=0.5"]) is None
+  assert runner.share_augmentation(fresh, grid_root,
+                                   ["--config.augment.ratio=0.5"]) is None
   assert not os.path.exists(os.path.join(grid_root, fresh.name))
-  assert rp.share_augmentation(fresh, grid_root, []) == "beauty-sasrec-aug-s7"
-  with open(os.path.join(grid_root, fresh.name, rp.AUGMENTED_FILE),
+  assert runner.share_augmentation(fresh, grid_root,
+                                   []) == "beauty-sasrec-aug-s7"
+  with open(os.path.join(grid_root, fresh.name, pool_lib.AUGMENTED_FILE),
             "rb") as f:
     assert f.read() == b"x"
   # Base cells and other backbones never share.
-  assert rp.share_augmentation(Cell("beauty", "sasrec", "base", 8),
-                               grid_root, []) is None
-  assert rp.share_augmentation(Cell("beauty", "caser", "diff4rec", 7),
-                               grid_root, []) is None
+  assert runner.share_augmentation(Cell("beauty", "sasrec", "base", 8),
+                                   grid_root, []) is None
+  assert runner.share_augmentation(Cell("beauty", "caser", "diff4rec", 7),
+                                   grid_root, []) is None
 
 
 def test_second_runner_on_a_busy_root_is_refused(tmp_path):
@@ -402,18 +413,18 @@ def test_second_runner_on_a_busy_root_is_refused(tmp_path):
   with open(os.path.join(root, "runner.pid"), "w") as f:
     f.write(f"999999999 {os.getppid()}\n")     # a live process: our parent
   with pytest.raises(SystemExit, match="still run on this root"):
-    rp.run_grid([Cell("ml-100k", "sasrec", "base", 0)], root, [],
-                dict(os.environ), prefix=[sys.executable, "-c", "pass"])
+    runner.run_grid([Cell("ml-100k", "sasrec", "base", 0)], root, [],
+                    dict(os.environ), prefix=[sys.executable, "-c", "pass"])
 
 
 def test_curve_tables_compare_cells_at_shared_epochs():
-  a = rp.CellState(rp.Cell("yelp", "sasrec", "base", 0), "/x", "partial",
-                   curve=[(5, 0.01), (10, 0.02), (15, 0.03)])
-  b = rp.CellState(rp.Cell("yelp", "sasrec", "aug", 0), "/y", "done",
-                   curve=[(5, 0.015), (10, 0.025)])
-  other_seed = rp.CellState(rp.Cell("yelp", "sasrec", "aug", 1), "/z",
-                            "done", curve=[(5, 0.5)])
-  lines = rp.curve_tables([a, b, other_seed], ["yelp"], 0)
+  a = grid.CellState(grid.Cell("yelp", "sasrec", "base", 0), "/x", "partial",
+                     curve=[(5, 0.01), (10, 0.02), (15, 0.03)])
+  b = grid.CellState(grid.Cell("yelp", "sasrec", "aug", 0), "/y", "done",
+                     curve=[(5, 0.015), (10, 0.025)])
+  other_seed = grid.CellState(grid.Cell("yelp", "sasrec", "aug", 1), "/z",
+                              "done", curve=[(5, 0.5)])
+  lines = report.curve_tables([a, b, other_seed], ["yelp"], 0)
   text = "\n".join(lines)
   assert "| cell | status | ep 5 | ep 10 | best so far (epoch) |" in text
   assert "| `yelp-sasrec-base-s0` | partial | 0.0100 | 0.0200 | 0.0300 (15) |" \
@@ -421,33 +432,33 @@ def test_curve_tables_compare_cells_at_shared_epochs():
   assert "| `yelp-sasrec-aug-s0` | done | 0.0150 | 0.0250 | 0.0250 (10) |" \
       in text
   assert "0.5000" not in text          # another seed is not mixed in
-  assert rp.curve_tables([a], ["beauty"], 0) == []
+  assert report.curve_tables([a], ["beauty"], 0) == []
 
 
 def test_paper_setting_cells_run_configs_paper():
-  cell = rp.plan_cells(["beauty"], ["sasrec"], ["base"], [0], "paper")[0]
-  cmd = rp.cell_command(cell, "/r", [])
+  cell = grid.plan_cells(["beauty"], ["sasrec"], ["base"], [0], "paper")[0]
+  cmd = grid.cell_command(cell, "/r", [])
   assert "--config=configs/paper.py:beauty" in cmd
-  want = rp.expected_config(cell)
+  want = grid.expected_config(cell)
   assert want["train.loss"] == "bce" and want["model.hidden"] == 50
   assert want["data.name"] == "beauty"
-  assert rp.config_arg("ml-1m", "paper") == "configs/paper.py:ml1m"
+  assert grid.config_arg("ml-1m", "paper") == "configs/paper.py:ml1m"
   with pytest.raises(ValueError, match="no paper setting"):
-    rp.config_arg("ml-100k", "paper")
+    grid.config_arg("ml-100k", "paper")
 
 
 def test_control_cells_run_diff4rec_with_other_candidates():
-  cell = rp.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
-  cmd = rp.cell_command(cell, "/r", [])
+  cell = grid.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
+  cmd = grid.cell_command(cell, "/r", [])
   assert "--config.mode=diff4rec" in cmd
   assert "--config.augment.candidates=popular" in cmd
   assert cmd[cmd.index("--config.mode=diff4rec") - 1].endswith(
       "beauty-sasrec-popular-s1")
-  want = rp.expected_config(cell)
+  want = grid.expected_config(cell)
   assert want["mode"] == "diff4rec"
   assert want["augment.candidates"] == "popular"
-  claims = [c[:3] for c in rp._claims("beauty", ["sasrec"],  # pylint: disable=protected-access
-                                      ["base", "diff4rec", "popular"])]
+  claims = [c[:3] for c in stats._claims("beauty", ["sasrec"],  # pylint: disable=protected-access
+                                         ["base", "diff4rec", "popular"])]
   assert ("sasrec", "diff4rec", "popular") in claims
 
 
@@ -456,14 +467,14 @@ def test_generator_shared_across_seeds_with_a_fixed_generator_seed(tmp_path):
   without it (generator seed = run seed) nothing is shared."""
   root = str(tmp_path)
   fixed = ["--config.generator.seed=0"]
-  c0, c1 = rp.plan_cells(["beauty"], ["sasrec"], ["diff4rec"], [0, 1],
-                         "paper")
+  c0, c1 = grid.plan_cells(["beauty"], ["sasrec"], ["diff4rec"], [0, 1],
+                           "paper")
   src = os.path.join(root, c0.name)
   os.makedirs(os.path.join(src, "generator"))
-  with open(os.path.join(src, rp.GENERATOR_TOPM), "w") as f:
+  with open(os.path.join(src, runner.GENERATOR_TOPM), "w") as f:
     f.write("topm")
   cfg = {}
-  for k, v in rp.expected_config(c0, fixed).items():
+  for k, v in grid.expected_config(c0, fixed).items():
     node = cfg
     *head, last = k.split(".")
     for h in head:
@@ -471,9 +482,156 @@ def test_generator_shared_across_seeds_with_a_fixed_generator_seed(tmp_path):
     node[last] = v
   with open(os.path.join(src, "config.json"), "w") as f:
     json.dump(cfg, f)
-  assert rp.share_generator(c1, root, []) is None      # seeds differ
-  assert rp.share_generator(c1, root, fixed) == c0.name
-  with open(os.path.join(root, c1.name, rp.GENERATOR_TOPM)) as f:
+  assert runner.share_generator(c1, root, []) is None      # seeds differ
+  assert runner.share_generator(c1, root, fixed) == c0.name
+  with open(os.path.join(root, c1.name, runner.GENERATOR_TOPM)) as f:
     assert f.read() == "topm"
-  ctl = rp.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
-  assert rp.share_generator(ctl, root, fixed) is None  # no generator
+  ctl = grid.plan_cells(["beauty"], ["sasrec"], ["popular"], [1], "paper")[0]
+  assert runner.share_generator(ctl, root, fixed) is None  # no generator
+
+
+# ----------------------------------------------------------------------------
+# Pieces the split into grid/runner/stats/report/paper made testable alone.
+# ----------------------------------------------------------------------------
+def test_paper_tables_keyed_as_grid_rows():
+  # Table 2's Diff4Rec column is SASRec + Diff4Rec; the backbones are 'base'.
+  assert paper.PAPER[("beauty", "sasrec", "diff4rec")] == (
+      "Table 2/3", dict(zip(paper.TABLE2_COLS,
+                            paper.TABLE2[("beauty", "diff4rec")])))
+  assert paper.PAPER[("ml-1m", "caser", "base")][0] == "Table 2"
+  assert paper.PAPER[("steam", "gru4rec", "diff4rec")] == (
+      "Table 3", {"HR@10": 0.0691, "NDCG@10": 0.0342})
+  assert paper.PAPER[("yelp", "sasrec", "aug")] == (
+      "Table 4", {"HR@10": 0.0410, "NDCG@10": 0.0165})
+  assert len(paper.PAPER) == 16 + 6 + 3
+  assert paper.paper_value("ml-100k", "sasrec", "base", "HR@10") is None
+
+
+def test_quality_table_prints_the_papers_rows_beside_a_run(tmp_path,
+                                                           capsys):
+  from benchmarks import quality_table  # pylint: disable=g-import-not-at-top
+  assert quality_table.PAPER is paper.TABLE2      # one transcription
+  cell = Cell("steam", "gru4rec", "base", 0)
+  write_done(str(tmp_path), cell, 0.05, 0.02)
+  quality_table.main([os.path.join(str(tmp_path), cell.name)])
+  out = capsys.readouterr().out
+  assert "| paper: gru4rec on steam | 0.0340 | 0.0561 | 0.0905 | 0.0126 | " \
+      "0.0268 | 0.0213 |" in out
+  assert "| paper: diff4rec on steam | 0.0575 |" in out
+  assert "(steam-gru4rec-base-s0) | 0.0250 | 0.0500 |" in out
+
+
+def test_load_config_is_the_cells_config_file():
+  c = grid.load_config("ml-1m", "paper")
+  assert (c.data.name, c.model.hidden, c.train.loss) == ("ml-1m", 50, "bce")
+  assert grid.load_config("ml-100k").to_dict() == grid.load_config(
+      "ml-100k", "strong").to_dict()
+  flat = grid.flatten(grid.load_config("beauty").to_dict())
+  exp = grid.expected_config(Cell("beauty", "sasrec", "base", 0))
+  assert {k: v for k, v in exp.items()
+          if k not in ("mode", "model.name", "seed")} == {
+              k: json.loads(json.dumps(v)) for k, v in flat.items()
+              if k not in ("mode", "model.name", "seed")}
+
+
+def test_config_deviations_skip_the_resumable_fields():
+  cell = Cell("beauty", "sasrec", "base", 0)
+  exp = grid.expected_config(cell)
+  run = _nested(exp)
+  run["train"]["eval_length_buckets"] = [7]     # speed only: not a change
+  run["data"]["dir"] = "/elsewhere"
+  assert grid.config_deviations(exp, run) == []
+  run["train"]["num_epochs"] = 3
+  run["model"]["hidden"] = 8
+  assert grid.config_deviations(exp, run) == ["model.hidden=8",
+                                              "train.num_epochs=3"]
+  assert grid.config_deviations(exp, None) == []
+
+
+def test_read_curve_keeps_the_last_record_of_a_redone_epoch(tmp_path):
+  path = str(tmp_path / "metrics.jsonl")
+  with open(path, "w") as f:
+    f.write(json.dumps({"epoch": 2, "valid/NDCG@10": 0.1}) + "\n")
+    f.write(json.dumps({"epoch": 4, "valid/NDCG@10": 0.2}) + "\n")
+    f.write(json.dumps({"epoch": 3, "train_loss": 1.0}) + "\n")
+    f.write(json.dumps({"epoch": 4, "valid/NDCG@10": 0.25}) + "\n")  # resumed
+    f.write(json.dumps({"epoch": 4, "final": True, "valid/NDCG@10": 9}) + "\n")
+    f.write('{"epoch": 6, "valid/NDC')                     # cut by a kill
+  assert grid.read_curve(path) == [(2, 0.1), (4, 0.25)]
+  assert grid.read_curve(str(tmp_path / "missing.jsonl")) == []
+
+
+def test_last_error_prefers_the_exception_line(tmp_path):
+  log = tmp_path / "cell.log"
+  log.write_text("old attempt: KeyError: not this one\n")
+  start = log.stat().st_size
+  with open(log, "a") as f:
+    f.write("Traceback (most recent call last):\n  File x\n"
+            "ValueError: config.train.lr: must be > 0\n"
+            "I1207 exiting with an error code\n")
+  assert runner._last_error(str(log), start) == (  # pylint: disable=protected-access
+      "ValueError: config.train.lr: must be > 0")
+  with open(log, "a") as f:
+    f.write("plain last line\n")
+  assert runner._last_error(str(log), log.stat().st_size - 16) == (  # pylint: disable=protected-access
+      "plain last line")
+
+
+def test_claim_labels_and_magnitudes():
+  label = stats._claim_label  # pylint: disable=protected-access
+  assert label([None, None]) == "not run"
+  assert label(["up", "up"]) == "holds"
+  assert label(["up", "flat"]).startswith("partly holds")
+  assert label(["up", "down"]).startswith("mixed (one metric up")
+  assert label(["down", "flat"]).startswith("does not hold")
+  assert label(["flat", "flat"]).startswith("not supported")
+  assert label(["up?", "up?"]).startswith("holds in direction on one seed")
+  assert label(["up?", "down?"]).startswith("mixed on one seed")
+  magnitude = report._magnitude  # pylint: disable=protected-access
+  assert magnitude(0.05, 0.3) == "our gain is less than half the paper's"
+  assert magnitude(-0.01, 0.3) == "the paper's gain does not appear"
+  assert magnitude(0.3, 0.3) == "our gain is of the paper's size"
+  assert magnitude(0.5, 0.3) == "our gain is larger than the paper's"
+  assert magnitude(None, 0.3) == magnitude(0.1, -0.2) == ""
+
+
+def test_report_names_cells_that_shared_augmented_copies(grid_root):
+  with open(os.path.join(grid_root, "grid_log.jsonl"), "a") as f:
+    f.write(json.dumps({"cell": "beauty-sasrec-diff4rec-s0",
+                        "augmented_from": "beauty-sasrec-aug-s0"}) + "\n")
+  log = grid.read_grid_log(grid_root)
+  st = grid.inspect_cell(Cell("beauty", "sasrec", "diff4rec", 0), grid_root,
+                         log)
+  assert st.augmented_from == "beauty-sasrec-aug-s0"
+  assert st.last_attempt is None          # a sharing record is no attempt
+  states = grid.inspect_grid(default_cells(), grid_root)
+  text = report.build_report(states, ["beauty"], ["sasrec"], grid.MODES,
+                             [0], grid_root, "cmd", "m", "")
+  assert ("- Shared augmentation: " in text and
+          "`beauty-sasrec-diff4rec-s0` (from `beauty-sasrec-aug-s0`)" in text)
+
+
+def test_runner_logs_the_augmented_copies_a_cell_reuses(tmp_path, capsys):
+  fake = tmp_path / "fake_main.py"
+  fake.write_text(FAKE_TRAINER)
+  root = str(tmp_path / "g")
+  aug, d4r = grid.plan_cells(["ml-100k"], ["sasrec"], ["aug", "diff4rec"],
+                             [0])
+  src = os.path.join(root, aug.name)
+  os.makedirs(os.path.join(src, "generator"))
+  with open(os.path.join(src, "config.json"), "w") as f:
+    json.dump(_nested(grid.expected_config(aug)), f)
+  for name in (pool_lib.AUGMENTED_FILE, runner.GENERATOR_TOPM):
+    with open(os.path.join(src, name), "w") as f:
+      f.write("TEST FIXTURE")
+  recs = runner.run_grid([d4r], root, [], dict(os.environ),
+                         prefix=[sys.executable, str(fake)])
+  assert [r["cell"] for r in recs] == [d4r.name] and recs[0]["finished"]
+  assert f"reusing the augmented copies of {aug.name}" in (
+      capsys.readouterr().out)
+  log = grid.read_grid_log(root)
+  assert log[("augmented_from", d4r.name)]["augmented_from"] == aug.name
+  assert ("generator_from", d4r.name) not in log
+  wd = os.path.join(root, d4r.name)
+  assert os.path.exists(os.path.join(wd, pool_lib.AUGMENTED_FILE))
+  assert not os.path.exists(os.path.join(wd, runner.GENERATOR_TOPM))

@@ -1,0 +1,384 @@
+"""The reproduction grid: its cells, their order, their workdirs' state.
+
+A cell is one training run, `<dataset>-<model>-<mode>-s<seed>` in its own
+workdir under the grid's root; `cell_command` is what it runs (one
+command line):
+
+  python -m diff4rec_jax.main --config=configs/<ds>.py
+      --workdir=<root>/<ds>-<model>-<mode>-s<seed> --config.mode=<mode>
+      --config.model.name=<model> --config.seed=<seed> [--overrides ...]
+
+Order (the issue's priorities; the filter flags only remove cells):
+  1. SASRec x {base, aug, diff4rec} on Beauty and Yelp (and Steam if asked)
+     x every seed, seed by seed (a full seed-0 comparison comes first);
+  2. SASRec x 3 modes on the other datasets (ML-1M), first seed;
+  3. GRU4Rec and Caser x {base, diff4rec} on Beauty, first seed;
+  4. the rest at the first seed (GRU4Rec/Caser on Yelp and ML-1M, their
+     'aug' cells);
+  5. the remaining seeds of everything else.
+
+State: a cell whose workdir holds `results.json` is done; one with any
+other file is partial (it resumes from its checkpoints); else todo.
+`<root>/grid_log.jsonl` holds a record of every attempt (benchmarks/
+runner.py writes it). `expected_config` is the config a cell should have
+run with, and `config_deviations` where its config.json differs.
+
+Nothing here runs or writes anything.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime
+import importlib
+import json
+import os
+import shlex
+import sys
+from typing import Any, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
+
+
+# ----------------------------------------------------------------------------
+# The grid
+# ----------------------------------------------------------------------------
+DATASET_CONFIGS = {
+    "beauty": "configs/beauty.py",
+    "yelp": "configs/yelp.py",
+    "ml-1m": "configs/ml1m.py",
+    "steam": "configs/steam.py",
+    "ml-100k": "configs/tiny.py",     # smoke runs only; not in the paper
+}
+# Settings: 'strong' = the dataset configs' recipes (full-softmax CE, tuned on
+# validation); 'paper' = the paper's setting, configs/paper.py:<dataset>
+# (SASRec with BCE and one sampled negative, hidden 50).
+SETTINGS = ("strong", "paper")
+_PAPER_ARG = {"beauty": "beauty", "yelp": "yelp", "ml-1m": "ml1m",
+              "steam": "steam"}
+
+
+def config_arg(dataset: str, setting: str = "strong") -> str:
+  """The `--config=` value of a cell of `dataset` in `setting`."""
+  if setting == "paper":
+    if dataset not in _PAPER_ARG:
+      raise ValueError(f"dataset {dataset!r} has no paper setting")
+    return f"configs/paper.py:{_PAPER_ARG[dataset]}"
+  return DATASET_CONFIGS[dataset]
+
+
+DATASET_TITLES = {"beauty": "Amazon Beauty", "yelp": "Yelp",
+                  "ml-1m": "MovieLens-1M", "steam": "Steam",
+                  "ml-100k": "MovieLens-100K (smoke dataset, not in the paper)"}
+DEFAULT_DATASETS = ("beauty", "yelp", "ml-1m")
+MODELS = ("sasrec", "gru4rec", "caser")
+MODEL_TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
+MODES = ("base", "aug", "diff4rec")
+# Control cells: Diff4Rec (curriculum and all) with the generator's
+# candidates replaced by the most popular / uniformly random unseen items
+# (config.augment.candidates): what the diffusion itself contributes.
+CONTROL_MODES = {"popular": "popular", "uniform": "uniform"}
+ALL_MODES = MODES + tuple(CONTROL_MODES)
+MODE_TITLES = {"popular": "+Diff4Rec, popular candidates (control)",
+               "uniform": "+Diff4Rec, uniform candidates (control)",
+               "base": "base", "aug": "+Diff4Rec w/o cur (aug)",
+               "diff4rec": "+Diff4Rec"}
+DEFAULT_SEEDS = (0, 1, 2)
+# Datasets of the paper's Table 3/4 ablations: SASRec runs every seed there.
+ABLATION_DATASETS = ("beauty", "yelp", "steam")
+# Fields the grid sets itself; --overrides may not touch them.
+GRID_FIELDS = ("mode", "model.name", "seed", "data.name")
+
+
+def mode_overrides(mode: str) -> list:
+  """The config fields a grid mode sets: ['--config.mode=...', ...]."""
+  if mode in CONTROL_MODES:
+    return ["--config.mode=diff4rec",
+            f"--config.augment.candidates={CONTROL_MODES[mode]}"]
+  return [f"--config.mode={mode}"]
+
+
+# ----------------------------------------------------------------------------
+# Cells, plan and status
+# ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One training run of the grid."""
+  dataset: str
+  model: str
+  mode: str
+  seed: int
+  setting: str = "strong"
+
+  @property
+  def name(self) -> str:
+    return f"{self.dataset}-{self.model}-{self.mode}-s{self.seed}"
+
+
+def plan_cells(datasets: Sequence[str], models: Sequence[str],
+               modes: Sequence[str], seeds: Sequence[int],
+               setting: str = "strong") -> list:
+  """The grid's cells in the order they are run (see the module docstring).
+
+  Within a priority tier cells go seed by seed, then in the order of
+  `datasets`, `models` (sasrec, gru4rec, caser) and modes (base, aug,
+  diff4rec) as given.
+  """
+  first = seeds[0]
+
+  def tier(c: Cell) -> int:
+    if c.model == "sasrec" and c.dataset in ABLATION_DATASETS:
+      return 0
+    if c.seed != first:
+      return 4
+    if c.model == "sasrec":
+      return 1
+    if c.dataset == "beauty" and c.mode != "aug":
+      return 2
+    return 3
+
+  cells = [Cell(d, m, mo, s, setting) for d in datasets for m in models
+           for mo in modes for s in seeds]
+  return sorted(cells, key=lambda c: (
+      tier(c), list(seeds).index(c.seed), list(datasets).index(c.dataset),
+      list(models).index(c.model), list(modes).index(c.mode)))
+
+
+def cell_command(cell: Cell, root: str, overrides: Sequence[str],
+                 prefix: Optional[Sequence[str]] = None) -> list:
+  """The training command of a cell (run from the repository root)."""
+  prefix = list(prefix or [sys.executable, "-m", "diff4rec_jax.main"])
+  return prefix + [
+      f"--config={config_arg(cell.dataset, cell.setting)}",
+      f"--workdir={os.path.join(root, cell.name)}",
+      *mode_overrides(cell.mode), f"--config.model.name={cell.model}",
+      f"--config.seed={cell.seed}", *overrides]
+
+
+@dataclasses.dataclass
+class CellState:
+  """What a cell's workdir holds now."""
+  cell: Cell
+  workdir: str
+  status: str                      # done | partial | todo
+  detail: str = ""
+  results: Optional[dict] = None   # results.json of a finished cell
+  config: Optional[dict] = None    # resolved config (results / config.json)
+  curve: list = dataclasses.field(default_factory=list)  # [(epoch, NDCG@10)]
+  last_attempt: Optional[dict] = None  # latest grid_log.jsonl record
+  augmented_from: Optional[str] = None  # sibling whose copies it reused
+
+
+def read_curve(path: str) -> list:
+  """[(epoch, valid NDCG@10)] of the evaluations in a metrics.jsonl."""
+  out = []
+  if not os.path.exists(path):
+    return out
+  with open(path) as f:
+    for line in f:
+      try:
+        rec = json.loads(line)
+      except ValueError:
+        continue      # a line cut by a crash mid-write
+      if "valid/NDCG@10" in rec and not rec.get("final"):
+        out.append((int(rec["epoch"]), float(rec["valid/NDCG@10"])))
+  # A resumed run may have redone epochs: keep the last record of each.
+  return sorted(dict(out).items())
+
+
+def read_grid_log(root: str) -> dict:
+  """The latest run record of each cell, by cell name.
+
+  Records of shared augmented copies are under ('augmented_from', name).
+  """
+  out = {}
+  path = os.path.join(root, "grid_log.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+        except ValueError:
+          continue
+        if "generator_from" in rec:
+          out[("generator_from", rec.get("cell"))] = rec
+        elif "augmented_from" in rec:
+          shared = out.setdefault(("augmented_from", rec.get("cell")), rec)
+          shared.update(rec)
+        else:
+          out[rec.get("cell")] = rec
+  return out
+
+
+def inspect_cell(cell: Cell, root: str,
+                 log: Optional[dict] = None) -> CellState:
+  """Status of one cell from the files in its workdir (never modifies them)."""
+  wd = os.path.join(root, cell.name)
+  st = CellState(cell, wd, "todo")
+  st.last_attempt = (log or {}).get(cell.name)
+  st.augmented_from = (log or {}).get(("augmented_from", cell.name),
+                                      {}).get("augmented_from")
+  if not os.path.isdir(wd):
+    return _note_failure(st)
+  st.curve = read_curve(os.path.join(wd, "metrics.jsonl"))
+  res = rundir.read_json(os.path.join(wd, "results.json"))
+  if isinstance(res, dict) and "test" in res and "valid" in res:
+    st.status, st.results, st.config = "done", res, res.get("config")
+    st.detail = (f"best epoch {res.get('best_epoch')} of "
+                 f"{res.get('epochs_run')}, train "
+                 f"{fmt_secs(res.get('train_seconds', 0))}, test NDCG@10 "
+                 f"{res['test'].get('NDCG@10', float('nan')):.4f}")
+    return st
+  st.config = rundir.read_json(os.path.join(wd, "config.json"))
+  if st.config is None and not os.listdir(wd):
+    return _note_failure(st)
+  st.status = "partial"
+  if st.curve:
+    best = max(st.curve, key=lambda r: r[1])
+    st.detail = (f"training, evaluated up to epoch {st.curve[-1][0]} (best "
+                 f"valid NDCG@10 {best[1]:.4f} at epoch {best[0]})")
+  elif os.path.exists(os.path.join(wd, "metrics.jsonl")):
+    st.detail = "training, before its first evaluation"
+  elif os.path.exists(os.path.join(wd, "augmented.npz")):
+    st.detail = "augmentation built, training not started"
+  elif os.path.isdir(os.path.join(wd, "warmup")):
+    st.detail = "warm-up recommender phase"
+  elif os.path.isdir(os.path.join(wd, "generator")):
+    st.detail = "generator phase"
+  else:
+    st.detail = "started"
+  return _note_failure(st)
+
+
+def _note_failure(st: CellState) -> CellState:
+  """Adds the error of a failed last attempt (not a requested stop)."""
+  att = st.last_attempt
+  if att and att.get("rc") not in (0, None) and not att.get("stopped"):
+    st.detail = "; ".join(filter(None, [
+        st.detail, f"last attempt failed (rc {att['rc']}): "
+        f"{att.get('error')}"]))
+  return st
+
+
+def inspect_grid(cells: Sequence[Cell], root: str) -> list:
+  log = read_grid_log(root)
+  return [inspect_cell(c, root, log) for c in cells]
+
+
+# ----------------------------------------------------------------------------
+# Configs: what a cell should have been run with
+# ----------------------------------------------------------------------------
+def parse_overrides(text: str) -> list:
+  """'--config.a.b=v ...' -> ['--config.a.b=v', ...], checked."""
+  out = shlex.split(text or "")
+  for tok in out:
+    if not tok.startswith("--config.") or "=" not in tok:
+      raise ValueError(f"--overrides: expected --config.field=value tokens, "
+                       f"got {tok!r}")
+    field = tok[len("--config."):].split("=", 1)[0]
+    if field in GRID_FIELDS:
+      raise ValueError(f"--overrides: config.{field} is set by the grid "
+                       "(use --datasets/--models/--modes/--seeds)")
+  return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}: a nested config as dotted fields."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _parse_value(text: str, like: Any) -> Any:
+  """A command-line value as the config field's type (as config_flags does)."""
+  if isinstance(like, bool):
+    if text.lower() in ("true", "1"):
+      return True
+    if text.lower() in ("false", "0"):
+      return False
+    raise ValueError(text)
+  if isinstance(like, int):
+    return int(text)
+  if isinstance(like, float):
+    return float(text)
+  if isinstance(like, (tuple, list)):
+    return list(ast.literal_eval(text))
+  return text
+
+
+def load_config(dataset: str, setting: str = "strong"):
+  """The ConfigDict of `config_arg(dataset, setting)`, as main.py loads it."""
+  path, _, arg = config_arg(dataset, setting).partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  module = importlib.import_module(f"configs.{name}")
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def expected_config(cell: Cell, overrides: Sequence[str] = ()) -> dict:
+  """Flattened config the grid would run `cell` with (JSON-normalized).
+
+  An override that cannot be interpreted here is left out (the trainer is
+  the authority on it).
+  """
+  c = load_config(cell.dataset, cell.setting)
+  flat = flatten(json.loads(json.dumps(c.to_dict())))
+  flat.update({"mode": cell.mode, "model.name": cell.model,
+               "seed": cell.seed})
+  if cell.mode in CONTROL_MODES:
+    flat.update({"mode": "diff4rec",
+                 "augment.candidates": CONTROL_MODES[cell.mode]})
+  for tok in overrides:
+    field, text = tok[len("--config."):].split("=", 1)
+    if field not in flat:
+      continue
+    try:
+      flat[field] = json.loads(json.dumps(_parse_value(text, flat[field])))
+    except (ValueError, SyntaxError):
+      flat.pop(field)
+  return flat
+
+
+def config_deviations(expected: dict, actual: Optional[dict]) -> list:
+  """['field=actual', ...] where a run's config differs from `expected`.
+
+  Fields a resumed run may change without changing what it computes
+  (`config_lib.RESUMABLE_FIELDS`: paths, speed settings) do not count.
+  """
+  if actual is None:
+    return []
+  flat = flatten(actual)
+  out = []
+  for k in sorted(set(expected) & set(flat)):
+    if k in config_lib.RESUMABLE_FIELDS:
+      continue
+    if flat[k] != expected[k]:
+      out.append(f"{k}={json.dumps(flat[k])}")
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Formatting shared by the runner and the report
+# ----------------------------------------------------------------------------
+def fmt_secs(s: float) -> str:
+  """'45s', '12.5 min' or '1.2 h'."""
+  s = float(s or 0)
+  if s < 60:
+    return f"{s:.0f}s"
+  if s < 3600:
+    return f"{s / 60:.1f} min"
+  return f"{s / 3600:.1f} h"
+
+
+def now() -> str:
+  """Local time to the second, ISO format: the grid log's and report's."""
+  return datetime.datetime.now().isoformat(timespec="seconds")
