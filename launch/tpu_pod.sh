@@ -57,28 +57,8 @@
 
 set -euo pipefail
 
-usage() {
-  sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
-  exit 0
-}
-
-die() {
-  echo "tpu_pod.sh: error: $*" >&2
-  exit 2
-}
-
-# Prints its arguments as one shell-quoted command line.
-shell_join() {
-  local out="" arg q="'"
-  for arg in "$@"; do
-    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
-      out+=" $arg"
-    else
-      out+=" '${arg//$q/$q\\$q$q}'"
-    fi
-  done
-  printf '%s\n' "${out# }"
-}
+# usage, die, shell_join.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dry_run=0
