@@ -53,6 +53,7 @@ from diff4rec_jax import models
 from diff4rec_jax import ranking
 from diff4rec_jax import serving_files
 from diff4rec_jax import steps
+from diff4rec_jax.datasets import prepare
 from diff4rec_jax.serving_files import find_id_maps
 from diff4rec_jax.serving_files import format_tsv
 from diff4rec_jax.serving_files import IdSpace
@@ -368,6 +369,7 @@ def load(path: str, data_dir: Optional[str] = None) -> Recommender:
   if data_dir:
     config.data.dir = data_dir
   try:
+    prepare.ensure_for_config(config.data)
     ds = data_lib.load(config.data)
   except data_lib.DataError as e:
     raise RecommendError(
