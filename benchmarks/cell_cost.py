@@ -52,6 +52,7 @@ from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import pool as pool_lib  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+from diff4rec_jax.datasets import prepare  # pylint: disable=g-import-not-at-top
 
 SETTINGS = ("paper", "strong", "sampled")
 
@@ -137,6 +138,7 @@ def main():
     gen = None
     for setting in args.settings.split(","):
       c = load_config(dataset, setting)
+      prepare.ensure_for_config(c.data)
       ds = data_lib.load(c.data)
       base_s, eval_s = time_recommender(c, ds, "base", args.epochs)
       aug_s, _ = time_recommender(c, ds, "aug", args.epochs)

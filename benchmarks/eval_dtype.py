@@ -34,6 +34,7 @@ from diff4rec_jax import sharding
 from diff4rec_jax import input_pipeline
 from diff4rec_jax import steps
 from diff4rec_jax import train
+from diff4rec_jax.datasets import prepare
 
 DTYPES = ("float32", "bfloat16")
 
@@ -53,6 +54,7 @@ def main():
     n_cpu = sharding.auto_cpu_devices([tc.batch_size, tc.eval_batch_size])
   sharding.split_cpu(n_cpu)
   mesh = sharding.make_mesh()
+  prepare.ensure_for_config(config.data)
   ds = data_lib.load(config.data)
   print(f"machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus, jax {jax.__version__}, "

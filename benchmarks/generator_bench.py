@@ -13,9 +13,9 @@ For each dataset, in two fresh subprocesses (so peak RSS is per stage):
 
 Datasets: ml-1m, beauty, yelp (from --data_dir) and synthetic-steam, a
 SYNTHETIC Steam-scale set (281,428 users, 13,044 items, ~3.5M actions,
-Zipf-like popularity) made in memory by `diff4rec_jax.synthetic` (or, if
-that module is missing, by a small inline generator noted as such). Quality
-numbers on synthetic data are meaningless and are not printed.
+Zipf-like popularity) made in memory by `diff4rec_jax.datasets.synthetic`
+(or, if that module is missing, by a small inline generator noted as such).
+Quality numbers on synthetic data are meaningless and are not printed.
 
 Usage:
   python benchmarks/generator_bench.py --datasets=ml-1m --epochs=10 \
@@ -54,7 +54,7 @@ def _current_rss_mb() -> float:
 
 
 def _inline_synthetic(seed: int = 0, scale: float = 1.0):
-  """Fallback Steam-shaped set when diff4rec_jax.synthetic is absent."""
+  """Fallback Steam-shaped set when datasets/synthetic.py is absent."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   nu, ni = int(281_428 * scale), max(20, int(13_044 * scale))
@@ -72,12 +72,14 @@ def load_dataset(name: str, data_dir: str, scale: float):
     return data_lib.read_interactions(
         data_lib.resolve_path(name, data_dir), name), ""
   try:
-    from diff4rec_jax import synthetic  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from diff4rec_jax.datasets import synthetic
     s = synthetic.generate(scale=scale, seed=0)
-    users, items, note = s.users, s.items, "diff4rec_jax.synthetic"
+    users, items, note = s.users, s.items, "diff4rec_jax.datasets.synthetic"
   except ImportError:
     users, items = _inline_synthetic(0, scale)
-    note = "inline fallback generator (diff4rec_jax.synthetic missing)"
+    note = ("inline fallback generator (diff4rec_jax.datasets.synthetic "
+            "missing)")
   return data_lib.from_interactions(users, items, "synthetic-steam"), note
 
 

@@ -59,6 +59,7 @@ from diff4rec_jax import sharding
 from diff4rec_jax import input_pipeline
 from diff4rec_jax import steps
 from diff4rec_jax import train
+from diff4rec_jax.datasets import prepare
 
 
 def matmul_flops_per_s(mesh, n=2048, repeats=10):
@@ -298,6 +299,7 @@ def main():
   mesh = sharding.make_mesh()
   cfg = ml1m.get_config()
   cfg.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "../shared/data")
+  prepare.ensure_for_config(cfg.data)
   ds = data_lib.load(cfg.data)
   print(f"machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus, jax {jax.__version__}, devices "

@@ -33,7 +33,7 @@ def get_config():
       path="",                 # explicit file, overrides name lookup
       format="auto",           # auto | pair | per_user
       drop_short_users=False,  # users with < 3 actions: error unless True
-      download=True,           # missing data: fetch + preprocess (prepare.py)
+      download=True,           # missing data: fetch + preprocess (datasets/)
       max_len=200,             # most recent items fed to the recommender
       # Training rows per user: 1 = the most recent max_len pairs of the
       # training prefix; w > 1 adds up to w - 1 earlier non-overlapping

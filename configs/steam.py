@@ -1,6 +1,6 @@
 """Steam (BERT4Rec version: 281,428 users, 13,044 items).
 
-The data is fetched and preprocessed on first use (prepare.py, from the
+The data is fetched and preprocessed on first use (datasets/prepare.py, from the
 public Steam review data of the SASRec authors). For speed and memory
 checks without it, use data.name='synthetic-steam' (a synthetic set of the
 same shape; never a quality result).

@@ -3,9 +3,15 @@
 This module owns everything between a file on disk and fixed-shape numpy
 arrays that the compiled steps consume:
 
-* `read_interactions` parses the two common text formats (plain or gzip):
+* `resolve_path` finds a dataset's file (`DATASET_FILES` under `data.dir`),
+  and `load` reads the one a `config.data` block names. Neither downloads:
+  getting a missing public dataset is `datasets.prepare.ensure_for_config`'s
+  job, which the entry points call first (this module never imports
+  `datasets`).
+* `read_interactions` reads the two common text formats (plain or gzip):
   the *pair* format (`user item` per line, time-ordered within a user) and the
-  *per-user* format (`user item item ...`, one line per user).
+  *per-user* format (`user item item ...`, one line per user); the parser is
+  `interactions.parse_interactions`.
 * `SequenceData` holds every user's full, time-ordered sequence in CSR form
   (`indptr [U+1]`, `items [nnz]`) and derives the leave-one-out split from it:
   the last item is the test target, the second-to-last the validation target,
@@ -20,15 +26,14 @@ Item ids are 1-based; id 0 is padding everywhere in the project.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import logging
 import os
-import zlib
 from typing import Optional
 
 import numpy as np
 
 from diff4rec_jax import errors
+from diff4rec_jax import interactions
 
 DATA_DIR_ENV = "DIFF4REC_DATA_DIR"
 
@@ -42,24 +47,18 @@ DATASET_FILES = {
     "synthetic-steam": "synthetic-steam.txt.gz",
 }
 
-# Ids are stored as int32.
-MAX_ID = 2**31 - 1
-
 # The smallest sequence that can be split into train prefix + valid + test.
 MIN_SPLIT_LEN = 3
 
-
-# A file that parses as one user with more interactions than this is refused
-# (missing line breaks, not a dataset).
-MAX_SINGLE_USER = 1000
 
 # Item ids more than this many times the count of distinct items get a
 # warning: the embedding table and every full ranking pay for every id.
 SPARSE_WARN_RATIO = 4
 
 
-class DataError(errors.UserError):
-  """A data file or data option is unusable. The message names file and line."""
+# A data file or data option is unusable (the class is in errors.py, so that
+# interactions.py and datasets/ raise it without importing this module).
+DataError = errors.DataError
 
 
 def default_data_dir() -> str:
@@ -93,155 +92,8 @@ def resolve_path(name: str, data_dir: Optional[str] = None,
   raise DataError(
       f"dataset {name!r} not found; looked for: {looked}. Set "
       f"config.data.dir or ${DATA_DIR_ENV} to the folder holding it, or get "
-      f"it with `python -m diff4rec_jax.prepare --dataset={name} "
+      f"it with `python -m diff4rec_jax.datasets.prepare --dataset={name} "
       f"--data_dir={data_dir}`.")
-
-
-def _read_bytes(path: str) -> bytes:
-  try:
-    with open(path, "rb") as f:
-      raw = f.read()
-  except OSError as e:
-    raise DataError(f"{path}: cannot read: {e}") from e
-  if raw[:2] == b"\x1f\x8b":
-    try:
-      raw = gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as e:
-      raise DataError(
-          f"{path}: gzip stream is corrupt or truncated ({e}); download the "
-          "file again.") from e
-  return raw
-
-
-_ALLOWED = np.zeros(256, dtype=bool)
-_ALLOWED[list(b"0123456789 \t\r\n")] = True
-_SPACE = np.zeros(256, dtype=bool)
-_SPACE[list(b" \t\r\n")] = True
-
-
-def parse_interactions(raw: bytes, source: str = "<bytes>",
-                       fmt: str = "auto"):
-  """Parses interaction text into parallel `users`, `items` arrays.
-
-  Both formats reduce to the same rule: on each non-blank line the first field
-  is the user and every following field an item, in time order. The pair
-  format additionally requires exactly two fields a line.
-
-  Args:
-    raw: the file's bytes (already decompressed).
-    source: file name used in error messages.
-    fmt: "pair", "per_user" or "auto" (pair if every line has two fields).
-
-  Returns:
-    (users [nnz] int64, items [nnz] int64, fmt) in file order.
-
-  Raises:
-    DataError naming the source and the 1-based line of the first problem.
-  """
-  if fmt not in ("auto", "pair", "per_user"):
-    raise DataError(f"config.data.format: {fmt!r} is not one of "
-                    "'auto', 'pair', 'per_user'")
-  if raw.startswith(b"\xef\xbb\xbf"):
-    raise DataError(f"{source}:1: file starts with a UTF-8 byte-order mark; "
-                    "save it as plain ASCII without a BOM.")
-  if b"\r" in raw:
-    # CR-only line ends (classic Mac) end lines too; CRLF stays one end.
-    raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-  buf = np.frombuffer(raw, dtype=np.uint8)
-  if buf.size == 0 or not (~_SPACE[buf]).any():
-    raise DataError(f"{source}: file is empty (no interactions).")
-  newline_cum = np.cumsum(buf == ord("\n"), dtype=np.int64)  # line index - 1
-  bad = ~_ALLOWED[buf]
-  if bad.any():
-    pos = int(np.argmax(bad))
-    line = int(newline_cum[pos] - (buf[pos] == ord("\n"))) + 1
-    line_start = raw.rfind(b"\n", 0, pos) + 1
-    line_end = raw.find(b"\n", pos)
-    line_end = len(raw) if line_end < 0 else line_end
-    text = raw[max(line_start, pos - 20):min(line_end, pos + 20)].decode(
-        "utf-8", "replace")
-    kind = ("a negative id" if buf[pos] == ord("-") else
-            "a non-integer id" if buf[pos] == ord(".") else
-            f"unexpected byte {bytes([buf[pos]])!r}")
-    col = pos - line_start + 1
-    raise DataError(
-        f"{source}:{line}: {kind} (column {col} near {text!r}); expected whitespace-separated positive integer "
-        "ids.")
-  is_tok = ~_SPACE[buf]
-  starts = np.flatnonzero(is_tok & np.concatenate([[True], ~is_tok[:-1]]))
-  # Line number (0-based) of each token; a token never starts on '\n'.
-  tok_line = newline_cum[starts]
-  counts = np.bincount(tok_line)
-  lines_with = np.flatnonzero(counts)
-  if (counts[lines_with] < 2).any():
-    line = int(lines_with[np.argmax(counts[lines_with] < 2)]) + 1
-    raise DataError(f"{source}:{line}: expected a user id and at least one "
-                    "item id, found one field.")
-  auto = fmt == "auto"
-  if auto:
-    fmt = "pair" if (counts[lines_with] == 2).all() else "per_user"
-  elif fmt == "pair" and (counts[lines_with] != 2).any():
-    line = int(lines_with[np.argmax(counts[lines_with] != 2)]) + 1
-    raise DataError(f"{source}:{line}: pair format expects exactly two fields "
-                    f"(user item), found {int(counts[line - 1])}; set "
-                    "config.data.format='per_user' for one line per user.")
-  toks = raw.split()
-  values = np.array(toks, dtype="S")
-  digits = np.char.str_len(np.char.lstrip(values, b"0"))
-  too_long = digits > 10
-  if not too_long.any():
-    values = values.astype(np.int64)
-    too_long = values > MAX_ID
-  if too_long.any():
-    i = int(np.argmax(too_long))
-    raise DataError(f"{source}:{int(tok_line[i]) + 1}: id "
-                    f"{toks[i].decode()} is out of range (ids must be at most "
-                    f"{MAX_ID}).")
-  if (values <= 0).any():
-    i = int(np.argmax(values <= 0))
-    raise DataError(f"{source}:{int(tok_line[i]) + 1}: id {int(values[i])} is "
-                    "not positive; ids start at 1 (0 is padding).")
-  first = np.concatenate([[True], tok_line[1:] != tok_line[:-1]])
-  line_user = values[first]
-  if auto and fmt == "per_user" and (
-      (counts[lines_with] == 2).sum() * 2 > len(lines_with)):
-    # Mostly pairs: the longer lines are mistakes in a pair file, not a
-    # per-user file; name the first of them.
-    k = int(np.argmax(counts[lines_with] > 2))
-    raise DataError(
-        f"{source}:{int(lines_with[k]) + 1}: {int(counts[lines_with[k]])} "
-        f"fields, but {int((counts[lines_with] == 2).sum())} of "
-        f"{len(lines_with)} lines have two (the pair format `user item`). "
-        "Fix or remove that line; a raw ratings file (user item rating "
-        "timestamp) must be converted with `python -m diff4rec_jax.prepare`.")
-  if fmt == "per_user":
-    uniq, first_at, cnt = np.unique(line_user, return_index=True,
-                                    return_counts=True)
-    if (cnt > 1).any():
-      # A user on several lines with 3+ fields: most likely a raw ratings
-      # file (user item rating timestamp), not one line per user.
-      dup = int(np.argmax(cnt > 1))
-      lines = lines_with[first_at[dup]] + 1
-      raise DataError(
-          f"{source}:{lines}: user {int(uniq[dup])} starts {int(cnt[dup])} "
-          "lines and some lines have more than two fields"
-          + (" (format auto-detected as per_user)" if auto else "") +
-          ". In the per-user format each user has one line `user item item "
-          "...`; in the pair format every line is `user item`. A raw ratings "
-          "file (user item rating timestamp) must be converted with "
-          "`python -m diff4rec_jax.prepare`.")
-  # Index of the line (in token-line order) that owns each token.
-  owner = np.cumsum(first) - 1
-  users = line_user[owner][~first]
-  items = values[~first]
-  if items.size > MAX_SINGLE_USER and (users == users[0]).all():
-    raise DataError(
-        f"{source}: the whole file parses as one user ({int(users[0])}) with "
-        f"{items.size} interactions on {len(lines_with)} line(s): its line "
-        "breaks are probably missing or not LF, CRLF or CR (e.g. a file "
-        "joined into one line). A dataset needs many users, one `user item` "
-        "pair (or one `user item item ...` line) per line.")
-  return users, items, fmt
 
 
 @dataclasses.dataclass
@@ -454,15 +306,15 @@ def from_interactions(users: np.ndarray, items: np.ndarray, name: str,
         f"{distinct} distinct items occur, so the embedding table would have "
         f"{max_item + 1} rows. Is this a raw file (e.g. with ratings or "
         "timestamps as fields)? Renumber items 1..N with `python -m "
-        "diff4rec_jax.prepare`.")
+        "diff4rec_jax.datasets.prepare`.")
   if max_item > 1000 and max_item > SPARSE_WARN_RATIO * distinct:
     logging.warning(
         "%s: item ids are sparse: the largest is %d but only %d distinct "
         "items occur, so the embedding table and every full-ranking "
         "evaluation hold %d rows, %.0fx the items: training and evaluation "
         "run up to that much slower. Renumber items 1..N with `python -m "
-        "diff4rec_jax.prepare` to avoid it.", source, max_item, distinct,
-        max_item + 1, (max_item + 1) / distinct)
+        "diff4rec_jax.datasets.prepare` to avoid it.", source, max_item,
+        distinct, max_item + 1, (max_item + 1) / distinct)
   indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
   np.cumsum(counts, out=indptr[1:])
   return SequenceData(name=name, user_ids=user_ids, indptr=indptr,
@@ -474,8 +326,9 @@ def read_interactions(path: str, name: str = "", fmt: str = "auto",
                       min_len: int = MIN_SPLIT_LEN,
                       drop_short: bool = False) -> SequenceData:
   """Reads an interaction file (plain or gzip, pair or per-user format)."""
-  raw = _read_bytes(path)
-  users, items, fmt = parse_interactions(raw, source=path, fmt=fmt)
+  raw = interactions.read_bytes(path)
+  users, items, fmt = interactions.parse_interactions(raw, source=path,
+                                                      fmt=fmt)
   ds = from_interactions(users, items, name=name or path, source=path,
                          min_len=min_len, drop_short=drop_short)
   ds.format = fmt
@@ -542,23 +395,15 @@ def load(data_config) -> SequenceData:
 
   Fields used: name, dir (default $DIFF4REC_DATA_DIR or ./data), path
   (optional explicit file), format, drop_short_users. The dataset is named
-  by `dataset_name`; its statistics are logged.
+  by `dataset_name`; its statistics are logged. A missing file is an error
+  that says how to get it: the entry points fetch a missing public dataset
+  first (`datasets.prepare.ensure_for_config`, when `data.download`).
   """
   name = dataset_name(data_config)
   if not data_config.get("path") and name not in DATASET_FILES:
     raise _unknown_dataset(name, data_config.get("dir") or default_data_dir())
-  try:
-    path = resolve_path(data_config.name, data_config.get("dir") or None,
-                        data_config.get("path") or None)
-  except DataError:
-    if data_config.get("path") or not data_config.get("download", True):
-      raise
-    # Missing: get it from the public source (prepare.py says how if not).
-    from diff4rec_jax import prepare  # pylint: disable=g-import-not-at-top
-    logging.info("dataset %s not found locally; preparing it",
-                 data_config.name)
-    path = prepare.ensure_dataset(data_config.name,
-                                  data_config.get("dir") or None)
+  path = resolve_path(data_config.name, data_config.get("dir") or None,
+                      data_config.get("path") or None)
   ds = read_interactions(path, name=name,
                          fmt=data_config.get("format", "auto"),
                          drop_short=data_config.get("drop_short_users", False))

@@ -28,6 +28,7 @@ from diff4rec_jax import models
 from diff4rec_jax import serving_files
 from diff4rec_jax import steps
 from diff4rec_jax import train
+from diff4rec_jax.datasets import prepare
 from diff4rec_jax.serving_files import find_id_maps
 from diff4rec_jax.serving_files import IdSpace
 from diff4rec_jax.serving_files import read_id_map
@@ -327,6 +328,7 @@ def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
   if data_dir:
     config.data.dir = data_dir
   try:
+    prepare.ensure_for_config(config.data)
     ds = data_lib.load(config.data)
   except data_lib.DataError as e:
     raise RecommendError(

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from diff4rec_jax import data as data_lib
+from diff4rec_jax import interactions
 
 UNKNOWN_ITEMS = ("error", "skip")
 HEADER = "user\trank\titem\tscore"
@@ -131,7 +132,7 @@ def read_histories(path: str):
   U str arrays, where(j) -> 'path:line' of flat item j).
   """
   try:
-    text = data_lib._read_bytes(path).decode("utf-8")  # pylint: disable=protected-access
+    text = interactions.read_bytes(path).decode("utf-8")
   except data_lib.DataError as e:
     raise RecommendError(str(e)) from None
   except UnicodeDecodeError as e:

@@ -50,6 +50,7 @@ from diff4rec_jax import rundir
 from diff4rec_jax import runlog
 from diff4rec_jax import sharding
 from diff4rec_jax import steps
+from diff4rec_jax.datasets import prepare
 
 
 # ----------------------------------------------------------------------------
@@ -443,6 +444,7 @@ def _run(config, workdir: str, stop_after_epochs: Optional[int]) -> dict:
   t0 = time.time()
   logging.info("phase: data (%s)", config.data.get("path") or
                config.data.name)
+  prepare.ensure_for_config(config.data)   # a missing public set: fetch it
   ds = data_lib.load(config.data)
   rundir.check_data(workdir, ds, write=is_chief())
   done = os.path.join(workdir, "results.json")

@@ -27,7 +27,7 @@
 #                   others read its generator top-M file), and all
 #                   processes write and read the Orbax checkpoints there.
 #   data            $DIFF4REC_DATA_DIR as usual. Fetch the dataset ONCE
-#                   before launching (python -m diff4rec_jax.prepare
+#                   before launching (python -m diff4rec_jax.datasets.prepare
 #                   --dataset=... --data_dir=DIR): processes that download
 #                   into one shared folder at the same time would collide.
 #   processes       $NUM_PROCESSES, $SLURM_NNODES, else 1

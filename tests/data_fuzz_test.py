@@ -1,11 +1,11 @@
-"""Property tests: data.py's readers either parse or raise data.DataError.
+"""Property tests: the readers either parse or raise data.DataError.
 
-Three generators feed `data.parse_interactions` / `data.read_interactions`:
-random bytes, random mutations of valid pair-format text, and damaged gzip
-files on disk. Any exception other than DataError fails the test. Runs are
-derandomized with a fixed `max_examples` (1,000 examples per test, 8,000
-reader inputs in all), so CI time is bounded (about 10 s of CPU) and every run
-tries the same inputs. Each test prints how many inputs it tried (run pytest
+Three generators feed `interactions.parse_interactions` /
+`data.read_interactions`: random bytes, random mutations of valid pair-format
+text, and damaged gzip files on disk. Any exception other than DataError
+fails the test. Runs are derandomized with a fixed `max_examples` (1,000
+examples per test, 8,000 reader inputs in all), so CI time is bounded (about
+10 s of CPU) and every run tries the same inputs. Each test prints how many inputs it tried (run pytest
 with -s to see it; docs/bad_inputs.md records the count and the command).
 """
 
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import numpy as np
 
 from diff4rec_jax import data
+from diff4rec_jax import interactions
 
 # Hypothesis examples per test. Each example feeds the reader several inputs
 # (every `fmt`, or two damaged files), which is cheaper than more examples:
@@ -49,12 +50,13 @@ def _check(users, items, fmt):
   assert users.dtype == np.int64 and items.dtype == np.int64
   assert users.shape == items.shape and users.size > 0
   assert (users > 0).all() and (items > 0).all()
-  assert users.max() <= data.MAX_ID and items.max() <= data.MAX_ID
+  assert users.max() <= interactions.MAX_ID
+  assert items.max() <= interactions.MAX_ID
 
 
 def _parse_or_data_error(raw, fmt):
   try:
-    users, items, got = data.parse_interactions(raw, "<fuzz>", fmt)
+    users, items, got = interactions.parse_interactions(raw, "<fuzz>", fmt)
   except data.DataError:
     return None
   _check(users, items, got)

@@ -1,11 +1,15 @@
 """Reading, splitting and padding interaction data."""
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from conftest import REPO
 from diff4rec_jax import data
 
 PAIRS = b"1 10\n1 11\n1 12\n1 13\n2 20\n2 21\n2 22\n3 30\n3 31\n3 32\n3 10\n"
@@ -150,3 +154,17 @@ def test_truncated_gzip(tmp_path):
   path = _write(tmp_path, "t.txt.gz", raw[: len(raw) // 2])
   with pytest.raises(data.DataError, match="truncated"):
     data.read_interactions(path)
+
+
+def test_data_does_not_import_the_datasets_package():
+  # A fresh interpreter: what `import diff4rec_jax.data` pulls in by itself.
+  code = ("import json, sys, diff4rec_jax.data; print(json.dumps(sorted("
+          "m for m in sys.modules if m.startswith('diff4rec_jax'))))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, cwd=REPO, check=True,
+                       env={**os.environ, "PYTHONPATH": REPO})
+  mods = json.loads(out.stdout)
+  assert "diff4rec_jax.data" in mods
+  assert not [m for m in mods if m.startswith("diff4rec_jax.datasets")], mods
+  assert "diff4rec_jax.prepare" not in mods
+  assert "diff4rec_jax.synthetic" not in mods

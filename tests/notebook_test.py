@@ -100,7 +100,7 @@ def test_install_cell():
   shell = [l.strip() for l in install["source"] if l.startswith("!")]
   assert any("git clone -q {REPO_URL} {REPO_DIR}" in l for l in shell)
   assert "!pip install -q -r {REPO_DIR}/requirements.txt" in shell
-  assert any("python -m diff4rec_jax.prepare --dataset=ml-100k "
+  assert any("python -m diff4rec_jax.datasets.prepare --dataset=ml-100k "
              "--data_dir={DATA_DIR}" in l for l in shell)
   settings = "".join(load_notebook()["cells"][1]["source"])
   assert re.search(r'^REPO_URL = "https://github.com/<owner>/diff4rec_jax.git"'

@@ -1,4 +1,6 @@
-"""Tests for prepare.py: raw formats, preprocessing, atomic writes, download.
+"""Tests for datasets/: raw formats, preprocessing, atomic writes, download.
+
+prepare.py (registry, ensure_dataset, CLI), raw.py, writers.py, download.py.
 
 Every file is written under pytest's tmp_path; the downloader talks only to
 an http.server on 127.0.0.1 started by the test.
@@ -19,7 +21,10 @@ import numpy as np
 import pytest
 
 from diff4rec_jax import data
-from diff4rec_jax import prepare
+from diff4rec_jax.datasets import download as download_lib
+from diff4rec_jax.datasets import prepare
+from diff4rec_jax.datasets import raw as raw_lib
+from diff4rec_jax.datasets import writers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -192,13 +197,13 @@ def test_kcore_iterates_to_fixed_point():
   # has 2 rows and goes. Pass 3: item 5 is left with 1 row (user 2) and
   # goes, so user 2 goes. Pass 4: items 6, 7, 8 have 2 rows each, users 3
   # and 4 have 3 each: fixed point.
-  keep = prepare.kcore_mask(users, items, min_user=3, min_item=2)
+  keep = raw_lib.kcore_mask(users, items, min_user=3, min_item=2)
   assert keep.tolist() == [False] * 6 + [True] * 6 + [False] * 2
   # A single user pass (min_item=0) drops user 0 only.
-  keep = prepare.kcore_mask(users, items, min_user=3, min_item=0)
+  keep = raw_lib.kcore_mask(users, items, min_user=3, min_item=0)
   assert keep.tolist() == [True] * 12 + [False] * 2
   # min_item=3 unravels everything (items 6..8 end with 2 rows).
-  assert not prepare.kcore_mask(users, items, min_user=3, min_item=3).any()
+  assert not raw_lib.kcore_mask(users, items, min_user=3, min_item=3).any()
 
 
 def test_since_drops_old_rows(tmp_path):
@@ -249,7 +254,7 @@ def test_truncated_gzip_raw_is_a_data_error(tmp_path):
   p = tmp_path / "s.json.gz"
   p.write_bytes(gzip.compress(_render("steam").encode())[:-30])
   with pytest.raises(data.DataError, match="corrupt or truncated"):
-    prepare.parse_raw(str(p), "steam")
+    raw_lib.parse_raw(str(p), "steam")
 
 
 def test_corrupt_zip_member_is_a_data_error(tmp_path):
@@ -260,7 +265,7 @@ def test_corrupt_zip_member_is_a_data_error(tmp_path):
   blob[100] ^= 0xFF  # inside the compressed member
   p.write_bytes(bytes(blob))
   with pytest.raises(data.DataError, match="corrupt or truncated"):
-    prepare.parse_raw(str(p), "movielens_dat", member="ml-1m/ratings.dat")
+    raw_lib.parse_raw(str(p), "movielens_dat", member="ml-1m/ratings.dat")
 
 
 def test_zip_without_the_member(tmp_path):
@@ -268,7 +273,7 @@ def test_zip_without_the_member(tmp_path):
   with zipfile.ZipFile(p, "w") as z:
     z.writestr("ml-1m/movies.dat", "1::Toy Story::Animation\n")
   with pytest.raises(data.DataError, match="no member 'ml-1m/ratings.dat'"):
-    prepare.parse_raw(str(p), "movielens_dat", member="ml-1m/ratings.dat")
+    raw_lib.parse_raw(str(p), "movielens_dat", member="ml-1m/ratings.dat")
 
 
 def test_everything_below_minimum_is_an_error(tmp_path):
@@ -288,40 +293,40 @@ def test_format_pairs_matches_naive_formatting():
   u[:3] = [1, 9, 10]
   i[:3] = [10, 99, 100]
   want = "".join(f"{a} {b}\n" for a, b in zip(u, i)).encode()
-  assert prepare.format_pairs(u, i) == want
-  assert prepare.format_pairs(np.zeros(0, int), np.zeros(0, int)) == b""
+  assert writers.format_pairs(u, i) == want
+  assert writers.format_pairs(np.zeros(0, int), np.zeros(0, int)) == b""
 
 
 def test_atomic_open_leaves_no_temp_file_on_error(tmp_path):
   target = tmp_path / "f.txt"
   with pytest.raises(RuntimeError):
-    with prepare.atomic_open(str(target)) as f:
+    with writers.atomic_open(str(target)) as f:
       f.write(b"half")
       raise RuntimeError("boom")
   assert os.listdir(tmp_path) == []
   target.write_bytes(b"old")
   with pytest.raises(RuntimeError):
-    with prepare.atomic_open(str(target)) as f:
+    with writers.atomic_open(str(target)) as f:
       f.write(b"new")
       raise RuntimeError("boom")
   assert os.listdir(tmp_path) == ["f.txt"]
   assert target.read_bytes() == b"old"
-  with prepare.atomic_open(str(target)) as f:
+  with writers.atomic_open(str(target)) as f:
     f.write(b"new")
   assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["f.txt"]
 
 
 def test_write_pairs_bad_ids_leave_nothing(tmp_path):
   with pytest.raises(ValueError):
-    prepare.write_pairs(str(tmp_path / "x.txt.gz"), np.array([1, 0]),
+    writers.write_pairs(str(tmp_path / "x.txt.gz"), np.array([1, 0]),
                         np.array([1, 2]))
   assert os.listdir(tmp_path) == []
 
 
 def test_gzip_output_is_deterministic(tmp_path):
   a, b = tmp_path / "a.txt.gz", tmp_path / "b.txt.gz"
-  prepare.write_pairs(str(a), np.array([1, 1, 2]), np.array([3, 4, 5]))
-  prepare.write_pairs(str(b), np.array([1, 1, 2]), np.array([3, 4, 5]))
+  writers.write_pairs(str(a), np.array([1, 1, 2]), np.array([3, 4, 5]))
+  writers.write_pairs(str(b), np.array([1, 1, 2]), np.array([3, 4, 5]))
   assert a.read_bytes() == b.read_bytes()
   assert gzip.decompress(a.read_bytes()) == b"1 3\n1 4\n2 5\n"
 
@@ -391,7 +396,7 @@ def _dl(url, dest, **kw):
   kw.setdefault("backoff_s", 0.0)
   kw.setdefault("progress", False)
   kw.setdefault("timeout", 10.0)
-  return prepare.download(url, str(dest), **kw)
+  return download_lib.download(url, str(dest), **kw)
 
 
 def test_download_success_with_checksum(server, tmp_path, capsys):
@@ -563,23 +568,45 @@ def test_ensure_yelp_explains_manual_download(tmp_path):
   assert gzip.decompress(open(path, "rb").read()).decode() == EXPECTED_TEXT
 
 
-def test_cli(tmp_path):
+# The command, under its name and under the old one (the shim
+# diff4rec_jax/prepare.py forwards to it).
+@pytest.mark.parametrize("module", ["diff4rec_jax.datasets.prepare",
+                                    "diff4rec_jax.prepare"])
+def test_cli(tmp_path, module):
   raw = _write_raw(tmp_path, "movielens_tab")
   d = tmp_path / "data"
   env = {**os.environ, "PYTHONPATH": REPO}
   ok = subprocess.run(
-      [sys.executable, "-m", "diff4rec_jax.prepare", "--dataset=ml-100k",
+      [sys.executable, "-m", module, "--dataset=ml-100k",
        f"--data_dir={d}", f"--raw_file={raw}"],
       capture_output=True, text=True, env=env, cwd=REPO, check=False)
   assert ok.returncode == 0, ok.stderr
   assert ok.stdout.strip() == str(d / "ml-100k.txt")
   assert (d / "ml-100k.txt").read_text() == EXPECTED_TEXT
   bad = subprocess.run(
-      [sys.executable, "-m", "diff4rec_jax.prepare", "--dataset=yelp",
+      [sys.executable, "-m", module, "--dataset=yelp",
        f"--data_dir={d}"],
       capture_output=True, text=True, env=env, cwd=REPO, check=False)
   assert bad.returncode == 1
   assert "yelp_academic_dataset_review.json" in bad.stderr
+  assert "python -m diff4rec_jax.datasets.prepare --dataset=yelp" in bad.stderr
+
+
+@pytest.mark.parametrize("name,flag", [("prepare", "--dataset"),
+                                       ("synthetic", "--scale")])
+def test_old_command_names_still_work(name, flag):
+  # `python -m diff4rec_jax.<name> --help` prints the help of the command's
+  # new name, flags included, and exits as it does (absl: 1 after --help).
+  env = {**os.environ, "PYTHONPATH": REPO}
+  old, new = [subprocess.run([sys.executable, "-m", m, "--help"],
+                             capture_output=True, text=True, env=env,
+                             cwd=REPO, check=False)
+              for m in (f"diff4rec_jax.{name}",
+                        f"diff4rec_jax.datasets.{name}")]
+  assert old.returncode == new.returncode, old.stderr
+  assert f"{flag}:" in old.stdout
+  assert f"python -m diff4rec_jax.datasets.{name}" in old.stdout
+  assert old.stdout == new.stdout and old.stderr == new.stderr
 
 
 def test_ensure_unknown_dataset(tmp_path):
@@ -593,3 +620,54 @@ def test_ensure_returns_existing_staged_file():
     pytest.skip("shared data not found")
   assert prepare.ensure_dataset("ml-100k", d) == os.path.join(
       d, "ml-100k.txt")
+
+
+# ---------------------------------------------------------------------------
+# ensure_for_config: the fetch-if-missing step before data.load
+# ---------------------------------------------------------------------------
+def _data_config(**kw):
+  from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
+  return ConfigDict({"name": "ml-1m", "dir": "", "path": "", "download": True,
+                     **kw})
+
+
+def test_ensure_for_config_fetches_a_missing_builtin(tmp_path, monkeypatch,
+                                                     caplog):
+  calls = []
+  monkeypatch.setattr(prepare, "ensure_dataset",
+                      lambda *a, **kw: calls.append((a, kw)) or "made")
+  with caplog.at_level("INFO"):
+    got = prepare.ensure_for_config(_data_config(dir=str(tmp_path)))
+  assert got == "made" and calls == [(("ml-1m", str(tmp_path)), {})]
+  assert "dataset ml-1m not found locally; preparing it" in caplog.text
+
+
+@pytest.mark.parametrize("kw", [
+    dict(download=False),            # off: data.load says how to get it
+    dict(path="mine.txt"),           # an explicit file is never fetched
+    dict(name="toys"),               # unknown: data.load names the choices
+])
+def test_ensure_for_config_leaves_the_rest_to_data_load(tmp_path, monkeypatch,
+                                                        kw):
+  monkeypatch.setattr(prepare, "ensure_dataset", lambda *a, **k: 1 / 0)
+  c = _data_config(dir=str(tmp_path), **kw)
+  assert prepare.ensure_for_config(c) is None
+  with pytest.raises(data.DataError):
+    data.load(c)
+
+
+def test_ensure_for_config_keeps_a_present_file(monkeypatch):
+  d = _shared_data_dir()
+  if d is None:
+    pytest.skip("shared data not found")
+  monkeypatch.setattr(prepare, "ensure_dataset", lambda *a, **k: 1 / 0)
+  assert prepare.ensure_for_config(_data_config(name="ml-100k", dir=d)) is None
+
+
+def test_data_load_alone_never_downloads(tmp_path, monkeypatch):
+  monkeypatch.setattr(prepare, "ensure_dataset", lambda *a, **k: 1 / 0)
+  with pytest.raises(data.DataError) as e:
+    data.load(_data_config(dir=str(tmp_path)))
+  assert "not found" in str(e.value)
+  assert ("python -m diff4rec_jax.datasets.prepare --dataset=ml-1m "
+          f"--data_dir={tmp_path}") in str(e.value)

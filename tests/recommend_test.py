@@ -361,3 +361,38 @@ def test_generator_progress_lines(tmp_path, monkeypatch):
   assert [l.split("  ")[1] for l in steps] == [f"{k}/{total} steps"
                                                for k in range(1, total)]
   assert all("eta epoch" in l for l in steps)
+
+
+def test_load_fetches_a_missing_dataset_before_reading(tmp_path, monkeypatch):
+  # recommend.load reads a run's data as training did: the fetch-if-missing
+  # step first (data.load itself never downloads); either error is one
+  # RecommendError naming the workdir.
+  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import data as data_lib
+  from diff4rec_jax import recommend
+  from diff4rec_jax.datasets import prepare
+  # pylint: enable=g-import-not-at-top
+  (tmp_path / "config.json").write_text(json.dumps({"data": {
+      "name": "ml-1m", "dir": str(tmp_path / "data"), "path": "",
+      "download": True}}))
+  calls = []
+
+  def load(c):
+    calls.append(("load", c.name))
+    raise data_lib.DataError("load failed")
+
+  monkeypatch.setattr(prepare, "ensure_for_config",
+                      lambda c: calls.append(("ensure", c.name)))
+  monkeypatch.setattr(data_lib, "load", load)
+  with pytest.raises(recommend.RecommendError, match="load failed"):
+    recommend.load(str(tmp_path))
+  assert calls == [("ensure", "ml-1m"), ("load", "ml-1m")]
+
+  def offline(c):
+    raise data_lib.DataError(f"{c.name}: cannot connect")
+
+  monkeypatch.setattr(prepare, "ensure_for_config", offline)
+  with pytest.raises(recommend.RecommendError) as e:
+    recommend.load(str(tmp_path))
+  assert str(tmp_path) in str(e.value) and "cannot connect" in str(e.value)
+  assert calls == [("ensure", "ml-1m"), ("load", "ml-1m")]

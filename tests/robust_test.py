@@ -22,6 +22,7 @@ from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data
 from diff4rec_jax import errors
+from diff4rec_jax import interactions
 from diff4rec_jax import rundir
 from diff4rec_jax import runlog
 from diff4rec_jax import train
@@ -172,13 +173,13 @@ def _pairs(users=300, per=8):
 
 def test_cr_line_ends_parse_and_one_line_files_are_refused():
   good = _pairs()
-  want = data.parse_interactions(good)
+  want = interactions.parse_interactions(good)
   for ends in (b"\r\n", b"\r"):
-    got = data.parse_interactions(good.replace(b"\n", ends))
+    got = interactions.parse_interactions(good.replace(b"\n", ends))
     assert all(np.array_equal(a, b) for a, b in zip(got[:2], want[:2]))
   with pytest.raises(data.DataError, match="line breaks are probably "
                      "missing") as e:
-    data.parse_interactions(good.replace(b"\n", b" "), source="x.txt")
+    interactions.parse_interactions(good.replace(b"\n", b" "), source="x.txt")
   assert str(e.value).startswith("x.txt: ")
 
 
@@ -186,7 +187,7 @@ def test_bad_line_deep_in_a_pair_file_is_reported_at_its_line():
   lines = _pairs().splitlines(keepends=True)
   lines[1999] = b"5 6 7\n"
   with pytest.raises(data.DataError, match=r"^x.txt:2000: 3 fields"):
-    data.parse_interactions(b"".join(lines), source="x.txt")
+    interactions.parse_interactions(b"".join(lines), source="x.txt")
 
 
 def test_sparse_item_ids_warn_with_the_cost(caplog):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diff4rec_jax import data
-from diff4rec_jax import synthetic
+from diff4rec_jax.datasets import synthetic
 
 SCALE = 0.01  # 2,814 users, 130 items, 34,850 actions
 

@@ -23,6 +23,7 @@ from diff4rec_jax import pool as pool_lib
 from diff4rec_jax import runlog
 from diff4rec_jax import steps
 from diff4rec_jax import train
+from diff4rec_jax.datasets import prepare
 
 from conftest import REPO
 
@@ -533,3 +534,25 @@ def test_augmented_loss_norm(tiny_config, norm):
   ratio = (targets[8:40] > 0).sum() / (targets[:8] > 0).sum()
   want = out["mean"] * (ratio if norm == "sum" else 1.0)
   np.testing.assert_allclose(out[norm], want, rtol=1e-5)
+
+
+def test_data_phase_fetches_a_missing_dataset_before_loading(
+    tiny_config, tmp_path, monkeypatch):
+  # data.load never downloads: the phase driver runs the fetch-if-missing
+  # step (datasets.prepare.ensure_for_config) first, on the same config.data.
+  calls = []
+
+  class Stop(Exception):
+    pass
+
+  def load(data_config):
+    calls.append(("load", data_config.name))
+    raise Stop
+
+  monkeypatch.setattr(prepare, "ensure_for_config",
+                      lambda c: calls.append(("ensure", c.name)))
+  monkeypatch.setattr(data_lib, "load", load)
+  with pytest.raises(Stop):
+    train.train_and_evaluate(tiny_config, str(tmp_path / "wd"))
+  name = tiny_config.data.name
+  assert calls == [("ensure", name), ("load", name)]
