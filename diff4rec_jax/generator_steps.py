@@ -4,8 +4,9 @@ Array functions and step builders only (no files, no loops over epochs):
 `make_train_step` (the joint VAE + latent DDPM loss of Eq. 8, one jitted
 step), `make_infer_fn` (corrupt mu(x_u), denoise, decode, keep the top-M
 unseen items) and the ranking helpers of the generator's validation check.
-The phase driver (`generator.run_generator_phase`) owns batching, epochs,
-checkpoints and files.
+The phase driver (`generator.run_generator_phase`) gives the step to the
+training loop (loop.py: epochs, checkpoints) and writes the files; the
+batches are built in input_pipeline.py.
 """
 
 from __future__ import annotations
@@ -299,10 +300,10 @@ def make_infer_fn(config, num_items: int, sched: diffusion.Schedule,
     # Ranking: the training prefix is masked except the target itself.
     is_tgt = jnp.arange(logits.shape[1])[None, :] == targets[:, None]
     eval_mask = in_hist & ~is_tgt
-    rank_gen = metrics_lib.rank_of_target(jnp.where(eval_mask, -jnp.inf, logits),
-                               targets)
-    rank_vae = metrics_lib.rank_of_target(jnp.where(eval_mask, -jnp.inf, decode(mu)),
-                               targets)
+    rank_gen = metrics_lib.rank_of_target(
+        jnp.where(eval_mask, -jnp.inf, logits), targets)
+    rank_vae = metrics_lib.rank_of_target(
+        jnp.where(eval_mask, -jnp.inf, decode(mu)), targets)
     return top_items, top_probs, rank_gen, rank_vae
 
   if mesh is None:

@@ -1,13 +1,17 @@
-"""Host-side (numpy) batches of the recommender: fixed shapes, bucketed.
+"""Host-side (numpy) batches: fixed shapes, a function of (seed, epoch).
 
-Training batches are a function of (seed, epoch) only, so a resumed run
-sees the same ones; evaluation batches cover every user (the last one
-padded and masked).
+The recommender's batches (`EvalSet`, `train_batches`): bucketed by
+sequence length; evaluation batches cover every user (the last one padded
+and masked). The generator's (`train_rows`, `epoch_batches`, `make_batch`):
+each user's training-prefix items as a sparse row, packed into flat bags of
+a static token budget. Training batches are a function of (seed, epoch)
+only, so a resumed run sees the same ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -163,3 +167,163 @@ def iter_batches(users: np.ndarray, batch_size: int):
     idx = users[s:s + batch_size]
     n = len(idx)
     yield np.concatenate([idx, np.full(batch_size - n, idx[0])]), n
+# ----------------------------------------------------------------------------
+# The generator's inputs: each user's training-prefix items as a sparse row
+# ----------------------------------------------------------------------------
+# A generator batch is a flat bag: ids [P] and seg [P] (the batch slot of
+# each entry) plus a [B] validity mask, holding at most B users and at most
+# P items, so the encoder's bag costs O(nnz x hidden) however long the
+# longest user is. P and B are static: the step compiles once.
+
+
+def train_rows(ds: data_lib.SequenceData, cap: int = 0):
+  """Each user's unique training-prefix items, time order, as CSR.
+
+  Reads items[indptr[u]:split_end('train')[u]] only: validation and test
+  items never enter. A repeated item is placed at its last occurrence. With
+  `cap` > 0 only the `cap` most recent unique items are kept.
+
+  Returns:
+    (indptr [U+1] int64, items [n] int32).
+  """
+  u = ds.num_users
+  start = ds.indptr[:-1].astype(np.int64)
+  end = ds.split_end("train").astype(np.int64)
+  rows, pos = data_lib.row_ranges(start, end)
+  items = ds.items[pos]
+  # Unique (row, item), keeping the last position of each.
+  order = np.lexsort((-pos, items, rows))
+  rows, items, pos = rows[order], items[order], pos[order]
+  first = np.ones(rows.size, dtype=bool)
+  first[1:] = (rows[1:] != rows[:-1]) | (items[1:] != items[:-1])
+  rows, items, pos = rows[first], items[first], pos[first]
+  order = np.lexsort((pos, rows))
+  rows, items = rows[order], items[order]
+  counts = np.bincount(rows, minlength=u)
+  if cap > 0:
+    row_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(rows.size) - row_start[rows]
+    keep = rank >= counts[rows] - cap
+    rows, items = rows[keep], items[keep]
+    counts = np.bincount(rows, minlength=u)
+  indptr = np.zeros(u + 1, dtype=np.int64)
+  np.cumsum(counts, out=indptr[1:])
+  return indptr, items.astype(np.int32)
+
+
+def token_budget(lengths: np.ndarray, batch_size: int, tokens: int = 0,
+                 slack: float = 1.5) -> int:
+  """P, the static number of bag entries of a batch.
+
+  `tokens` > 0 is used as given (raised to the longest row if below it);
+  0 means slack x batch_size x mean row length, at least the longest row,
+  rounded up to a multiple of 256.
+  """
+  longest = max(1, int(lengths.max(initial=0)))
+  if tokens <= 0:
+    tokens = int(math.ceil(slack * batch_size * max(float(lengths.mean()),
+                                                    1.0)))
+    tokens = -(-tokens // 256) * 256
+  return max(tokens, longest)
+
+
+def pack_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int,
+                 tokens: int):
+  """Cuts users, in the given order, into batches of <= B users, <= P items.
+
+  Greedy: each batch takes users in order until the next one would exceed
+  either limit (P >= the longest row, so every batch holds at least one
+  user). The loop is over batches, not users.
+
+  Args:
+    order: [U] user rows in batch order.
+    lengths: [U] row lengths (indexed by user row).
+    batch_size: B.
+    tokens: P.
+  Returns:
+    (users [nb, B] int64, valid [nb, B] bool); padding slots hold row 0.
+  """
+  u = order.size
+  cum = np.concatenate([[0], np.cumsum(lengths[order], dtype=np.int64)])
+  bounds = []
+  s = 0
+  while s < u:
+    e_tok = int(np.searchsorted(cum, cum[s] + tokens, side="right")) - 1
+    e = max(s + 1, min(s + batch_size, e_tok, u))
+    bounds.append((s, e))
+    s = e
+  nb = max(1, len(bounds))
+  users = np.zeros((nb, batch_size), np.int64)
+  valid = np.zeros((nb, batch_size), bool)
+  for k, (s, e) in enumerate(bounds):
+    users[k, :e - s] = order[s:e]
+    valid[k, :e - s] = True
+  return users, valid
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, tokens: int,
+                  seed: int, epoch: int, shuffle: bool = True):
+  """The batches of an epoch: `pack_batches` over a seeded permutation.
+
+  The order is drawn from (seed, epoch) alone, so a resumed run sees the
+  same batches; `shuffle=False` keeps row order (inference).
+  """
+  u = lengths.size
+  if shuffle:
+    order = np.random.default_rng([seed, epoch]).permutation(u)
+  else:
+    order = np.arange(u)
+  return pack_batches(order, lengths, batch_size, tokens)
+
+
+def flat_rows(indptr: np.ndarray, items: np.ndarray, users: np.ndarray,
+              valid: np.ndarray, tokens: int):
+  """The rows of the valid users as a flat bag padded to P entries.
+
+  Returns:
+    ids [P] int32 (0 = padding), seg [P] int32 (slot of each entry in the
+    batch; padding points at slot 0 with id 0, which weighs nothing).
+  """
+  start = indptr[users]
+  lens = np.where(valid, indptr[users + 1] - start, 0)
+  n = int(lens.sum())
+  if n > tokens:
+    raise ValueError(f"batch holds {n} items, more than its budget {tokens}")
+  seg, pos = data_lib.row_ranges(start, start + lens)
+  ids = np.zeros(tokens, np.int32)
+  ids[:n] = items[pos]
+  seg_out = np.zeros(tokens, np.int32)
+  seg_out[:n] = seg
+  return ids, seg_out
+
+
+def make_batch(indptr, items, users, valid, tokens: int) -> dict:
+  """A train batch: ids [P] int32, seg [P] int32, valid [B] float32."""
+  ids, seg = flat_rows(indptr, items, users, valid, tokens)
+  return {"ids": ids, "seg": seg, "valid": valid.astype(np.float32)}
+
+
+def infer_batches(rows, hist_rows, targets: np.ndarray, batch_size: int):
+  """Every user once, in row order, as inference batches.
+
+  Args:
+    rows: (indptr, items) of the encoder's input (`train_rows`, capped).
+    hist_rows: (indptr, items) of the full prefixes, masked from the top-M
+      (`rows` itself when there is no cap).
+    targets: [U] validation items.
+    batch_size: B.
+  Yields:
+    (users [B] int64, valid [B] bool, batch): ids, seg, hist, hseg [P]
+    int32; targets, users [B] int32. P is the full prefixes' budget, which
+    holds the capped rows too.
+  """
+  hist_lens = np.diff(hist_rows[0])
+  tokens = token_budget(hist_lens, batch_size)
+  users, valid = epoch_batches(hist_lens, batch_size, tokens, 0, 0,
+                               shuffle=False)
+  for us, ok in zip(users, valid):
+    ids, seg = flat_rows(rows[0], rows[1], us, ok, tokens)
+    hist, hseg = ((ids, seg) if hist_rows is rows else
+                  flat_rows(hist_rows[0], hist_rows[1], us, ok, tokens))
+    yield us, ok, {"ids": ids, "seg": seg, "hist": hist, "hseg": hseg,
+                   "targets": targets[us], "users": us.astype(np.int32)}

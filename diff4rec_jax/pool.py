@@ -33,7 +33,6 @@ from diff4rec_jax import candidates
 from diff4rec_jax import curriculum
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import errors
-from diff4rec_jax import generator
 from diff4rec_jax import input_pipeline
 from diff4rec_jax import sharding
 
@@ -198,7 +197,7 @@ def control_candidates(config, ds):
   """(items [U, M], probs [U, M]) of a control source
   (`augment.candidates` 'popular' or 'uniform'; candidates.py)."""
   a = config.augment
-  indptr, hist = generator.train_rows(ds)
+  indptr, hist = input_pipeline.train_rows(ds)
   _, train_pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
   counts = candidates.item_counts(ds.items[train_pos], ds.num_items)
   return candidates.control_topm(a.candidates, indptr, hist, counts,

@@ -31,10 +31,12 @@ TIMING_FIELDS = ("seq_per_s", "train_epoch_seconds", "eval_seconds")
 
 
 class RunLog:
-  """metrics.jsonl + TensorBoard, written by process 0 only."""
+  """metrics.jsonl (or `name`) + TensorBoard (workdir/tb), written by
+  process 0 only."""
 
-  def __init__(self, workdir: str, resume_epoch: int):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+  def __init__(self, workdir: str, resume_epoch: int,
+               name: str = "metrics.jsonl"):
+    self.path = os.path.join(workdir, name)
     self._tb = None
     if not is_chief():
       return

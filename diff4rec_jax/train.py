@@ -14,13 +14,15 @@ and writes the run's files:
   workdir/tb/             TensorBoard event files (tensorboardX)
   workdir/ckpt/...        Orbax checkpoints (see checkpointing.py)
 
-This module owns the phase drivers and the recommender's epoch loop
-(evaluation cadence, early stopping, checkpoints, preemption). The jitted
-steps are in steps.py, the host batches in input_pipeline.py, the pool in
-pool.py, the run files in runlog.py. Rerunning the same command with the
-same workdir resumes from the latest checkpoint and ends with the same
-results as an uninterrupted run: shuffling is a function of (seed, epoch),
-dropout and negative sampling of (seed, step).
+This module owns the phase drivers and what the recommender supplies to
+the training loop (loop.py: resume, cadence, evaluation, early stopping,
+checkpoints, preemption): its batches, step, evaluation and curriculum
+re-scoring. The jitted steps are in steps.py, the host batches in
+input_pipeline.py, the pool in pool.py, the run files in runlog.py.
+Rerunning the same command with the same workdir resumes from the latest
+checkpoint and ends with the same results as an uninterrupted run:
+shuffling is a function of (seed, epoch), dropout and negative sampling of
+(seed, step).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Optional
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -43,6 +44,7 @@ from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import generator
 from diff4rec_jax import input_pipeline
+from diff4rec_jax import loop
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import pool as pool_lib
@@ -80,8 +82,6 @@ def evaluate(eval_step, params, evalset: input_pipeline.EvalSet,
 is_chief = sharding.is_chief
 
 
-
-
 def train_recommender(config: ml_collections.ConfigDict,
                       ds: data_lib.SequenceData, workdir: str,
                       stop_after_epochs: Optional[int] = None,
@@ -96,8 +96,7 @@ def train_recommender(config: ml_collections.ConfigDict,
       fixed number of copies drawn from the admitted part of the pool.
     stop_after_epochs: end this process after that many epochs have been
       completed in total (a checkpoint is saved first), raising
-      `runlog.Interrupted`:
-      a stand-in for a killed run in tests.
+      `runlog.Interrupted`: a stand-in for a killed run in tests.
   """
   t0 = time.time()
   tc, mc = config.train, config.model
@@ -143,210 +142,101 @@ def train_recommender(config: ml_collections.ConfigDict,
     aug_local = sharding.local_slice(num_aug, mesh)
     pace_steps = pool_lib.pacing_steps(config, steps_per_epoch)
 
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
-                                                 "recommender"))
-  meta = {"epoch": 0, "best_ndcg10": -1.0, "best_epoch": 0, "bad_evals": 0,
-          "finished": False, "train_seconds": 0.0}
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(state)
-    logging.info("resumed from %s at epoch %d (step %d)", ckpt.directory,
-                 meta["epoch"], int(state["step"]))
-  log = runlog.RunLog(workdir, meta["epoch"])
+  def batches(epoch, skip, step):
+    """The epoch's device batches from batch `skip` on (with their copies,
+    drawn by global step)."""
+    host = itertools.islice(
+        input_pipeline.train_batches(train_in, train_tg, rows, tc.batch_size,
+                                     config.seed, epoch, widths, local),
+        skip, None)
+    for j, batch in enumerate(host):
+      if pool is not None:
+        batch.update(pool.draw(step + j, pace_steps, num_aug, aug_local))
+      yield sharding.shard_local_batch(batch, mesh)
+
+  def summarize(means, rate, seconds):
+    return (f"loss {means['loss']:.4f}  {rate:.0f} seq/s",
+            {"train_loss": means["loss"], "seq_per_s": rate,
+             "train_epoch_seconds": round(seconds, 3)})
+
+  def valid_metrics(state):
+    return evaluate(eval_step, steps.eval_params(state, ema), valid_set,
+                    tc.eval_batch_size, eval_widths, mesh)
+
   rescore_every = (config.augment.rescore_every
                    if pool is not None and config.mode == "diff4rec" else 0)
-  if rescore_every and meta["epoch"] >= rescore_every:
-    pool_lib.restore_order(pool, workdir, meta["epoch"])
 
-  def save(state, meta):
-    ckpt.save(int(state["step"]), state, meta)
+  def rescore(state, epoch):
+    """Curriculum re-scored with the current model (instead of only the
+    warm-up model's embeddings); saved so a resumed run uses it too."""
+    if epoch % rescore_every:
+      return
+    table = models.item_table(steps.eval_params(state, ema))
+    pool.rescore(np.asarray(table), mesh)
+    if is_chief():
+      tmp = os.path.join(workdir, f".pool_order_e{epoch}.npy")
+      np.save(tmp, pool.order)
+      os.replace(tmp, os.path.join(workdir, f"pool_order_e{epoch}.npy"))
+    logging.info("epoch %d: curriculum re-scored with the current model",
+                 epoch)
 
-  def epoch_loop(state, meta, epoch, train_seconds, stop):
-    """Runs epochs until done, early stop, or a stop request."""
-    while not meta["finished"] and epoch < tc.num_epochs:
-      epoch += 1
-      t_epoch = time.time()
-      # A run preempted mid-epoch resumes after the batches it had done; the
-      # batch order is a function of (seed, epoch), so nothing is repeated.
-      skip = meta.pop("batches_done", 0)
-      loss_sum = jnp.asarray(meta.pop("loss_partial", 0.0), jnp.float32)
-      losses = []
-      # The step counter on the host (one read an epoch, not a sync a step).
-      step0 = int(state["step"]) - skip
-      batches = itertools.islice(
-          input_pipeline.train_batches(train_in, train_tg, rows,
-                                       tc.batch_size, config.seed, epoch,
-                                       widths, local), skip, None)
-      for i, batch in enumerate(batches, start=skip):
-        if pool is not None:
-          batch.update(pool.draw(step0 + i, pace_steps, num_aug, aug_local))
-        state, m = train_step(state,
-                              sharding.shard_local_batch(batch, mesh),
-                              step_key)
-        losses.append(m["loss"])
-        loss_sum = loss_sum + m["loss"]
-        # A progress line every log_every_steps steps, after the first step
-        # of the process (compilation included), and whenever
-        # runlog.PROGRESS_SECONDS passed since the last line; the clock is
-        # read on
-        # the host, the loss fetched (a device sync) only at these lines.
-        if ((tc.log_every_steps and (i + 1) % tc.log_every_steps == 0) or
-            not progress["lines"] or
-            time.time() - progress["last"] >= runlog.PROGRESS_SECONDS):
-          mean_loss = float(loss_sum) / (i + 1)             # syncs only here
-          now = time.time()
-          # The rate since the last line of this epoch (or its start): the
-          # first step's compilation does not inflate later ETAs.
-          if progress["epoch"] == epoch:
-            rate = (i + 1 - progress["step"]) / max(now - progress["last"],
-                                                    1e-9)
-          else:
-            rate = (i + 1 - skip) / max(now - t_epoch, 1e-9)
-          eta = ("" if not progress["lines"] else
-                 "  eta epoch "
-                 f"{runlog.fmt_secs((steps_per_epoch - i - 1) / rate)}")
-          logging.info("epoch %d  %d/%d steps  loss %.4f%s%s", epoch, i + 1,
-                       steps_per_epoch, mean_loss, eta,
-                       "" if progress["lines"] else
-                       "  (first step, compilation included: "
-                       f"{now - t_epoch:.1f}s)")
-          progress.update(lines=progress["lines"] + 1, last=now,
-                          epoch=epoch, step=i + 1)
-        if stop.agreed(i + 1) and i + 1 < steps_per_epoch:
-          _check_finite(losses, state, ckpt)
-          meta.update(epoch=epoch - 1, batches_done=i + 1,
-                      loss_partial=float(loss_sum),
-                      train_seconds=train_seconds + time.time() - t_epoch)
-          save(state, meta)
-          log.close()
-          raise runlog.Interrupted(
-              f"{stop.name}: checkpoint saved in epoch {epoch} after batch "
-              f"{i + 1} of {steps_per_epoch} (step {int(state['step'])})",
-              stop.signum)
-      _check_finite(losses, state, ckpt)
-      loss = float(loss_sum) / steps_per_epoch          # one sync per epoch
-      dt = time.time() - t_epoch
-      train_seconds += dt
-      rate = (steps_per_epoch - skip) / steps_per_epoch * len(rows) / dt
-      eta = (tc.num_epochs - epoch) * train_seconds / epoch
-      logging.info("epoch %d/%d  loss %.4f  %.0f seq/s  %.1fs  eta %s", epoch,
-                   tc.num_epochs, loss, rate, dt, runlog.fmt_secs(eta))
-      record = {"epoch": epoch, "step": int(state["step"]), "train_loss": loss,
-                "seq_per_s": rate, "train_epoch_seconds": round(dt, 3)}
+  phase = loop.Phase(
+      name="", num_epochs=tc.num_epochs,
+      batches=lambda epoch, skip, step: (steps_per_epoch,
+                                         batches(epoch, skip, step)),
+      train_step=lambda state, batch: train_step(state, batch, step_key),
+      summarize=summarize, examples_per_epoch=len(rows),
+      evaluate=valid_metrics, metric="NDCG@10", eval_every=tc.eval_every,
+      patience=tc.patience, checkpoint_every=tc.checkpoint_every,
+      log_every_steps=tc.log_every_steps,
+      after_epoch=rescore if rescore_every else None)
 
-      if epoch % tc.eval_every == 0 or epoch == tc.num_epochs:
-        t_eval = time.time()
-        valid = evaluate(eval_step, steps.eval_params(state, ema), valid_set,
-                         tc.eval_batch_size, eval_widths, mesh)
-        record.update({f"valid/{k}": v for k, v in valid.items()})
-        record["eval_seconds"] = round(time.time() - t_eval, 3)
-        logging.info("epoch %d valid %s", epoch, runlog.fmt_metrics(valid))
-        if valid["NDCG@10"] > meta["best_ndcg10"]:
-          meta.update(best_ndcg10=valid["NDCG@10"], best_epoch=epoch,
-                      bad_evals=0)
-          ckpt.save_best(int(state["step"]), state,
-                         {"epoch": epoch, "valid": valid})
-        else:
-          meta["bad_evals"] += 1
-          if meta["bad_evals"] >= tc.patience:
-            logging.info("early stop at epoch %d: no better NDCG@10 in %d "
-                         "evaluations (best %.4f at epoch %d)", epoch,
-                         tc.patience, meta["best_ndcg10"], meta["best_epoch"])
-            meta["finished"] = True
-      if rescore_every and epoch % rescore_every == 0:
-        # Curriculum re-scored with the current model (instead of only the
-        # warm-up model's embeddings); saved so a resumed run uses it too.
-        table = models.item_table(steps.eval_params(state, ema))
-        pool.rescore(np.asarray(table), mesh)
-        if is_chief():
-          tmp = os.path.join(workdir, f".pool_order_e{epoch}.npy")
-          np.save(tmp, pool.order)
-          os.replace(tmp, os.path.join(workdir, f"pool_order_e{epoch}.npy"))
-        logging.info("epoch %d: curriculum re-scored with the current model",
-                     epoch)
-      log.write(record, int(state["step"]))
-      meta.update(epoch=epoch, train_seconds=train_seconds)
-      if epoch == tc.num_epochs:
-        meta["finished"] = True
-      halt = stop.agreed(None) or (stop_after_epochs is not None and
-                                   epoch >= stop_after_epochs)
-      if meta["finished"] or halt or epoch % tc.checkpoint_every == 0:
-        save(state, meta)
-      if halt and not meta["finished"]:
-        log.close()
-        raise runlog.Interrupted(f"stopped after epoch {epoch}"
-                          + (f" ({stop.name})" if stop.requested else ""),
-                          stop.signum)
-    return state, meta, epoch, train_seconds
-
-  logging.info("training: %d rows, %d steps/epoch, up to %d epochs from "
-               "epoch %d", len(rows), steps_per_epoch, tc.num_epochs,
-               meta["epoch"] + 1)
-  progress = {"lines": 0, "last": time.time(), "epoch": None, "step": 0}
-  stop = runlog.StopSignal()
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "ckpt",
+                                                 "recommender"))
+  log = None
   try:
-    state, meta, epoch, train_seconds = epoch_loop(
-        state, meta, meta["epoch"], meta["train_seconds"], stop)
-  finally:
-    stop.restore()
+    state, meta = loop.restore(ckpt, state)
+    log = runlog.RunLog(workdir, meta["epoch"])
+    if rescore_every and meta["epoch"] >= rescore_every:
+      pool_lib.restore_order(pool, workdir, meta["epoch"])
+    logging.info("training: %d rows, %d steps/epoch, up to %d epochs from "
+                 "epoch %d", len(rows), steps_per_epoch, tc.num_epochs,
+                 meta["epoch"] + 1)
+    result = loop.train(phase, state, meta, ckpt, log,
+                        stop_after_epochs=stop_after_epochs)
 
-  # Final: the best-validation parameters on validation and test.
-  if ckpt.best_step() is None:  # never evaluated (num_epochs < eval_every)
-    ckpt.save_best(int(state["step"]), state, {"epoch": epoch})
-    meta["best_epoch"] = epoch
-  logging.info("phase: test (best-validation parameters)")
-  best_state, best_meta = ckpt.restore_best(state)
-  # A damaged newest best save falls back to the previous one (a warning
-  # says so); report the epoch of the one evaluated.
-  meta["best_epoch"] = best_meta.get("epoch", meta["best_epoch"])
-  test_set = input_pipeline.EvalSet.build(ds, "test", max_len)
-  t_eval = time.time()
-  best_params = steps.eval_params(best_state, ema)
-  valid = evaluate(eval_step, best_params, valid_set,
-                   tc.eval_batch_size, eval_widths, mesh)
-  test = evaluate(eval_step, best_params, test_set,
-                  tc.eval_batch_size, eval_widths, mesh)
-  eval_seconds = time.time() - t_eval
-  logging.info("best epoch %d  valid %s", meta["best_epoch"],
-               runlog.fmt_metrics(valid))
-  logging.info("best epoch %d  test  %s", meta["best_epoch"],
-               runlog.fmt_metrics(test))
-  log.write({"epoch": epoch, "final": True,
-             **{f"best_valid/{k}": v for k, v in valid.items()},
-             **{f"test/{k}": v for k, v in test.items()}},
-            int(state["step"]))
-  log.close()
-  ckpt.close()
+    # Final: the best-validation parameters on validation and test.
+    logging.info("phase: test (best-validation parameters)")
+    meta, epoch = result.meta, result.meta["epoch"]
+    test_set = input_pipeline.EvalSet.build(ds, "test", max_len)
+    t_eval = time.time()
+    best_params = steps.eval_params(result.best_state, ema)
+    valid = evaluate(eval_step, best_params, valid_set,
+                     tc.eval_batch_size, eval_widths, mesh)
+    test = evaluate(eval_step, best_params, test_set,
+                    tc.eval_batch_size, eval_widths, mesh)
+    eval_seconds = time.time() - t_eval
+    logging.info("best epoch %d  valid %s", meta["best_epoch"],
+                 runlog.fmt_metrics(valid))
+    logging.info("best epoch %d  test  %s", meta["best_epoch"],
+                 runlog.fmt_metrics(test))
+    log.write({"epoch": epoch, "final": True,
+               **{f"best_valid/{k}": v for k, v in valid.items()},
+               **{f"test/{k}": v for k, v in test.items()}},
+              int(result.state["step"]))
+  finally:
+    if log is not None:
+      log.close()
+    ckpt.close()
   return {
       "best_epoch": meta["best_epoch"],
       "epochs_run": epoch,
       "valid": valid,
       "test": test,
-      "train_seconds": round(train_seconds, 2),
+      "train_seconds": round(meta["train_seconds"], 2),
       "final_eval_seconds": round(eval_seconds, 2),
       "wall_seconds_this_process": round(time.time() - t0, 2),
   }
-
-
-def _check_finite(losses, state, ckpt) -> None:
-  """Stops the run at the first non-finite loss, naming the step.
-
-  `losses` are the device scalars of the last len(losses) steps; one host
-  transfer for all of them. The state is not saved, so the latest
-  checkpoint stays the last good one.
-  """
-  if not losses:
-    return
-  values = np.asarray(jax.device_get(jnp.stack(losses)))
-  bad = np.flatnonzero(~np.isfinite(values))
-  if bad.size:
-    step = int(state["step"]) - len(losses) + int(bad[0]) + 1
-    last = ckpt.latest_step()
-    kept = (f"The last good checkpoint (step {last}) is kept in "
-            f"{ckpt.directory}" if last is not None else
-            "No checkpoint was saved before it (a rerun starts over)")
-    raise FloatingPointError(
-        f"loss is {values[bad[0]]} at step {step}; stopping. {kept}; lower "
-        "train.lr or check the data.")
 
 
 # ----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_control_candidates_run_without_a_generator(tiny_config, tmp_path):
   """mode 'aug' with augment.candidates='popular': no generator phase, and
   every item a copy brings in is among the user's popular unseen top-M."""
   from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   c = tiny_config
   c.mode = "aug"
@@ -75,7 +75,7 @@ def test_control_candidates_run_without_a_generator(tiny_config, tmp_path):
   assert np.isfinite(res["valid"]["NDCG@10"])
   assert not (wd / "generator").exists()
   ds = data_lib.load(c.data)
-  indptr, hist = generator.train_rows(ds)
+  indptr, hist = input_pipeline.train_rows(ds)
   _, pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
   top, _ = candidates.control_topm(
       "popular", indptr, hist, candidates.item_counts(ds.items[pos],

@@ -13,6 +13,7 @@ from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import generator
 from diff4rec_jax import generator_steps
+from diff4rec_jax import input_pipeline
 from diff4rec_jax import metrics
 from diff4rec_jax.models import vae as vae_lib
 
@@ -77,26 +78,26 @@ def test_validate_top_m_against_items():
 def test_train_rows_dedup_time_order_and_cap():
   # train prefix of user 0 = [1, 2, 1, 3]; valid 4, test 5.
   ds = hand_data([[1, 2, 1, 3, 4, 5], [6, 7, 8]])
-  indptr, items = generator.train_rows(ds)
+  indptr, items = input_pipeline.train_rows(ds)
   assert items[indptr[0]:indptr[1]].tolist() == [2, 1, 3]
   assert items[indptr[1]:indptr[2]].tolist() == [6]
-  indptr, items = generator.train_rows(ds, cap=2)
+  indptr, items = input_pipeline.train_rows(ds, cap=2)
   assert items[indptr[0]:indptr[1]].tolist() == [1, 3]
 
 
 def test_input_rows_use_training_prefix_only(ml100k):
   ds = ml100k
-  indptr, items = generator.train_rows(ds, cap=0)
+  indptr, items = input_pipeline.train_rows(ds, cap=0)
   lengths = np.diff(indptr)
-  tokens = generator.token_budget(lengths, 128)
-  users, valid = generator.epoch_batches(lengths, 128, tokens, 0, 1)
+  tokens = input_pipeline.token_budget(lengths, 128)
+  users, valid = input_pipeline.epoch_batches(lengths, 128, tokens, 0, 1)
   assert valid.sum() == ds.num_users and not valid[-1].all()  # padded
   assert sorted(users[valid].tolist()) == list(range(ds.num_users))
   end = ds.split_end("train")
   vt, tt = ds.targets("valid"), ds.targets("test")
   leaks = 0
   for k in range(users.shape[0]):
-    b = generator.make_batch(indptr, items, users[k], valid[k], tokens)
+    b = input_pipeline.make_batch(indptr, items, users[k], valid[k], tokens)
     assert b["ids"].shape == b["seg"].shape == (tokens,)
     assert b["ids"].dtype == b["seg"].dtype == np.int32
     assert b["valid"].shape == (128,)
@@ -117,19 +118,19 @@ def test_pack_batches_respects_both_limits():
   rng = np.random.default_rng(0)
   lengths = rng.integers(1, 50, size=500)
   lengths[7] = 400  # one heavy user
-  tokens = generator.token_budget(lengths, 32)
+  tokens = input_pipeline.token_budget(lengths, 32)
   assert tokens >= 400 and tokens % 256 == 0
-  users, valid = generator.epoch_batches(lengths, 32, tokens, 7, 3)
+  users, valid = input_pipeline.epoch_batches(lengths, 32, tokens, 7, 3)
   assert sorted(users[valid].tolist()) == list(range(500))
   per_batch = np.where(valid, lengths[users], 0).sum(1)
   assert (per_batch <= tokens).all() and (valid.sum(1) <= 32).all()
   assert (valid.sum(1) >= 1).all()
-  again, _ = generator.epoch_batches(lengths, 32, tokens, 7, 3)
-  other, _ = generator.epoch_batches(lengths, 32, tokens, 7, 4)
+  again, _ = input_pipeline.epoch_batches(lengths, 32, tokens, 7, 3)
+  other, _ = input_pipeline.epoch_batches(lengths, 32, tokens, 7, 4)
   np.testing.assert_array_equal(users, again)  # same (seed, epoch)
   assert not np.array_equal(users[:5], other[:5])
   # A tight budget cuts batches by items, not users.
-  u2, v2 = generator.epoch_batches(lengths, 32, 400, 7, 3)
+  u2, v2 = input_pipeline.epoch_batches(lengths, 32, 400, 7, 3)
   assert u2.shape[0] > users.shape[0]
   assert (np.where(v2, lengths[u2], 0).sum(1) <= 400).all()
 
@@ -315,7 +316,8 @@ def test_resume_matches_straight_run(ml100k, tmp_path):
   before = generator_steps.TRACES["train_step"]
   p1 = generator.run_generator_phase(c, ml100k, straight)
   assert generator_steps.TRACES["train_step"] - before == 1
-  # Preempted after epoch 3: checkpoint at 2, metrics up to 3.
+  # Preempted after epoch 3: a checkpoint saved there (loop.py), metrics
+  # up to 3.
   assert generator.run_generator_phase(c, ml100k, resumed,
                                        stop_after_epoch=3) is None
   assert not os.path.exists(os.path.join(resumed, generator.TOPM_FILE))
@@ -363,13 +365,13 @@ def test_padded_slots_do_not_change_the_loss(ml100k):
   # Same generator config as the resume test: reuses its compiled step.
   c = tiny_config(epochs=4, checkpoint_every=2, history_cap=32)
   g = c.generator
-  indptr, items = generator.train_rows(ml100k, g.history_cap)
-  tokens = generator.token_budget(np.diff(indptr), g.batch_size)
+  indptr, items = input_pipeline.train_rows(ml100k, g.history_cap)
+  tokens = input_pipeline.token_budget(np.diff(indptr), g.batch_size)
   step = generator_steps.cached_train_step(generator_steps.config_key(g),
                                       ml100k.num_items)
   users = np.arange(g.batch_size)
   valid = np.arange(g.batch_size) < 100
-  b1 = generator.make_batch(indptr, items, users, valid, tokens)
+  b1 = input_pipeline.make_batch(indptr, items, users, valid, tokens)
   # Garbage in the padded slots 100..127 (in the unused entries).
   n = int((b1["ids"] > 0).sum())
   assert tokens - n > 200

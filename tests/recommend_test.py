@@ -328,11 +328,12 @@ def test_export_loads_without_data_and_refuses_changed_files(run, rec,
 
 
 def test_generator_progress_lines(tmp_path, monkeypatch):
-  """The generator's epochs show step lines too (PROGRESS_SECONDS = 0:
-  after every step but an epoch's last)."""
+  """The generator's epochs show step lines too, the recommender's (one
+  training loop, loop.py; PROGRESS_SECONDS = 0: after every step)."""
   from configs import base  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import runlog  # pylint: disable=g-import-not-at-top
   c = base.get_config()
   g = c.generator
   g.latent_size, g.encoder_hidden, g.denoiser_hidden = 8, (16,), (16,)
@@ -341,7 +342,7 @@ def test_generator_progress_lines(tmp_path, monkeypatch):
   c.augment.top_m = 10
   _write_toys(tmp_path)
   ds = data_lib.read_interactions(str(tmp_path / "toys.txt"), "toys")
-  monkeypatch.setattr(generator, "PROGRESS_SECONDS", 0.0)
+  monkeypatch.setattr(runlog, "PROGRESS_SECONDS", 0.0)
   handler = _Lines()
   root = logging.getLogger()
   old = [root.level, logging.getLogger("absl").level]
@@ -359,8 +360,10 @@ def test_generator_progress_lines(tmp_path, monkeypatch):
   total = int(steps[0].split()[3].split("/")[1])
   assert total >= -(-NUM_USERS // 16)          # at most 16 users a step
   assert [l.split("  ")[1] for l in steps] == [f"{k}/{total} steps"
-                                               for k in range(1, total)]
-  assert all("eta epoch" in l for l in steps)
+                                               for k in range(1, total + 1)]
+  assert "first step, compilation included" in steps[0]
+  assert "eta" not in steps[0]            # compilation would skew it
+  assert all("eta epoch" in l for l in steps[1:])
 
 
 def test_load_fetches_a_missing_dataset_before_reading(tmp_path, monkeypatch):

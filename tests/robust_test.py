@@ -23,6 +23,7 @@ from diff4rec_jax import config_lib
 from diff4rec_jax import data
 from diff4rec_jax import errors
 from diff4rec_jax import interactions
+from diff4rec_jax import loop
 from diff4rec_jax import rundir
 from diff4rec_jax import runlog
 from diff4rec_jax import train
@@ -315,7 +316,7 @@ def test_non_finite_loss_before_any_checkpoint_says_so():
       return None
 
   with pytest.raises(FloatingPointError) as e:
-    train._check_finite([jnp.float32(1.0), jnp.float32(np.nan)],  # pylint: disable=protected-access
-                        {"step": jnp.int32(2)}, NoCheckpoint())
+    loop.check_finite([jnp.float32(1.0), jnp.float32(np.nan)],
+                      {"step": jnp.int32(2)}, NoCheckpoint())
   assert "at step 2" in str(e.value) and "step None" not in str(e.value)
   assert "No checkpoint was saved before it" in str(e.value)
