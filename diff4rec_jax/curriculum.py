@@ -184,15 +184,6 @@ def admitted_count(p, pool_size: int, kind: str, start: float,
   return jnp.clip(n, 1, pool_size)
 
 
-def admitted_count_from_config(p, pool_size: int, augment_config,
-                               mode: str = "diff4rec"):
-  """`admitted_count` with config.augment's pacing; mode 'aug' admits all."""
-  a = augment_config
-  kind = "none" if mode == "aug" else a.pacing
-  return admitted_count(p, pool_size, kind, a.pacing_start, a.pacing_end,
-                        a.pacing_stages)
-
-
 # -- sampling ---------------------------------------------------------------
 def sample_admitted(key, order, admitted_count, num: int):
   """`num` pool indices drawn uniformly from the first admitted_count.

@@ -119,12 +119,6 @@ def make_schedule(kind: str = "linear", steps: int = 5,
   )
 
 
-def schedule_from_config(g) -> Schedule:
-  """The schedule a `config.generator` block describes."""
-  return make_schedule(g.schedule, g.steps, g.noise_scale, g.noise_min,
-                       g.noise_max)
-
-
 def _at(arr: jax.Array, i: jax.Array) -> jax.Array:
   """arr[i] as a [B, 1] column, to broadcast against [B, D]."""
   return arr[i][:, None]

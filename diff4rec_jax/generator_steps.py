@@ -189,7 +189,7 @@ def make_train_step(config, num_items: int, sched: diffusion.Schedule,
 def cached_train_step(key: str, num_items: int):
   """The phase's train step, on the mesh of all devices."""
   g = from_key(key)
-  return make_train_step(g, num_items, diffusion.schedule_from_config(g),
+  return make_train_step(g, num_items, schedule_from_config(g),
                          sharding.make_mesh())
 
 
@@ -316,5 +316,11 @@ def cached_infer_fn(key: str, num_items: int, with_eval: bool,
                      exclude_history: bool = True):
   """The phase's inference function, on the mesh of all devices."""
   g = from_key(key)
-  return make_infer_fn(g, num_items, diffusion.schedule_from_config(g),
+  return make_infer_fn(g, num_items, schedule_from_config(g),
                        with_eval, sharding.make_mesh(), exclude_history)
+
+
+def schedule_from_config(g) -> diffusion.Schedule:
+  """The schedule a `config.generator` block describes."""
+  return diffusion.make_schedule(g.schedule, g.steps, g.noise_scale, g.noise_min,
+                       g.noise_max)

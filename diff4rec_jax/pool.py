@@ -57,6 +57,16 @@ def aug_batch_size(config, mesh) -> int:
   return sharding.round_up(max(1, a), mesh)
 
 
+def admitted_count_from_config(p, pool_size: int, augment_config,
+                               mode: str = "diff4rec"):
+  """`curriculum.admitted_count` with config.augment's pacing; mode 'aug'
+  admits all."""
+  a = augment_config
+  kind = "none" if mode == "aug" else a.pacing
+  return curriculum.admitted_count(p, pool_size, kind, a.pacing_start,
+                                   a.pacing_end, a.pacing_stages)
+
+
 @dataclasses.dataclass
 class AugmentPool:
   """All U x K augmented copies and their curriculum order.
@@ -91,7 +101,7 @@ class AugmentPool:
   def admitted(self, step: int, pace_steps: int) -> int:
     """Copies admitted at `step` of a curriculum laid over `pace_steps`."""
     p = step / max(1, pace_steps)
-    return int(curriculum.admitted_count_from_config(
+    return int(admitted_count_from_config(
         p, len(self.order), self.augment_config, self.mode))
 
   def _strata(self):

@@ -7,7 +7,7 @@ import pytest
 
 from configs import base
 from diff4rec_jax import curriculum
-from diff4rec_jax import pool
+from diff4rec_jax import pool as pool_lib
 
 L, K, D, N = 10, 4, 6, 30
 
@@ -60,10 +60,10 @@ def test_similarity_matches_numpy():
 def test_similarity_all_batches_and_buckets():
   emb, seqs, lengths, copies = _data()
   want = np.asarray(curriculum.similarity(jnp.asarray(emb), seqs, copies))
-  got = pool.similarity_all(emb, seqs, copies, lengths, batch_size=8,
+  got = pool_lib.similarity_all(emb, seqs, copies, lengths, batch_size=8,
                                   widths=(4,))
   np.testing.assert_allclose(got, want, atol=2e-6)
-  got2 = pool.similarity_all(emb, seqs, copies, batch_size=64)
+  got2 = pool_lib.similarity_all(emb, seqs, copies, batch_size=64)
   np.testing.assert_allclose(got2, want, atol=2e-6)
 
 
@@ -74,10 +74,10 @@ def test_score_all_equals_augment_then_similarity():
   prob = rng.random((len(seqs), 8)).astype(np.float32)
   kw = dict(num_copies=K, ratio=0.3, batch_size=8, widths=(4,))
   key = jax.random.key(0)
-  copies = pool.augment_all(key, seqs, lengths, cand, prob, **kw)
-  want = pool.similarity_all(emb, seqs, copies, lengths, batch_size=8,
+  copies = pool_lib.augment_all(key, seqs, lengths, cand, prob, **kw)
+  want = pool_lib.similarity_all(emb, seqs, copies, lengths, batch_size=8,
                                    widths=(4,))
-  got = pool.score_all(key, emb, seqs, lengths, cand, prob, **kw)
+  got = pool_lib.score_all(key, emb, seqs, lengths, cand, prob, **kw)
   np.testing.assert_allclose(got, want, atol=2e-6)
 
 
@@ -115,9 +115,9 @@ def test_admitted_count_and_config():
   assert int(curriculum.admitted_count(0.0, 3, "linear", 0.01)) == 1
   c = base.get_config()
   a = c.augment
-  assert int(curriculum.admitted_count_from_config(0.0, pool, a)) == 200
-  assert int(curriculum.admitted_count_from_config(0.0, pool, a,
-                                                   mode="aug")) == pool
+  assert int(pool_lib.admitted_count_from_config(0.0, pool, a)) == 200
+  assert int(pool_lib.admitted_count_from_config(0.0, pool, a,
+                                                 mode="aug")) == pool
   with pytest.raises(ValueError, match="pacing kind"):
     curriculum.admitted_fraction(0.5, "exp", 0.2)
 
