@@ -8,11 +8,14 @@
 # /work/runs), so code changed on main meanwhile cannot change a running cell,
 # and starts two queues with nohup (two jobs for the 2-core CPU). Every cell
 # and probe resumes from its workdir; finished ones are skipped.
-#   queue A: the paper-setting base cells (Beauty, Yelp, 3 seeds), then
-#            sampled-softmax CE on Beauty (strong setting, base, seed 0:
-#            uniform and popularity negatives) against full CE's validation.
+#   queue A: sampled-softmax CE on Beauty (strong setting, base, seed 0:
+#            uniform and popularity negatives), then full CE beside it (the
+#            same cell with train.loss=ce, today's code), then the same pair
+#            (uniform sampled, full) on ML-1M: the sampled-vs-full check.
 #   queue B: the Beauty validation probes that choose the paper setting's
-#            augmentation (benchmarks/tune_beauty_paper.sh).
+#            augmentation (benchmarks/tune_beauty_paper.sh), then the
+#            paper-setting base cells of ML-1M (3 seeds) in $RUNS/paper
+#            (Beauty and Yelp base are done there).
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Reports: each root's REPORT.md;
 # `python benchmarks/tune_summary.py $RUNS/tune_beauty`.
 set -euo pipefail
@@ -30,18 +33,29 @@ fi
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
 nohup bash -c "
-  python benchmarks/reproduce.py --setting=paper --datasets=beauty,yelp \
-    --models=sasrec --modes=base --root=$RUNS/paper \
-    --report=$RUNS/paper/REPORT.md
   for v in uniform popularity; do
     python benchmarks/reproduce.py --datasets=beauty --models=sasrec \
       --modes=base --seeds=0 --root=$RUNS/sampled/\$v \
       --report=$RUNS/sampled/\$v/REPORT.md \
       --overrides=\"--config.train.loss=sampled_ce --config.train.negative_sampler=\$v\"
-  done" >> "$RUNS/queue_a.out" 2>&1 &
+  done
+  python benchmarks/reproduce.py --datasets=beauty --models=sasrec \
+    --modes=base --seeds=0 --root=$RUNS/fullce --report=$RUNS/fullce/REPORT.md
+  python benchmarks/reproduce.py --datasets=ml-1m --models=sasrec \
+    --modes=base --seeds=0 --root=$RUNS/sampled/uniform \
+    --report=$RUNS/sampled/uniform/REPORT_ml1m.md \
+    --overrides=\"--config.train.loss=sampled_ce --config.train.negative_sampler=uniform\"
+  python benchmarks/reproduce.py --datasets=ml-1m --models=sasrec \
+    --modes=base --seeds=0 --root=$RUNS/fullce \
+    --report=$RUNS/fullce/REPORT_ml1m.md
+  " >> "$RUNS/queue_a.out" 2>&1 &
 mkdir -p "$RUNS/tune_beauty/base"
 ln -sfn "$RUNS/paper/beauty-sasrec-base-s0" \
   "$RUNS/tune_beauty/base/beauty-sasrec-base-s0"
-nohup bash benchmarks/tune_beauty_paper.sh "$RUNS/tune_beauty" \
-  >> "$RUNS/queue_b.out" 2>&1 &
+nohup bash -c "
+  bash benchmarks/tune_beauty_paper.sh $RUNS/tune_beauty
+  python benchmarks/reproduce.py --setting=paper --datasets=ml-1m \
+    --models=sasrec --modes=base --root=$RUNS/paper \
+    --report=$RUNS/paper/REPORT.md
+  " >> "$RUNS/queue_b.out" 2>&1 &
 echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"
