@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
+from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import recommend  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A run or an export.")
@@ -27,7 +28,7 @@ _K = flags.DEFINE_integer("k", 10, "Items per user.")
 
 def main(argv):
   del argv
-  recommend.quiet_orbax()
+  checkpointing.quiet_orbax()
   t = time.time()
   r = recommend.load(_WORKDIR.value)
   print(f"load {time.time() - t:.1f}s; {len(r.users.user_ids)} users, "
