@@ -104,7 +104,7 @@ def parse_args(argv: Optional[Sequence[str]] = None):
                  action="store_false",
                  help="build the augmented copies in every aug/diff4rec "
                  "cell instead of reusing its sibling's (see "
-                 "share_augmentation)")
+                 "runner.share_augmentation)")
   p.add_argument("--machine", default=None,
                  help="machine description for the report (default: "
                  "/proc/cpuinfo + jax.devices())")

@@ -98,7 +98,8 @@ def get_config():
       eval_batch_size=256,
       eval_item_chunk=4096,    # items scored at once in full ranking
       mask_history=True,       # drop already-seen items from the ranking
-      log_every_steps=0,       # 0: one progress line per epoch
+      log_every_steps=0,       # progress line every N steps; 0: after the
+                               # first step, then every 30 s
       # Batch widths: sequences are grouped by length and each batch is cut
       # to the smallest width that holds it (one compile per width). () =
       # every batch at data.max_len.

@@ -162,8 +162,7 @@ def load_export(export_dir: str) -> recommender.Recommender:
                allow_pickle=False) as z:
     params = flax.traverse_util.unflatten_dict(
         {k: z[k] for k in z.files}, sep="/")
-  r_model = models.get_model(config.model, num_items,
-                                       config.data.max_len)
+  r_model = models.get_model(config.model, num_items, config.data.max_len)
   want = jax.eval_shape(lambda: r_model.init(
       jax.random.key(0), np.zeros((1, config.data.max_len), np.int32)
   )["params"])
@@ -177,15 +176,16 @@ def load_export(export_dir: str) -> recommender.Recommender:
     item_raw = serving_files.read_id_map(
         os.path.join(export_dir, "item_map.tsv"), num_items)
   if "user_map.tsv" in files:
-    user_raw = serving_files.read_id_map(os.path.join(export_dir,
-                                                  "user_map.tsv"))
+    user_raw = serving_files.read_id_map(
+        os.path.join(export_dir, "user_map.tsv"))
   if "histories.npz" in files:
     with np.load(os.path.join(export_dir, "histories.npz"),
                  allow_pickle=False) as z:
       users = recommender.Histories(z["user_ids"], z["indptr"], z["items"])
   meta = dict(manifest.get("source", {}), export=os.path.abspath(export_dir))
-  return recommender.Recommender(config, params, num_items, item_raw=item_raw,
-                               users=users, user_raw=user_raw, meta=meta)
+  return recommender.Recommender(config, params, num_items,
+                                 item_raw=item_raw, users=users,
+                                 user_raw=user_raw, meta=meta)
 
 
 def main(argv):

@@ -3,7 +3,7 @@
 Array functions and step builders only (no files, no loops over epochs):
 `make_train_step` (the joint VAE + latent DDPM loss of Eq. 8, one jitted
 step), `make_infer_fn` (corrupt mu(x_u), denoise, decode, keep the top-M
-unseen items) and the ranking helpers of the generator's validation check.
+unseen items, and rank the validation targets with `metrics.rank_of_target`).
 The phase driver (`generator.run_generator_phase`) gives the step to the
 training loop (loop.py: epochs, checkpoints) and writes the files; the
 batches are built in input_pipeline.py.
@@ -28,7 +28,7 @@ from diff4rec_jax.models import denoiser as denoiser_lib
 from diff4rec_jax.models import vae as vae_lib
 
 
-EVAL_K = 10   # = generator.EVAL_K: the validation cutoff
+EVAL_K = 10   # the generator's validation cutoff (HR@10, NDCG@10)
 
 
 def _block(config):

@@ -49,6 +49,8 @@ import numpy as np
 from diff4rec_jax import errors
 from diff4rec_jax import runlog
 
+DEFAULT_HINT = "lower train.lr or check the data."
+
 
 @dataclasses.dataclass
 class Phase:
@@ -97,7 +99,7 @@ class Phase:
   log_every_steps: int = 0
   after_epoch: Optional[Callable[[Any, int], None]] = None
   meta: dict = dataclasses.field(default_factory=dict)
-  hint: str = "lower train.lr or check the data."
+  hint: str = DEFAULT_HINT
 
   @property
   def prefix(self) -> str:
@@ -161,12 +163,14 @@ def restore(ckpt, target, *, what: str = "recommender",
     return target, new_meta()
   try:
     state, saved = ckpt.restore(target)
+  except errors.UserError:
+    raise
   except Exception as e:  # Orbax raises various types on a mismatch.
     raise errors.UserError(
         f"{ckpt.directory}: cannot restore the {what} checkpoint "
-        f"({type(e).__name__}: {e}); it was probably made with other "
-        f"{what} settings (model sizes, dataset). Use another workdir or "
-        "delete that folder.") from e
+        f"({type(e).__name__}: {e}). None of its saves loads into this "
+        f"{what}: made by other settings (model sizes, dataset) or damaged. "
+        "Use another workdir or delete that folder.") from e
   if check is not None:
     check(saved)
   meta = _upgrade(saved)
@@ -362,8 +366,7 @@ def _evaluate(phase: Phase, state, meta: dict, ckpt, epoch: int,
     meta["early_stopped"] = True
 
 
-def check_finite(losses: list, state, ckpt,
-                 hint: str = "lower train.lr or check the data.") -> None:
+def check_finite(losses: list, state, ckpt, hint: str = DEFAULT_HINT) -> None:
   """Stops the run at the first non-finite loss, naming the step.
 
   `losses` are the device scalars of the last len(losses) steps; one host

@@ -92,8 +92,8 @@ class AugmentPool:
     u, l = self.orig.shape
     copies = self.copies.reshape(u, -1, l)
     sim = similarity_all(item_emb, self.orig, copies,
-                                    batch_size=self.augment_config.batch_size,
-                                    mesh=mesh)
+                         batch_size=self.augment_config.batch_size,
+                         mesh=mesh)
     self.order = curriculum.pool_order(
         sim, self.augment_config.curriculum_scope,
         self.augment_config.curriculum_direction)
@@ -266,7 +266,7 @@ def build_pool(config, ds, workdir: str, cand: np.ndarray, prob: np.ndarray,
   if copies.shape[2] > max_len:
     copies = np.ascontiguousarray(copies[:, :, -max_len:])
   sim = similarity_all(item_emb, seqs, copies, lengths,
-                                  batch_size=a.batch_size, mesh=mesh)
+                       batch_size=a.batch_size, mesh=mesh)
   order = curriculum.pool_order(sim, a.curriculum_scope,
                                 a.curriculum_direction)
   rank = np.empty(order.size, np.int32)

@@ -56,7 +56,7 @@ from diff4rec_jax.serving_files import UNKNOWN_ITEMS
 from diff4rec_jax.serving_files import write_text
 
 
-# The API this module has always offered (`recommend.Recommender`, ...).
+# Names of the Python API documented above (`recommend.Recommender`, ...).
 Recommender = recommender.Recommender
 Histories = recommender.Histories
 

@@ -41,10 +41,13 @@ class RunLog:
     if not is_chief():
       return
     # Drop records newer than the checkpoint we resume from, and the final
-    # record of a run killed before results.json: they are redone.
+    # record of a run killed before results.json: they are redone. (The
+    # generator's end-of-training "eval" rows are final ones; files written
+    # before loop.py lack the flag.)
     if os.path.exists(self.path):
       keep = [json.dumps(r) + "\n" for r in rundir.read_jsonl(self.path)
-              if r.get("epoch", 0) <= resume_epoch and not r.get("final")]
+              if r.get("epoch", 0) <= resume_epoch and not r.get("final")
+              and r.get("kind") != "eval"]
       atomic_write(self.path, "".join(keep))
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
