@@ -14,10 +14,10 @@
 #            full CE's 0.0404 of session 5-7), then full CE beside it (the
 #            same cell with train.loss=ce, today's code), then the same pair
 #            (uniform sampled, full) on ML-1M: the sampled-vs-full check.
-#   queue B: the Beauty validation probes that choose the paper setting's
-#            augmentation (benchmarks/tune_beauty_paper.sh), then the
-#            paper-setting base cells of ML-1M (3 seeds) in $RUNS/paper
-#            (Beauty and Yelp base are done there).
+#   queue B: benchmarks/paper_queue.sh: the Beauty validation probes,
+#            the choice of the paper setting's augmentation on them, then
+#            the paper grid's aug, diff4rec and control cells on Beauty and
+#            Yelp (their base cells are done), then ML-1M.
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Reports: each root's REPORT.md;
 # `python benchmarks/tune_summary.py $RUNS/tune_beauty`.
 set -euo pipefail
@@ -29,7 +29,7 @@ DATA=${DIFF4REC_DATA_DIR:?set DIFF4REC_DATA_DIR to the staged datasets}
 DATA=$(cd "$DATA" && pwd)
 mkdir -p "$RUNS"
 [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
-if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh)" > /dev/null; then
+if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh|paper_queue.sh)" > /dev/null; then
   echo "experiment runs are already going:"; pgrep -af "reproduce.py"; exit 1
 fi
 cd "$WT"
@@ -58,10 +58,5 @@ nohup bash -c "
 mkdir -p "$RUNS/tune_beauty/base"
 ln -sfn "$RUNS/paper/beauty-sasrec-base-s0" \
   "$RUNS/tune_beauty/base/beauty-sasrec-base-s0"
-nohup bash -c "
-  bash benchmarks/tune_beauty_paper.sh $RUNS/tune_beauty
-  python benchmarks/reproduce.py --setting=paper --datasets=ml-1m \
-    --models=sasrec --modes=base --root=$RUNS/paper \
-    --report=$RUNS/paper/REPORT.md
-  " >> "$RUNS/queue_b.out" 2>&1 &
+nohup bash benchmarks/paper_queue.sh "$RUNS" >> "$RUNS/queue_b.out" 2>&1 &
 echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"

@@ -10,12 +10,25 @@
 # the others get its top-M file linked in before they start (train.py
 # checks its hash and retrains on a mismatch). Summary:
 #   python benchmarks/tune_summary.py ROOT --baseline=base
+# Every variant is listed in ROOT/variants.tsv (name, mode, overrides, kind);
+# `tune_summary.py ROOT --choose` picks the paper setting's augmentation
+# from it: the 'method' variant (not a control) with the best validation
+# NDCG@10, once all of them are finished.
 set -euo pipefail
 ROOT=${1:?usage: tune_beauty_paper.sh ROOT}
 cd "$(dirname "$0")/.."
 O="--config.generator.seed=0"
 A="--config.augment"
 TOPM=generator/generator_topm.npz
+mkdir -p "$ROOT"
+printf '%s\t%s\t%s\t%s\n' \
+  aug_paper     aug      ""                                   method \
+  aug_noreorder aug      "$A.reorder=False"                   method \
+  duplicate     aug      "$A.candidates=uniform $A.ratio=0.0 $A.reorder=False" control \
+  aug_nr_r01    aug      "$A.reorder=False $A.ratio=0.1"      method \
+  d4r_noreorder diff4rec "$A.reorder=False"                   method \
+  d4r_nr_pop    diff4rec "$A.reorder=False $A.schedule=pop"   method \
+  > "$ROOT/variants.tsv"
 run() {  # name mode extra-overrides
   local cell="$ROOT/$1/beauty-sasrec-$2-s0"
   local src
@@ -28,9 +41,9 @@ run() {  # name mode extra-overrides
     --models=sasrec --modes="$2" --seeds=0 --root="$ROOT/$1" \
     --report="$ROOT/$1/REPORT.md" --overrides="$O $3" || true
 }
-run aug_paper     aug      ""
-run aug_noreorder aug      "$A.reorder=False"
-run duplicate     aug      "$A.candidates=uniform $A.ratio=0.0 $A.reorder=False"
-run aug_nr_r01    aug      "$A.reorder=False $A.ratio=0.1"
-run d4r_noreorder diff4rec "$A.reorder=False"
-run d4r_nr_pop    diff4rec "$A.reorder=False $A.schedule=pop"
+# Fields by cut (read would merge the tabs around an empty field); the
+# list on fd 3 so that no training process reads it from stdin.
+while read -r -u 3 line; do
+  run "$(cut -f1 <<< "$line")" "$(cut -f2 <<< "$line")" \
+      "$(cut -f3 <<< "$line")"
+done 3< "$ROOT/variants.tsv"

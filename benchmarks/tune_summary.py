@@ -1,6 +1,14 @@
 """Table of finished probe cells: validation (and test) NDCG@10 / HR@10.
 
   python benchmarks/tune_summary.py ROOT [--baseline=base]
+  python benchmarks/tune_summary.py ROOT --choose
+
+--choose reads ROOT/variants.tsv (name, mode, overrides, kind; written by
+benchmarks/tune_beauty_paper.sh) and prints the overrides of the 'method'
+variant with the best mean validation NDCG@10, the choice the paper grid
+then runs with; it also writes ROOT/CHOICE.md (the table and the choice).
+It exits 3, printing nothing on stdout, while a method variant is
+unfinished. Controls (kind 'control') are never chosen.
 
 ROOT holds one folder per variant (benchmarks/tune_ml100k_bce.sh), each with
 reproduce.py cell workdirs `<dataset>-<model>-<mode>-s<seed>`. Prints a
@@ -14,6 +22,7 @@ import json
 import os
 import re
 import statistics
+import sys
 
 
 def cells(root: str) -> dict:
@@ -68,12 +77,52 @@ def table(found: dict, baseline: str) -> str:
   return "\n".join(rows)
 
 
+def read_variants(path: str) -> list:
+  """[(name, mode, overrides, kind)] of a variants.tsv."""
+  out = []
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        name, mode, over, kind = line.rstrip("\n").split("\t")
+        out.append((name, mode, over, kind))
+  return out
+
+
+def choose(found: dict, variants: list):
+  """(name, overrides) of the finished 'method' variant with the best mean
+  validation NDCG@10, or None while one of them is unfinished."""
+  methods = [v for v in variants if v[3] == "method"]
+  if not methods or any(v[0] not in found for v in methods):
+    return None
+  score = lambda v: statistics.mean(r["valid"]["NDCG@10"]
+                                    for r in found[v[0]].values())
+  best = max(methods, key=score)
+  return best[0], best[2]
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("root")
   p.add_argument("--baseline", default="base")
+  p.add_argument("--choose", action="store_true")
   args = p.parse_args()
-  print(table(cells(args.root), args.baseline))
+  found = cells(args.root)
+  if not args.choose:
+    print(table(found, args.baseline))
+    return
+  variants = read_variants(os.path.join(args.root, "variants.tsv"))
+  picked = choose(found, variants)
+  if picked is None:
+    missing = [v[0] for v in variants if v[3] == "method" and v[0] not in found]
+    print(f"no choice yet; unfinished: {', '.join(missing) or '(no method)'}",
+          file=sys.stderr)
+    sys.exit(3)
+  name, over = picked
+  with open(os.path.join(args.root, "CHOICE.md"), "w") as f:
+    f.write(f"# Chosen on validation NDCG@10: `{name}`\n\n"
+            f"Overrides: `{over or '(none: the paper augmentation)'}`\n\n"
+            f"{table(found, args.baseline)}\n")
+  print(over)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Queue B of benchmarks/experiments.sh: the paper setting, in the order of
+# issue 22. Resumable: finished cells are skipped.
+#
+#   DIFF4REC_DATA_DIR=../shared/data bash benchmarks/paper_queue.sh RUNS
+#
+# 1. The Beauty validation probes (benchmarks/tune_beauty_paper.sh,
+#    RUNS/tune_beauty).
+# 2. The choice: `tune_summary.py RUNS/tune_beauty --choose`, the method
+#    variant with the best validation NDCG@10 (written to
+#    RUNS/tune_beauty/CHOICE.md). Nothing below runs until it exists.
+# 3. The paper grid on Beauty and Yelp with the chosen augmentation: aug,
+#    diff4rec and the popular / uniform controls, 3 seeds, one generator
+#    per dataset (generator.seed=0), in RUNS/paper beside the base cells.
+# 4. The same on ML-1M, base cells first.
+set -uo pipefail
+RUNS=${1:?usage: paper_queue.sh RUNS}
+cd "$(dirname "$0")/.."
+bash benchmarks/tune_beauty_paper.sh "$RUNS/tune_beauty"
+if ! CHOICE=$(python benchmarks/tune_summary.py "$RUNS/tune_beauty" --choose)
+then
+  echo "paper_queue: no augmentation chosen yet; stopping here"
+  exit 0
+fi
+echo "paper_queue: chosen augmentation overrides: '${CHOICE}'"
+grid() {  # datasets modes
+  python benchmarks/reproduce.py --setting=paper --datasets="$1" \
+    --models=sasrec --modes="$2" --root="$RUNS/paper" \
+    --report="$RUNS/paper/REPORT.md" \
+    --overrides="--config.generator.seed=0 ${CHOICE}"
+}
+grid beauty,yelp aug,diff4rec,popular,uniform
+grid ml-1m base
+grid ml-1m aug,diff4rec,popular,uniform
