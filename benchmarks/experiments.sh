@@ -8,8 +8,9 @@
 # /work/runs), so code changed on main meanwhile cannot change a running cell,
 # and starts two queues with nohup (two jobs for the 2-core CPU). Every cell
 # and probe resumes from its workdir; finished ones are skipped.
-#   queue A: benchmarks/ce_queue.sh: sampled-softmax CE against full CE on
-#            Beauty, then on ML-1M (strong setting, base, seed 0).
+#   queue A: benchmarks/strong_queue.sh: the strong-setting grid (Beauty
+#            with sampled CE, ML-1M and Yelp with full CE; base, aug,
+#            diff4rec, 3 seeds), then the last sampled-vs-full CE checks.
 #   queue B: benchmarks/paper_queue.sh: the Beauty validation probes,
 #            the choice of the paper setting's augmentation on them, then
 #            the paper grid's aug, diff4rec and control cells on Beauty and
@@ -25,12 +26,12 @@ DATA=${DIFF4REC_DATA_DIR:?set DIFF4REC_DATA_DIR to the staged datasets}
 DATA=$(cd "$DATA" && pwd)
 mkdir -p "$RUNS"
 [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
-if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh|paper_queue.sh|ce_queue.sh)" > /dev/null; then
+if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh|paper_queue.sh|ce_queue.sh|strong_queue.sh)" > /dev/null; then
   echo "experiment runs are already going:"; pgrep -af "reproduce.py"; exit 1
 fi
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
-nohup bash benchmarks/ce_queue.sh "$RUNS" >> "$RUNS/queue_a.out" 2>&1 &
+nohup bash benchmarks/strong_queue.sh "$RUNS" >> "$RUNS/queue_a.out" 2>&1 &
 mkdir -p "$RUNS/tune_beauty/base"
 ln -sfn "$RUNS/paper/beauty-sasrec-base-s0" \
   "$RUNS/tune_beauty/base/beauty-sasrec-base-s0"
