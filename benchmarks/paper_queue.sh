@@ -13,6 +13,8 @@
 #    diff4rec and the popular / uniform controls, 3 seeds, one generator
 #    per dataset (generator.seed=0), in RUNS/paper beside the base cells.
 # 4. The same on ML-1M, base cells first.
+# 5. GRU4Rec and Caser on Beauty (the paper's Table 3): base and diff4rec,
+#    3 seeds, same choice and generator.
 set -uo pipefail
 RUNS=${1:?usage: paper_queue.sh RUNS}
 cd "$(dirname "$0")/.."
@@ -32,12 +34,13 @@ src=$(ls "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/$TOPM 2>/dev/null | head -1)
 if [[ -n "$src" && ! -e "$first/$TOPM" && ! -e "$first/config.json" ]]; then
   mkdir -p "$first/generator" && ln "$src" "$first/$TOPM"
 fi
-grid() {  # datasets modes
+grid() {  # datasets modes [models]
   python benchmarks/reproduce.py --setting=paper --datasets="$1" \
-    --models=sasrec --modes="$2" --root="$RUNS/paper" \
+    --models="${3:-sasrec}" --modes="$2" --root="$RUNS/paper" \
     --report="$RUNS/paper/REPORT.md" \
     --overrides="--config.generator.seed=0 ${CHOICE}"
 }
 grid beauty,yelp aug,diff4rec,popular,uniform
 grid ml-1m base
 grid ml-1m aug,diff4rec,popular,uniform
+grid beauty base,diff4rec gru4rec,caser
