@@ -200,8 +200,16 @@ def train(phase: Phase, state, meta: dict, ckpt, log: runlog.RunLog, *,
   """
   stop = runlog.StopSignal()
   try:
+    if stop.agreed(None):   # a request the previous phase could not act on
+      raise runlog.Interrupted(
+          f"{stop.name}: stopped before {phase.prefix}epoch {meta['epoch'] + 1}"
+          " (the request came as the previous phase ended; its checkpoints "
+          "are saved)", stop.signum)
     state, meta = _epochs(phase, state, dict(meta), ckpt, log, stop,
                           stop_after_epochs)
+  except runlog.Interrupted:
+    stop.consume()
+    raise
   finally:
     stop.restore()
   if phase.evaluate is None:

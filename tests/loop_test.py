@@ -204,6 +204,28 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_matches(tmp_path):
   assert f.rows() == straight.rows()     # epoch 2's mean over all 4 steps
 
 
+def test_sigterm_in_a_last_epoch_stops_the_next_phase(tmp_path):
+  """A stop that comes in a phase's last epoch (the phase then ends and
+  saves normally) is not lost: the next phase stops before its first
+  step, and once a loop has stopped on it the request is spent."""
+  want = Fake(tmp_path / "straight").run()
+  first = Fake(tmp_path / "warmup", sigterm_at=5 * STEPS)  # its last step
+  handler = signal.getsignal(signal.SIGTERM)
+  got = first.run()                       # ends normally, all 5 epochs
+  assert float(got.state["w"]) == float(want.state["w"])
+  assert [r["epoch"] for r in first.rows()] == [1, 2, 3, 4, 5]
+  assert runlog.stop_pending() == "SIGTERM"
+  assert signal.getsignal(signal.SIGTERM) == handler
+  second = Fake(tmp_path / "recommender")
+  with pytest.raises(runlog.Interrupted,
+                     match="SIGTERM: stopped before fake epoch 1") as e:
+    second.run()
+  assert e.value.signum == signal.SIGTERM and second.steps == 0
+  assert runlog.stop_pending() is None
+  assert second.run().meta["epoch"] == 5    # the rerun trains normally
+  assert first.run().meta["epoch"] == 5 and first.steps == 5 * STEPS
+
+
 def test_non_finite_loss_stops_naming_the_step(tmp_path):
   f = Fake(tmp_path, nan_at=7)
   with pytest.raises(FloatingPointError, match="at step 7") as e:
