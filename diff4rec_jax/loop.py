@@ -16,7 +16,9 @@ evaluation and cadence.
       every `log_every_steps` steps, after the process's first step and
       every runlog.PROGRESS_SECONDS (the only syncs inside an epoch); a stop
       request (SIGTERM/SIGINT, agreed across processes) saves a checkpoint
-      where it is and raises `runlog.Interrupted` (main.py exits 143)
+      where it is and raises `runlog.Interrupted` (main.py exits 143);
+      one in the last epoch too, after the epoch's save, so that nothing
+      after the loop runs once a stop was asked for
     a non-finite loss stops the run, naming the step (nothing is saved)
     the epoch line (with the run's ETA) and its metrics.jsonl row
     every `eval_every` epochs and at the last: `evaluate`; a best save when
@@ -195,21 +197,14 @@ def train(phase: Phase, state, meta: dict, ckpt, log: runlog.RunLog, *,
   Returns:
     The last state and meta, and the best one (phases that evaluate).
   Raises:
-    runlog.Interrupted: a stop request or `stop_after_epochs`.
+    runlog.Interrupted: a stop request (in any epoch, the last included) or
+      `stop_after_epochs`.
     FloatingPointError: a non-finite loss.
   """
   stop = runlog.StopSignal()
   try:
-    if stop.agreed(None):   # a request the previous phase could not act on
-      raise runlog.Interrupted(
-          f"{stop.name}: stopped before {phase.prefix}epoch {meta['epoch'] + 1}"
-          " (the request came as the previous phase ended; its checkpoints "
-          "are saved)", stop.signum)
     state, meta = _epochs(phase, state, dict(meta), ckpt, log, stop,
                           stop_after_epochs)
-  except runlog.Interrupted:
-    stop.consume()
-    raise
   finally:
     stop.restore()
   if phase.evaluate is None:
@@ -344,7 +339,10 @@ def _epochs(phase: Phase, state, meta: dict, ckpt, log, stop,
     every = phase.checkpoint_every
     if last or halt or (every > 0 and epoch % every == 0):
       _save(ckpt, state, meta, phase)
-    if halt and not last:
+    # A signal stops the run even after the phase's last epoch: the phase is
+    # saved as finished, and what would follow it (evaluation, inference, the
+    # next phase) runs on the rerun, which finds this loop done.
+    if halt and (not last or stop.requested):
       raise runlog.Interrupted(
           f"stopped after {phase.prefix}epoch {epoch}" +
           (f" ({stop.name})" if stop.requested else ""), stop.signum)

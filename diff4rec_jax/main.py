@@ -72,9 +72,6 @@ def main(argv):
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   try:
     train.train_and_evaluate(config, _WORKDIR.value)
-    if runlog.stop_pending():
-      logging.warning("%s came after the last training loop; the run "
-                      "finished first.", runlog.stop_pending())
   except runlog.Interrupted as e:
     # Preemption (SIGTERM/SIGINT): the checkpoint is saved. Exit 128 +
     # signal, so that a scheduler does not read the stop as success.

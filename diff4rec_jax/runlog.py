@@ -100,18 +100,6 @@ class Interrupted(Exception):
     self.signum = signum
 
 
-# The signal of a stop request that its loop could not act on: it came in
-# the loop's last epoch, which then ended normally. It stays pending for the
-# process, so the next loop (the next phase) stops before it starts.
-_pending_signum: Optional[int] = None
-
-
-def stop_pending() -> Optional[str]:
-  """The name of a stop request no loop has acted on yet, or None."""
-  return (signal.Signals(_pending_signum).name
-          if _pending_signum is not None else None)
-
-
 class StopSignal:
   """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits.
 
@@ -119,15 +107,14 @@ class StopSignal:
   signal falls through to the previous handler. With several processes the
   hosts must stop at the same step (saving is collective), so `agreed`
   all-gathers the flags every `SYNC_EVERY` steps and at epoch ends, at the
-  same points on every process. A request is pending for the process until
-  a loop stops on it (`consume`): a new StopSignal starts with it set.
+  same points on every process.
   """
   SYNC_EVERY = 20
 
   def __init__(self):
-    self.requested = _pending_signum is not None
-    self.signum = _pending_signum
-    self.name = stop_pending() or ""
+    self.requested = False
+    self.name = ""
+    self.signum = None
     self._old = {}
     if threading.current_thread() is not threading.main_thread():
       return
@@ -139,17 +126,11 @@ class StopSignal:
       self.restore()
       signal.raise_signal(signum)
       return
-    global _pending_signum
     self.requested = True
-    self.signum = _pending_signum = signum
+    self.signum = signum
     self.name = signal.Signals(signum).name
     logging.warning("%s received: saving a checkpoint and stopping",
                     self.name)
-
-  def consume(self):
-    """The loop stopped on the request: it is no longer pending."""
-    global _pending_signum
-    _pending_signum = None
 
   def agreed(self, batches_done: Optional[int]) -> bool:
     """Whether to stop now: this process's flag, or any process's.

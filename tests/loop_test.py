@@ -204,26 +204,28 @@ def test_sigterm_saves_mid_epoch_and_the_rerun_matches(tmp_path):
   assert f.rows() == straight.rows()     # epoch 2's mean over all 4 steps
 
 
-def test_sigterm_in_a_last_epoch_stops_the_next_phase(tmp_path):
-  """A stop that comes in a phase's last epoch (the phase then ends and
-  saves normally) is not lost: the next phase stops before its first
-  step, and once a loop has stopped on it the request is spent."""
-  want = Fake(tmp_path / "straight").run()
-  first = Fake(tmp_path / "warmup", sigterm_at=5 * STEPS)  # its last step
+def test_sigterm_in_the_last_epoch_still_stops(tmp_path):
+  """A stop that comes in a phase's last epoch is not lost: the phase is
+  saved as finished and the run stops; the rerun finds the loop done (no
+  step repeated) and returns what a straight run returns."""
+  scores = {w_after(e): s for e, s in enumerate([.1, .3, .4, .2, .35], 1)}
+  straight = Fake(tmp_path / "straight", scores=scores, patience=3)
+  want = straight.run()
+  f = Fake(tmp_path / "b", scores=scores, patience=3,
+           sigterm_at=5 * STEPS)                   # the last epoch's last step
   handler = signal.getsignal(signal.SIGTERM)
-  got = first.run()                       # ends normally, all 5 epochs
-  assert float(got.state["w"]) == float(want.state["w"])
-  assert [r["epoch"] for r in first.rows()] == [1, 2, 3, 4, 5]
-  assert runlog.stop_pending() == "SIGTERM"
-  assert signal.getsignal(signal.SIGTERM) == handler
-  second = Fake(tmp_path / "recommender")
   with pytest.raises(runlog.Interrupted,
-                     match="SIGTERM: stopped before fake epoch 1") as e:
-    second.run()
-  assert e.value.signum == signal.SIGTERM and second.steps == 0
-  assert runlog.stop_pending() is None
-  assert second.run().meta["epoch"] == 5    # the rerun trains normally
-  assert first.run().meta["epoch"] == 5 and first.steps == 5 * STEPS
+                     match=r"stopped after fake epoch 5 \(SIGTERM\)") as e:
+    f.run()
+  assert e.value.signum == signal.SIGTERM
+  assert signal.getsignal(signal.SIGTERM) == handler
+  assert [r["epoch"] for r in f.rows()] == [1, 2, 3, 4, 5]
+  f.sigterm_at = None
+  got = f.run()
+  assert f.steps == 5 * STEPS
+  assert got.meta["epoch"] == 5 and got.meta["best_epoch"] == 3
+  assert float(got.best_state["w"]) == float(want.best_state["w"])
+  assert f.rows() == straight.rows()
 
 
 def test_non_finite_loss_stops_naming_the_step(tmp_path):
