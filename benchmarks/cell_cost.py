@@ -25,13 +25,12 @@ generator. Background jobs distort the figures: run on a quiet machine.
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/cell_cost.py \
       [--datasets=beauty,yelp,ml-1m] [--settings=paper,strong,sampled] \
       [--epochs=6] [--generator_epochs=2] [--cell_epochs=0] \
-      [--set=train.negative_sampler=popularity,train.num_negatives=8192]
+      [--overrides="--config.train.negative_sampler=popularity ..."]
 
 Settings: paper = configs/paper.py:<ds> (BCE, one negative); strong =
 configs/<ds>.py (full-softmax CE); sampled = strong with
-train.loss=sampled_ce (train.num_negatives, uniform). `--set` changes
-config fields in every setting (comma-separated dotted=value; the value
-takes the type of the field it replaces).
+train.loss=sampled_ce (train.num_negatives, uniform). `--overrides`
+changes config fields in every setting, with reproduce.py's syntax.
 """
 
 import argparse
@@ -60,34 +59,17 @@ from diff4rec_jax.datasets import prepare  # pylint: disable=g-import-not-at-top
 SETTINGS = ("paper", "strong", "sampled")
 
 
-def apply_sets(config, sets: str):
-  """Applies "a.b=v,c.d=w" to `config`; each v is cast to its field's type.
+def load_config(dataset: str, setting: str, overrides: str = ""):
+  """The cell config of `dataset` in `setting` (see the module docstring),
+  with `overrides` ('--config.a.b=v ...', as reproduce.py's) applied.
 
   Raises:
-    KeyError: a field that `config` does not have (named in the message).
+    ValueError: a malformed override, an unknown field or a bad value.
   """
-  for item in filter(None, sets.split(",")):
-    key, _, value = item.partition("=")
-    *path, name = key.split(".")
-    node = config
-    for part in path:
-      node = node[part]
-    if name not in node:
-      raise KeyError(f"--set {item!r}: the config has no field {key!r}")
-    old = node[name]
-    if isinstance(old, bool):
-      node[name] = value.lower() in ("1", "true", "yes")
-    else:
-      node[name] = type(old)(value) if old is not None else value
-
-
-def load_config(dataset: str, setting: str, sets: str = ""):
-  """The cell config of `dataset` in `setting` (see the module docstring),
-  with `sets` applied (see `apply_sets`)."""
   c = grid.load_config(dataset, "paper" if setting == "paper" else "strong")
   if setting == "sampled":
     c.train.loss = "sampled_ce"
-  apply_sets(c, sets)
+  grid.apply_overrides(c, grid.parse_overrides(overrides))
   c.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "")
   return c
 
@@ -151,8 +133,9 @@ def main():
   p.add_argument("--generator_epochs", type=int, default=2)
   p.add_argument("--cell_epochs", type=int, default=0,
                  help="epochs of a projected cell; 0 = the config's cap")
-  p.add_argument("--set", default="",
-                 help="config fields for every setting: a.b=v,c.d=w")
+  p.add_argument("--overrides", default="",
+                 help="'--config.a.b=v ...' for every setting, as "
+                 "reproduce.py's")
   args = p.parse_args()
   logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
@@ -165,7 +148,10 @@ def main():
   for dataset in args.datasets.split(","):
     gen = None
     for setting in args.settings.split(","):
-      c = load_config(dataset, setting, args.set)
+      try:
+        c = load_config(dataset, setting, args.overrides)
+      except ValueError as e:
+        raise SystemExit(f"--overrides: {e}")
       prepare.ensure_for_config(c.data)
       ds = data_lib.load(c.data)
       base_s, eval_s = time_recommender(c, ds, "base", args.epochs)

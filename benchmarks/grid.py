@@ -299,7 +299,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
-def _parse_value(text: str, like: Any) -> Any:
+def parse_value(text: str, like: Any) -> Any:
   """A command-line value as the config field's type (as config_flags does)."""
   if isinstance(like, bool):
     if text.lower() in ("true", "1"):
@@ -314,6 +314,32 @@ def _parse_value(text: str, like: Any) -> Any:
   if isinstance(like, (tuple, list)):
     return list(ast.literal_eval(text))
   return text
+
+
+def apply_overrides(config, overrides: Sequence[str]) -> None:
+  """Sets each '--config.a.b=v' of `overrides` in the ConfigDict `config`,
+  v read as the field's type (`parse_value`).
+
+  Raises:
+    ValueError: a field the config lacks, or a value of the wrong type,
+      naming the token.
+  """
+  for tok in overrides:
+    field, text = tok[len("--config."):].split("=", 1)
+    *path, name = field.split(".")
+    node = config
+    try:
+      for part in path:
+        node = node[part]
+      old = node[name]
+    except (KeyError, TypeError):
+      raise ValueError(f"{tok}: the config has no field {field!r}") from None
+    try:
+      value = parse_value(text, old)
+    except (ValueError, SyntaxError):
+      raise ValueError(f"{tok}: {text!r} does not read as config.{field}'s "
+                       f"type ({type(old).__name__})") from None
+    node[name] = tuple(value) if isinstance(old, tuple) else value
 
 
 def load_config(dataset: str, setting: str = "strong"):
@@ -342,7 +368,7 @@ def expected_config(cell: Cell, overrides: Sequence[str] = ()) -> dict:
     if field not in flat:
       continue
     try:
-      flat[field] = json.loads(json.dumps(_parse_value(text, flat[field])))
+      flat[field] = json.loads(json.dumps(parse_value(text, flat[field])))
     except (ValueError, SyntaxError):
       flat.pop(field)
   return flat

@@ -1,26 +1,38 @@
-"""benchmarks/cell_cost.py: the --set overrides reach the timed config."""
+"""benchmarks/cell_cost.py: --overrides reach the timed config, or name
+what is wrong with them."""
 
 import pytest
 
 from benchmarks import cell_cost
 
+S8K = ("--config.train.negative_sampler=popularity "
+       "--config.train.num_negatives=8192")
 
-def test_set_casts_to_field_type_in_every_setting():
+
+def test_overrides_take_the_field_types_in_every_setting():
   for setting in cell_cost.SETTINGS:
     c = cell_cost.load_config(
-        "beauty", setting,
-        "train.negative_sampler=popularity,train.num_negatives=8192,"
-        "augment.reorder=false")
+        "beauty", setting, S8K + " --config.augment.reorder=false "
+        "--config.train.length_buckets=(16,)")
     assert c.train.num_negatives == 8192
     assert isinstance(c.train.num_negatives, int)
     assert c.train.negative_sampler == "popularity"
     assert c.augment.reorder is False
-  # The sampled setting still switches the loss; --set can switch it back.
+    assert c.train.length_buckets == (16,)
+  # The sampled setting switches the loss; an override can switch it back.
   assert cell_cost.load_config("beauty", "sampled").train.loss == "sampled_ce"
   assert cell_cost.load_config(
-      "beauty", "sampled", "train.loss=ce").train.loss == "ce"
+      "beauty", "sampled", "--config.train.loss=ce").train.loss == "ce"
 
 
-def test_set_unknown_field_names_it():
-  with pytest.raises(KeyError, match="train.num_negativs"):
-    cell_cost.load_config("beauty", "strong", "train.num_negativs=8")
+@pytest.mark.parametrize("text, match", [
+    ("--config.train.num_negativs=8", "no field 'train.num_negativs'"),
+    ("--config.trian.lr=0.1", "no field 'trian.lr'"),
+    ("--config.augment.reorder=flase", r"'flase' does not read as .*\(bool\)"),
+    ("--config.train.num_negatives=many", r"'many' does not read as .*\(int\)"),
+    ("train.num_negatives=8", "expected --config.field=value"),
+    ("--config.train.num_negatives", "expected --config.field=value"),
+])
+def test_bad_overrides_are_named(text, match):
+  with pytest.raises(ValueError, match=match):
+    cell_cost.load_config("beauty", "strong", text)
