@@ -14,7 +14,8 @@
 #   queue B: benchmarks/paper_queue.sh: the Beauty validation probes,
 #            the choice of the paper setting's augmentation on them, then
 #            the paper grid's aug, diff4rec and control cells on Beauty and
-#            Yelp (their base cells are done), then ML-1M.
+#            Yelp (their base cells are done), then ML-1M, then GRU4Rec and
+#            Caser on Beauty.
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Reports: each root's REPORT.md;
 # `python benchmarks/tune_summary.py $RUNS/tune_beauty`.
 set -euo pipefail
@@ -36,6 +37,8 @@ export DIFF4REC_DATA_DIR="$DATA"
 # paper-setting SASRec trains 5.0-5.2 s an epoch per pinned job against
 # 6.0-6.1 s for two jobs sharing both cores (18% more cells per hour); the
 # strong setting's sampled-CE SASRec is level (49 s an epoch either way).
+# When one queue ends, benchmarks/unpin_when_alone.sh restarts the other
+# unpinned, so that it gets both cores.
 A=() B=()
 if [[ "${PIN:-1}" == 1 && $(nproc) -eq 2 ]] && command -v taskset > /dev/null
 then
@@ -43,9 +46,18 @@ then
   A=(env "$ONE" taskset -c 0) B=(env "$ONE" taskset -c 1)
   echo "2 cores: queue A on core 0, queue B on core 1, one XLA thread each"
 fi
-nohup "${A[@]}" bash benchmarks/strong_queue.sh "$RUNS" >> "$RUNS/queue_a.out" 2>&1 &
+# setsid: each queue is its own process group (its pid), stoppable as one.
+nohup setsid "${A[@]}" bash benchmarks/strong_queue.sh "$RUNS" \
+  >> "$RUNS/queue_a.out" 2>&1 &
+PA=$!
 mkdir -p "$RUNS/tune_beauty/base"
 ln -sfn "$RUNS/paper/beauty-sasrec-base-s0" \
   "$RUNS/tune_beauty/base/beauty-sasrec-base-s0"
-nohup "${B[@]}" bash benchmarks/paper_queue.sh "$RUNS" >> "$RUNS/queue_b.out" 2>&1 &
+nohup setsid "${B[@]}" bash benchmarks/paper_queue.sh "$RUNS" \
+  >> "$RUNS/queue_b.out" 2>&1 &
+PB=$!
+if ((${#A[@]})); then
+  nohup bash benchmarks/unpin_when_alone.sh "$PA" "$PB" \
+    "$REPO/benchmarks/experiments.sh" "$COMMIT" >> "$RUNS/unpin.out" 2>&1 &
+fi
 echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"
