@@ -27,7 +27,6 @@ from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import serving_files
 from diff4rec_jax import steps
-from diff4rec_jax import train
 from diff4rec_jax.datasets import prepare
 from diff4rec_jax.serving_files import find_id_maps
 from diff4rec_jax.serving_files import IdSpace
@@ -342,6 +341,8 @@ def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
       raise RecommendError(
           f"{ds.source}: {ds.num_items} items, but the run in {path} was "
           f"trained on {trained}: not the run's data file.")
+  # Imported here: serving an export never loads the training modules.
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   try:
     params, meta = train.restore_best_params(config, ds, path)
   except FileNotFoundError as e:

@@ -399,3 +399,15 @@ def test_load_fetches_a_missing_dataset_before_reading(tmp_path, monkeypatch):
     recommend.load(str(tmp_path))
   assert str(tmp_path) in str(e.value) and "cannot connect" in str(e.value)
   assert calls == [("ensure", "ml-1m"), ("load", "ml-1m")]
+
+
+def test_serving_does_not_import_the_training_modules():
+  """Loading an export needs only the model and ranking code: the serving
+  modules leave train, loop, generator and pool unimported."""
+  code = ("import sys; import diff4rec_jax.recommend, diff4rec_jax.export; "
+          "print(sorted(m for m in ('diff4rec_jax.train', 'diff4rec_jax.loop',"
+          " 'diff4rec_jax.generator', 'diff4rec_jax.pool') "
+          "if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
+                       capture_output=True, text=True).stdout
+  assert out.strip() == "[]"
