@@ -35,6 +35,7 @@ import importlib
 import json
 import os
 import shlex
+import statistics
 import sys
 from typing import Any, Optional, Sequence
 
@@ -214,6 +215,51 @@ def read_grid_log(root: str) -> dict:
         else:
           out[rec.get("cell")] = rec
   return out
+
+
+def cell_seconds(root: str) -> dict:
+  """Wall seconds of all of each cell's attempts, summed, by cell name
+  (from grid_log.jsonl)."""
+  out = {}
+  path = os.path.join(root, "grid_log.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+        except ValueError:
+          continue
+        if "seconds" in rec and "cell" in rec and not (
+            "generator_from" in rec or "augmented_from" in rec):
+          out[rec["cell"]] = out.get(rec["cell"], 0.0) + float(rec["seconds"])
+  return out
+
+
+def estimate_left(states: Sequence["CellState"], root: str):
+  """(seconds, cells estimated, cells without an estimate) still to run.
+
+  An unfinished cell is estimated by the median wall time (all attempts) of
+  the finished cells under `root` of its dataset, backbone, setting and
+  kind (base, or augmented: aug, diff4rec and the controls), as they ran on
+  this machine; what a partial cell has done is not subtracted.
+  """
+  secs = cell_seconds(root)
+  kind = lambda c: (c.dataset, c.model, c.setting, c.mode == "base")
+  done = {}
+  for st in states:
+    if st.status == "done" and st.cell.name in secs:
+      done.setdefault(kind(st.cell), []).append(secs[st.cell.name])
+  total, known, unknown = 0.0, 0, 0
+  for st in states:
+    if st.status == "done":
+      continue
+    runs = done.get(kind(st.cell))
+    if runs:
+      total += statistics.median(runs)
+      known += 1
+    else:
+      unknown += 1
+  return total, known, unknown
 
 
 def inspect_cell(cell: Cell, root: str,

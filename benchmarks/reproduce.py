@@ -155,6 +155,14 @@ def print_plan(cells: Sequence[grid.Cell], args) -> None:
             for k in ("done", "partial", "todo")}
   print(f"{len(states)} cells: {counts['done']} done, {counts['partial']} "
         f"partial, {counts['todo']} todo")
+  secs, known, unknown = grid.estimate_left(states, args.root)
+  if known or unknown:
+    est = (f"about {grid.fmt_secs(secs)} of wall time for {known} of them "
+           "(the median of this root's finished cells of the same dataset, "
+           "backbone and kind, as they ran here)" if known else
+           "no estimate")
+    print(f"left: {est}" + (f"; {unknown} without a finished cell of their "
+                            "kind" if unknown and known else ""))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

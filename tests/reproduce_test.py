@@ -377,6 +377,36 @@ def test_dry_run_and_report_only_cli(grid_root, tmp_path, capsys):
   assert "TEST MACHINE" in text and "0.0871" in text
 
 
+def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
+                                                            capsys):
+  # Attempts (seconds) as the runner logs them: base cells 100 + 20, 200,
+  # 300 (median 200); augmented 1000, 3000; a shared-copies record and a
+  # Yelp cell are not of the Beauty SASRec kinds.
+  recs = [("beauty-sasrec-base-s0", 100), ("beauty-sasrec-base-s0", 20),
+          ("beauty-sasrec-base-s1", 180), ("beauty-sasrec-base-s2", 300),
+          ("beauty-sasrec-aug-s0", 1000), ("beauty-sasrec-diff4rec-s0", 3000),
+          ("beauty-sasrec-diff4rec-s2", 500), ("yelp-sasrec-base-s0", 7)]
+  with open(os.path.join(grid_root, "grid_log.jsonl"), "w") as f:
+    for cell, secs in recs:
+      f.write(json.dumps({"cell": cell, "seconds": secs}) + "\n")
+    f.write(json.dumps({"cell": "beauty-sasrec-aug-s1", "seconds": 9999,
+                        "augmented_from": "beauty-sasrec-diff4rec-s1"}) + "\n")
+  cells = grid.plan_cells(["beauty"], ["sasrec", "caser"],
+                          ["base", "aug", "diff4rec"], [0, 1, 2])
+  states = grid.inspect_grid(cells, grid_root)
+  assert grid.cell_seconds(grid_root)["beauty-sasrec-base-s0"] == 120
+  # Unfinished Beauty SASRec cells: aug s1, aug s2, diff4rec s2 (partial),
+  # each the median of the finished augmented ones (1000, 3000, and
+  # diff4rec s1 without a log record): 2000 s. Caser: no finished cell.
+  secs, known, unknown = grid.estimate_left(states, grid_root)
+  assert (secs, known, unknown) == (3 * 2000.0, 3, 9)
+  assert rp.main([f"--root={grid_root}", "--datasets=beauty",
+                  "--models=sasrec,caser", "--dry_run"]) == 0
+  out = capsys.readouterr().out
+  assert "left: about 1.7 h of wall time for 3 of them" in out
+  assert "; 9 without a finished cell of their kind" in out
+
+
 def test_share_augmentation_only_between_matching_siblings(grid_root):
   # Fixture: beauty sasrec aug s0 is finished; give it a (fake) copies file.
   src = os.path.join(grid_root, "beauty-sasrec-aug-s0",
