@@ -20,6 +20,7 @@ from benchmarks import report
 from benchmarks import reproduce as rp
 from benchmarks import runner
 from benchmarks import stats
+from benchmarks import verdicts
 from diff4rec_jax import pool as pool_lib
 
 Cell = grid.Cell
@@ -665,3 +666,29 @@ def test_runner_logs_the_augmented_copies_a_cell_reuses(tmp_path, capsys):
   wd = os.path.join(root, d4r.name)
   assert os.path.exists(os.path.join(wd, pool_lib.AUGMENTED_FILE))
   assert not os.path.exists(os.path.join(wd, runner.GENERATOR_TOPM))
+
+
+def test_verdict_table_from_finished_cells_and_readme_block(grid_root,
+                                                            tmp_path):
+  text = verdicts.table({"strong": grid_root})
+  lines = text.splitlines()
+  assert all(l.startswith("| strong (CE) |") for l in lines[2:])
+  row = next(l for l in lines if "| beauty | Diff4Rec improves SASRec |" in l)
+  # Paired seeds 0 and 1 of the fixture: diff4rec NDCG@10 0.034 / 0.035
+  # against base 0.030 / 0.032: +11.3%.
+  assert "+11.3% (2 seeds)" in row and "+37.6% / +40.6%" in row
+  assert "not run" not in row
+  assert "| yelp | Diff4Rec improves SASRec | not run | — |" in text
+  assert "control" not in text     # the strong grid has no control cells
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n<!-- verdicts -->\nold table\n<!-- /verdicts -->"
+                    "\noutro\n")
+  assert verdicts.main([f"--strong_root={grid_root}", "--paper_root=",
+                        f"--readme={readme}"]) == 0
+  new = readme.read_text()
+  assert new.startswith("intro\n<!-- verdicts -->\n| setting |")
+  assert "old table" not in new
+  assert new.endswith("<!-- /verdicts -->\noutro\n")
+  readme.write_text("no markers\n")
+  with pytest.raises(SystemExit, match="expected a line <!-- verdicts -->"):
+    verdicts.main([f"--strong_root={grid_root}", f"--readme={readme}"])
