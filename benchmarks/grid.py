@@ -193,27 +193,33 @@ def read_curve(path: str) -> list:
   return sorted(dict(out).items())
 
 
+def _grid_log_records(root: str):
+  """The records of `root`/grid_log.jsonl, oldest first (bad lines skipped)."""
+  path = os.path.join(root, "grid_log.jsonl")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    for line in f:
+      try:
+        yield json.loads(line)
+      except ValueError:
+        continue
+
+
 def read_grid_log(root: str) -> dict:
   """The latest run record of each cell, by cell name.
 
   Records of shared augmented copies are under ('augmented_from', name).
   """
   out = {}
-  path = os.path.join(root, "grid_log.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          rec = json.loads(line)
-        except ValueError:
-          continue
-        if "generator_from" in rec:
-          out[("generator_from", rec.get("cell"))] = rec
-        elif "augmented_from" in rec:
-          shared = out.setdefault(("augmented_from", rec.get("cell")), rec)
-          shared.update(rec)
-        else:
-          out[rec.get("cell")] = rec
+  for rec in _grid_log_records(root):
+    if "generator_from" in rec:
+      out[("generator_from", rec.get("cell"))] = rec
+    elif "augmented_from" in rec:
+      shared = out.setdefault(("augmented_from", rec.get("cell")), rec)
+      shared.update(rec)
+    else:
+      out[rec.get("cell")] = rec
   return out
 
 
@@ -221,17 +227,10 @@ def cell_seconds(root: str) -> dict:
   """Wall seconds of all of each cell's attempts, summed, by cell name
   (from grid_log.jsonl)."""
   out = {}
-  path = os.path.join(root, "grid_log.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          rec = json.loads(line)
-        except ValueError:
-          continue
-        if "seconds" in rec and "cell" in rec and not (
-            "generator_from" in rec or "augmented_from" in rec):
-          out[rec["cell"]] = out.get(rec["cell"], 0.0) + float(rec["seconds"])
+  for rec in _grid_log_records(root):
+    if "seconds" in rec and "cell" in rec and not (
+        "generator_from" in rec or "augmented_from" in rec):
+      out[rec["cell"]] = out.get(rec["cell"], 0.0) + float(rec["seconds"])
   return out
 
 
