@@ -9,7 +9,7 @@
 # and starts two queues with nohup (two jobs for the 2-core CPU). Every cell
 # and probe resumes from its workdir; finished ones are skipped.
 #   queue A: benchmarks/strong_queue.sh: the strong-setting grid (Beauty
-#            with sampled CE, ML-1M and Yelp with full CE; base, aug,
+#            and Yelp with sampled CE, ML-1M with full CE; base, aug,
 #            diff4rec, 3 seeds), then the last sampled-vs-full CE checks.
 #   queue B: benchmarks/paper_queue.sh: the Beauty validation probes,
 #            the choice of the paper setting's augmentation on them, then
