@@ -1,0 +1,77 @@
+"""How popular the generator's candidates are, against the training data.
+
+  DIFF4REC_DATA_DIR=../shared/data python benchmarks/candidate_popularity.py \
+      --topm=<workdir>/generator/generator_topm.npz [--dataset=beauty]
+
+Prints, for the top-M file's candidates (all users, all M) and for the
+training interactions: their items' popularity ranks (rank 0 = the item with
+the most training interactions; interactions before each user's validation
+target count, as in training), and the share that falls in the 100 and the
+1,000 most popular items, plain and weighted by the candidates' sampling
+probabilities (what the augmentation draws from).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import paper  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+
+
+def popularity_ranks(train_items: np.ndarray, num_items: int) -> np.ndarray:
+  """[N + 1] rank of each item by training count (0 = most popular)."""
+  counts = np.bincount(train_items, minlength=num_items + 1).astype(float)
+  counts[0] = -1
+  order = np.argsort(-counts, kind="stable")
+  rank = np.empty(num_items + 1, np.int64)
+  rank[order] = np.arange(num_items + 1)
+  return rank
+
+
+def describe(name: str, rank: np.ndarray, weights=None) -> str:
+  """Quartiles of `rank` and its shares under 100 and 1,000, weighted by
+  `weights` (None: each entry counts once)."""
+  w = np.ones_like(rank, float) if weights is None else weights
+  w = w / w.sum()
+  order = np.argsort(rank, kind="stable")
+  cum = np.cumsum(w[order])
+  q = [rank[order][min(np.searchsorted(cum, f), len(cum) - 1)]
+       for f in (0.25, 0.5, 0.75)]
+  shares = [(w * (rank < k)).sum() for k in (100, 1000)]
+  return (f"{name}: popularity rank quartiles {q[0]:.0f} / {q[1]:.0f} / "
+          f"{q[2]:.0f}; share in the top 100 / 1,000 items "
+          f"{shares[0]:.3f} / {shares[1]:.3f}")
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--topm", required=True)
+  p.add_argument("--dataset", default="beauty")
+  args = p.parse_args()
+  c = paper.get_config(args.dataset)
+  c.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "")
+  ds = data_lib.load(c.data)
+  end = ds.split_end("valid")
+  train = np.concatenate([ds.items[s:e] for s, e in
+                          zip(ds.indptr[:-1], end)])
+  rank = popularity_ranks(train, ds.num_items)
+  z = np.load(args.topm)
+  items, probs = z["items"], z["probs"]
+  keep = items > 0
+  print(f"{args.dataset}: {ds.num_users} users, {ds.num_items} items, "
+        f"{len(train)} training interactions; {args.topm}: "
+        f"{items.shape[1]} candidates per user, "
+        f"{len(np.unique(items[keep]))} distinct items")
+  print(describe("training interactions", rank[train]))
+  print(describe("candidates", rank[items[keep]]))
+  print(describe("candidates, probability-weighted", rank[items[keep]],
+                 probs[keep]))
+
+
+if __name__ == "__main__":
+  main()
