@@ -30,6 +30,9 @@ mkdir -p "$RUNS"
 if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh|paper_queue.sh|ce_queue.sh|strong_queue.sh)" > /dev/null; then
   echo "experiment runs are already going:"; pgrep -af "reproduce.py"; exit 1
 fi
+# A watcher left from an earlier start (its queues gone) would restart
+# queues of its own later.
+pkill -f "benchmarks/unpin_when_alone.sh" || true
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
 # On a 2-core machine each queue gets one core and one XLA thread (PIN=0
