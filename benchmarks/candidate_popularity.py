@@ -5,8 +5,8 @@
 
 Prints, for the top-M file's candidates (all users, all M) and for the
 training interactions: their items' popularity ranks (rank 0 = the item with
-the most training interactions; interactions before each user's validation
-target count, as in training), and the share that falls in the 100 and the
+the most training interactions: each user's training prefix, counted as
+the 'popular' control counts them), and the share that falls in the 100 and the
 1,000 most popular items, plain and weighted by the candidates' sampling
 probabilities (what the augmentation draws from).
 """
@@ -20,12 +20,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import paper  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import candidates  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 
 
 def popularity_ranks(train_items: np.ndarray, num_items: int) -> np.ndarray:
-  """[N + 1] rank of each item by training count (0 = most popular)."""
-  counts = np.bincount(train_items, minlength=num_items + 1).astype(float)
+  """[N + 1] rank of each item by training count (0 = most popular), the
+  counts of the 'popular' control (`candidates.item_counts`)."""
+  counts = candidates.item_counts(train_items, num_items).astype(float)
   counts[0] = -1
   order = np.argsort(-counts, kind="stable")
   rank = np.empty(num_items + 1, np.int64)
@@ -56,9 +58,8 @@ def main():
   c = paper.get_config(args.dataset)
   c.data.dir = os.environ.get("DIFF4REC_DATA_DIR", "")
   ds = data_lib.load(c.data)
-  end = ds.split_end("valid")
-  train = np.concatenate([ds.items[s:e] for s, e in
-                          zip(ds.indptr[:-1], end)])
+  _, pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
+  train = ds.items[pos]
   rank = popularity_ranks(train, ds.num_items)
   z = np.load(args.topm)
   items, probs = z["items"], z["probs"]

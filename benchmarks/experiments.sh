@@ -36,9 +36,10 @@ pkill -f "benchmarks/unpin_when_alone.sh" || true
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
 # On a 2-core machine each queue gets one core and one XLA thread (PIN=0
-# turns this off). Session 16, Beauty, 6-epoch runs side by side: the
+# turns this off). Session 16, Beauty, 6-epoch runs side by side
+# (results/README.md, "Two background queues on two cores"): the
 # paper-setting SASRec trains 5.0-5.2 s an epoch per pinned job against
-# 6.0-6.1 s for two jobs sharing both cores (18% more cells per hour); the
+# 6.0-6.1 s for two jobs sharing both cores (x1.18-1.21); the
 # strong setting's sampled-CE SASRec is level (49 s an epoch either way).
 # When one queue ends, benchmarks/unpin_when_alone.sh restarts the other
 # unpinned, so that it gets both cores.

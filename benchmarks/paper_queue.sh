@@ -28,12 +28,8 @@ echo "paper_queue: chosen augmentation overrides: '${CHOICE}'"
 # The tuning trained Beauty's generator with these settings (paper config,
 # generator.seed=0): give its top-M file to the grid's first Beauty cell
 # (train.py checks the file's hash and retrains on a mismatch).
-TOPM=generator/generator_topm.npz
-first="$RUNS/paper/beauty-sasrec-aug-s0"
-src=$(ls "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/$TOPM 2>/dev/null | head -1)
-if [[ -n "$src" && ! -e "$first/$TOPM" && ! -e "$first/config.json" ]]; then
-  mkdir -p "$first/generator" && ln "$src" "$first/$TOPM"
-fi
+bash benchmarks/link_topm.sh "$RUNS/paper/beauty-sasrec-aug-s0" \
+  "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
 grid() {  # datasets modes [models]
   python benchmarks/reproduce.py --setting=paper --datasets="$1" \
     --models="${3:-sasrec}" --modes="$2" --root="$RUNS/paper" \

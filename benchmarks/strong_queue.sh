@@ -28,7 +28,6 @@ set -uo pipefail
 RUNS=${1:?usage: strong_queue.sh RUNS}
 cd "$(dirname "$0")/.."
 S8K="--config.train.loss=sampled_ce --config.train.negative_sampler=popularity --config.train.num_negatives=8192"
-YELP="$S8K"
 G="--config.generator.seed=0"
 ROOT="$RUNS/strong"
 mkdir -p "$ROOT"
@@ -39,12 +38,8 @@ fi
 # Beauty's generator (generator.seed=0) was trained by the paper-setting
 # tuning; train.py uses the linked top-M file only if its hash matches this
 # cell's config, else it retrains.
-TOPM=generator/generator_topm.npz
-first="$ROOT/beauty-sasrec-aug-s0"
-topm=$(ls "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/$TOPM 2>/dev/null | head -1)
-if [[ -n "$topm" && ! -e "$first/$TOPM" && ! -e "$first/config.json" ]]; then
-  mkdir -p "$first/generator" && ln "$topm" "$first/$TOPM"
-fi
+bash benchmarks/link_topm.sh "$ROOT/beauty-sasrec-aug-s0" \
+  "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
 grid() {  # dataset modes overrides
   python benchmarks/reproduce.py --datasets="$1" --models=sasrec \
     --modes="$2" --root="$ROOT" --report="$ROOT/REPORT.md" \
@@ -54,8 +49,8 @@ grid beauty base "$S8K"
 grid beauty aug,diff4rec "$S8K $G"
 grid ml-1m base ""
 grid ml-1m aug,diff4rec "$G"
-grid yelp base "$YELP"
-grid yelp aug,diff4rec "$YELP $G"
+grid yelp base "$S8K"
+grid yelp aug,diff4rec "$S8K $G"
 cell() {  # dataset root report overrides
   python benchmarks/reproduce.py --datasets="$1" --models=sasrec \
     --modes=base --seeds=0 --root="$2" --report="$2/$3" --overrides="$4"

@@ -25,7 +25,6 @@ ROOT=${1:?usage: tune_beauty_paper.sh ROOT}
 cd "$(dirname "$0")/.."
 O="--config.generator.seed=0"
 A="--config.augment"
-TOPM=generator/generator_topm.npz
 mkdir -p "$ROOT"
 printf '%s\t%s\t%s\t%s\n' \
   aug_paper     aug      ""                                   method \
@@ -37,12 +36,9 @@ printf '%s\t%s\t%s\t%s\n' \
   aug_r01       aug      "$A.ratio=0.1"                       method \
   > "$ROOT/variants.tsv"
 run() {  # name mode extra-overrides
-  local cell="$ROOT/$1/beauty-sasrec-$2-s0"
-  local src
-  src=$(ls "$ROOT"/*/beauty-sasrec-*-s0/$TOPM 2>/dev/null | head -1 || true)
-  if [[ "$2" != base && -n "$src" && ! -e "$cell/$TOPM" \
-        && ! -e "$cell/config.json" ]]; then
-    mkdir -p "$cell/generator" && ln "$src" "$cell/$TOPM"
+  if [[ "$2" != base ]]; then
+    bash benchmarks/link_topm.sh "$ROOT/$1/beauty-sasrec-$2-s0" \
+      "$ROOT"/*/beauty-sasrec-*-s0/generator/generator_topm.npz
   fi
   python benchmarks/reproduce.py --setting=paper --datasets=beauty \
     --models=sasrec --modes="$2" --seeds=0 --root="$ROOT/$1" \
