@@ -261,6 +261,21 @@ def estimate_left(states: Sequence["CellState"], root: str):
   return total, known, unknown
 
 
+def cut_by_cap(results: dict) -> bool:
+  """Whether a finished run was stopped by `train.num_epochs`, not by
+  early stopping: it ran to the cap and its best validation epoch lies
+  within the last `patience` evaluations, so it might have improved with
+  more epochs. Runs without early stopping (patience <= 0) are never cut.
+  """
+  tc = (results.get("config") or {}).get("train") or {}
+  cap, every, patience = (tc.get("num_epochs"), tc.get("eval_every"),
+                          tc.get("patience"))
+  best, ran = results.get("best_epoch"), results.get("epochs_run")
+  if None in (cap, every, patience, best, ran) or patience <= 0:
+    return False
+  return ran >= cap and best > cap - patience * every
+
+
 def inspect_cell(cell: Cell, root: str,
                  log: Optional[dict] = None) -> CellState:
   """Status of one cell from the files in its workdir (never modifies them)."""
@@ -279,6 +294,8 @@ def inspect_cell(cell: Cell, root: str,
                  f"{res.get('epochs_run')}, train "
                  f"{fmt_secs(res.get('train_seconds', 0))}, test NDCG@10 "
                  f"{res['test'].get('NDCG@10', float('nan')):.4f}")
+    if cut_by_cap(res):
+      st.detail += ", cut by the epoch cap while still improving"
     return st
   st.config = rundir.read_json(os.path.join(wd, "config.json"))
   if st.config is None and not os.listdir(wd):

@@ -132,6 +132,23 @@ def _not_run_text(states: Sequence[grid.CellState], models: Sequence[str],
   return "; ".join(parts)
 
 
+def _capped_text(states: Sequence[grid.CellState], models: Sequence[str],
+                 modes: Sequence[str]) -> str:
+  """'SASRec +Diff4Rec: seeds 0, 2 (200 epochs)' for finished cells that the
+  epoch cap stopped (grid.cut_by_cap)."""
+  parts = []
+  for m in models:
+    for mo in modes:
+      rows = [s for s in states if (s.cell.model, s.cell.mode) == (m, mo)
+              and s.status == "done" and grid.cut_by_cap(s.results)]
+      if rows:
+        seeds = ", ".join(str(s.cell.seed) for s in rows)
+        cap = rows[0].results["config"]["train"]["num_epochs"]
+        parts.append(f"{_row_name(m, mo)}: seed{'s' if len(rows) > 1 else ''}"
+                     f" {seeds} ({cap} epochs)")
+  return "; ".join(parts)
+
+
 def _deviation_text(st: grid.CellState) -> str:
   devs = grid.config_deviations(grid.expected_config(st.cell), st.config)
   return ", ".join(devs) if devs else "none"
@@ -279,6 +296,12 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
     L.append("")
     L.append("**Verdict** (test metrics of finished cells only):\n")
     L.extend(verdict(ds, summaries, models, modes))
+    capped = _capped_text(ds_states, models, modes)
+    if capped:
+      L.append("- Cut by the epoch cap (best validation epoch within the "
+               "early-stopping window, so more epochs might have raised "
+               "them; lifts involving these rows are measured at the "
+               "grid's budget): " + capped + ".")
     not_run = _not_run_text(ds_states, models, modes)
     if not_run:
       L.append("- Not run (not counted anywhere above): " + not_run + ".")

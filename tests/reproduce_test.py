@@ -692,3 +692,41 @@ def test_verdict_table_from_finished_cells_and_readme_block(grid_root,
   readme.write_text("no markers\n")
   with pytest.raises(SystemExit, match="expected a line <!-- verdicts -->"):
     verdicts.main([f"--strong_root={grid_root}", f"--readme={readme}"])
+
+
+def test_report_names_cells_cut_by_the_epoch_cap(tmp_path):
+  root = str(tmp_path / "g")
+  cut = Cell("beauty", "sasrec", "aug", 0)
+  stopped = Cell("beauty", "sasrec", "aug", 1)
+  early = Cell("beauty", "sasrec", "base", 0)
+  for c in (cut, stopped, early):
+    write_done(root, c, 0.05, 0.02, **{"train.num_epochs": 200,
+                                       "train.eval_every": 5,
+                                       "train.patience": 5})
+
+  def set_epochs(cell, best, ran):
+    path = os.path.join(root, cell.name, "results.json")
+    with open(path) as f:
+      res = json.load(f)
+    res.update(best_epoch=best, epochs_run=ran)
+    with open(path, "w") as f:
+      json.dump(res, f)
+    return res
+
+  # Best at 180: the last five evaluations (185..200) could not all fail.
+  assert grid.cut_by_cap(set_epochs(cut, 180, 200))
+  # Best at 175: five evaluations without improvement end at 200 anyway.
+  assert not grid.cut_by_cap(set_epochs(stopped, 175, 200))
+  assert not grid.cut_by_cap(set_epochs(early, 100, 125))
+  res = set_epochs(early, 100, 125)
+  res["config"]["train"].update(num_epochs=100, patience=0)
+  assert not grid.cut_by_cap(res)   # no early stopping: the cap is the plan
+  states = grid.inspect_grid([early, cut, stopped], root)
+  assert "cut by the epoch cap" in states[1].detail
+  assert "cut by the epoch cap" not in states[0].detail + states[2].detail
+  text = report.build_report(states, ["beauty"], ["sasrec"], ["base", "aug"],
+                             [0, 1], root, "cmd", "m", "")
+  line = next(l for l in text.splitlines()
+              if l.startswith("- Cut by the epoch cap"))
+  assert line.endswith(": SASRec +Diff4Rec w/o cur (aug): seed 0 "
+                       "(200 epochs).")
