@@ -15,11 +15,16 @@
 # from it: the 'method' variant (not a control) with the best validation
 # NDCG@10, once all of them are finished.
 #
-# Budget: 8 runs of seed 0 (about 40-60 min each here). Session 16 replaced
-# two planned no-reorder diff4rec runs (d4r_noreorder, d4r_nr_pop) by their
-# reorder twins and aug ratio 0.1 with reorder: on Beauty, dropping the
-# reorder cost 17 points of validation NDCG@10 (aug_noreorder -31.6% vs
-# aug_paper -14.2% against base), so the curriculum is tried beside it.
+# Budget: 8 runs of seed 0 (about 40-60 min each here) and the 400-epoch
+# check (about twice that). Session 16 replaced two planned no-reorder
+# diff4rec runs (d4r_noreorder, d4r_nr_pop) by their reorder twins and aug
+# ratio 0.1 with reorder: on Beauty, dropping the reorder cost 17 points
+# of validation NDCG@10 (aug_noreorder -31.6% vs aug_paper -14.2% against
+# base), so the curriculum is tried beside it.
+# Session 17 added one check (kind 'check', never chosen): aug_paper with
+# 400 epochs instead of 200. aug_paper's best epoch was the cap (200),
+# base stopped early at 125 (best 100), so this says whether the grid's
+# budget holds the augmentation back. Base at 400 is the same run as at 200.
 set -euo pipefail
 ROOT=${1:?usage: tune_beauty_paper.sh ROOT}
 cd "$(dirname "$0")/.."
@@ -34,6 +39,7 @@ printf '%s\t%s\t%s\t%s\n' \
   d4r_paper     diff4rec ""                                   method \
   d4r_pop       diff4rec "$A.schedule=pop"                    method \
   aug_r01       aug      "$A.ratio=0.1"                       method \
+  aug_paper_e400 aug     "--config.train.num_epochs=400"      check \
   > "$ROOT/variants.tsv"
 run() {  # name mode extra-overrides
   if [[ "$2" != base ]]; then

@@ -24,7 +24,8 @@ def _variants(root, rows):
 
 ROWS = [("paper", "aug", "", "method"),
         ("noreorder", "aug", "--config.augment.reorder=False", "method"),
-        ("duplicate", "aug", "--config.augment.ratio=0.0", "control")]
+        ("duplicate", "aug", "--config.augment.ratio=0.0", "control"),
+        ("paper_e400", "aug", "--config.train.num_epochs=400", "check")]
 
 
 def test_choose_takes_the_best_method_never_a_control(tmp_path):
@@ -33,6 +34,7 @@ def test_choose_takes_the_best_method_never_a_control(tmp_path):
   _cell(tmp_path, "noreorder", 0, 0.012)
   _cell(tmp_path, "noreorder", 1, 0.014)
   _cell(tmp_path, "duplicate", 0, 0.050)      # best, but a control
+  _cell(tmp_path, "paper_e400", 0, 0.060)     # a budget check, not a choice
   found = tune_summary.cells(str(tmp_path))
   variants = tune_summary.read_variants(str(tmp_path / "variants.tsv"))
   assert variants[0] == ("paper", "aug", "", "method")   # empty overrides
@@ -51,5 +53,6 @@ def test_no_choice_while_a_method_is_unfinished(tmp_path):
   assert "noreorder" in r.stderr
   _cell(tmp_path, "noreorder", 0, 0.009)
   r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  # The unfinished 'check' variant does not hold the choice back.
   assert r.returncode == 0 and r.stdout == "\n"    # the paper's own: no flags
   assert "`paper`" in (tmp_path / "CHOICE.md").read_text()
