@@ -81,13 +81,28 @@ DEFAULT_DATASETS = ("beauty", "yelp", "ml-1m")
 MODELS = ("sasrec", "gru4rec", "caser")
 MODEL_TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 MODES = ("base", "aug", "diff4rec")
-# Control cells: Diff4Rec (curriculum and all) with the generator's
-# candidates replaced by the most popular / uniformly random unseen items
-# (config.augment.candidates): what the diffusion itself contributes.
-CONTROL_MODES = {"popular": "popular", "uniform": "uniform"}
+# Control cells: a trainer mode and the config fields that make the control,
+# and the grid mode it is a control for.
+# - popular / uniform: Diff4Rec (curriculum and all) with the generator's
+#   candidates replaced by the most popular / uniformly random unseen items:
+#   what the diffusion itself contributes.
+# - duplicate: the augmentation's training with copies that are their
+#   originals (nothing replaced, no reorder): what extra passes over the
+#   real sequences give, without any generated item.
+# The fields are applied after --overrides, so a control stays itself when
+# the grid's chosen augmentation touches the same fields.
+CONTROL_MODES = {
+    "popular": ("diff4rec", {"augment.candidates": "popular"}),
+    "uniform": ("diff4rec", {"augment.candidates": "uniform"}),
+    "duplicate": ("aug", {"augment.candidates": "uniform",
+                          "augment.ratio": 0.0, "augment.reorder": False}),
+}
+CONTROL_FOR = {"popular": "diff4rec", "uniform": "diff4rec",
+               "duplicate": "aug"}
 ALL_MODES = MODES + tuple(CONTROL_MODES)
 MODE_TITLES = {"popular": "+Diff4Rec, popular candidates (control)",
                "uniform": "+Diff4Rec, uniform candidates (control)",
+               "duplicate": "duplicated originals (control)",
                "base": "base", "aug": "+Diff4Rec w/o cur (aug)",
                "diff4rec": "+Diff4Rec"}
 DEFAULT_SEEDS = (0, 1, 2)
@@ -98,11 +113,15 @@ GRID_FIELDS = ("mode", "model.name", "seed", "data.name")
 
 
 def mode_overrides(mode: str) -> list:
-  """The config fields a grid mode sets: ['--config.mode=...', ...]."""
-  if mode in CONTROL_MODES:
-    return ["--config.mode=diff4rec",
-            f"--config.augment.candidates={CONTROL_MODES[mode]}"]
-  return [f"--config.mode={mode}"]
+  """The trainer mode of a grid mode: ['--config.mode=...']."""
+  return [f"--config.mode={CONTROL_MODES.get(mode, (mode,))[0]}"]
+
+
+def control_overrides(mode: str) -> list:
+  """The fields that make a control cell: ['--config.augment.x=v', ...]
+  (given after --overrides, so they win); [] for the other modes."""
+  fields = CONTROL_MODES.get(mode, (None, {}))[1]
+  return [f"--config.{k}={v}" for k, v in fields.items()]
 
 
 # ----------------------------------------------------------------------------
@@ -159,7 +178,8 @@ def cell_command(cell: Cell, root: str, overrides: Sequence[str],
       f"--config={config_arg(cell.dataset, cell.setting)}",
       f"--workdir={os.path.join(root, cell.name)}",
       *mode_overrides(cell.mode), f"--config.model.name={cell.model}",
-      f"--config.seed={cell.seed}", *overrides]
+      f"--config.seed={cell.seed}", *overrides,
+      *control_overrides(cell.mode)]
 
 
 @dataclasses.dataclass
@@ -422,10 +442,8 @@ def expected_config(cell: Cell, overrides: Sequence[str] = ()) -> dict:
   flat = flatten(json.loads(json.dumps(c.to_dict())))
   flat.update({"mode": cell.mode, "model.name": cell.model,
                "seed": cell.seed})
-  if cell.mode in CONTROL_MODES:
-    flat.update({"mode": "diff4rec",
-                 "augment.candidates": CONTROL_MODES[cell.mode]})
-  for tok in overrides:
+  for tok in [*mode_overrides(cell.mode), *overrides,
+              *control_overrides(cell.mode)]:
     field, text = tok[len("--config."):].split("=", 1)
     if field not in flat:
       continue

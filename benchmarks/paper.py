@@ -26,7 +26,8 @@ LIFT_METRICS = (("test", "HR@10"), ("test", "NDCG@10"),
 # (mode A, mode B) pairs whose paired lift A over B the report tabulates.
 COMPARISONS = (("diff4rec", "base"), ("aug", "base"), ("diff4rec", "aug"),
                ("diff4rec", "popular"), ("diff4rec", "uniform"),
-               ("popular", "base"), ("uniform", "base"))
+               ("popular", "base"), ("uniform", "base"),
+               ("aug", "duplicate"), ("duplicate", "base"))
 
 TABLE2_COLS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "MRR")
 # Table 2: the three backbones alone and Diff4Rec (on SASRec, as Table 3/4

@@ -15,6 +15,9 @@
 # 4. The same on ML-1M, base cells first.
 # 5. GRU4Rec and Caser on Beauty (the paper's Table 3): base and diff4rec,
 #    3 seeds, same choice and generator.
+# 6. The duplicate control on Beauty and Yelp (copies equal to their
+#    originals: the augmented training without generated items; added in
+#    session 17, after the Beauty probe put it 10.6% above base).
 set -uo pipefail
 RUNS=${1:?usage: paper_queue.sh RUNS}
 cd "$(dirname "$0")/.."
@@ -40,3 +43,4 @@ grid beauty,yelp aug,diff4rec,popular,uniform
 grid ml-1m base
 grid ml-1m aug,diff4rec,popular,uniform
 grid beauty base,diff4rec gru4rec,caser
+grid beauty,yelp duplicate

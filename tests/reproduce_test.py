@@ -493,6 +493,51 @@ def test_control_cells_run_diff4rec_with_other_candidates():
   assert ("sasrec", "diff4rec", "popular") in claims
 
 
+def test_duplicate_control_keeps_its_fields_under_the_chosen_overrides(
+    tmp_path):
+  """The duplicate control runs mode aug with copies equal to their
+  originals even when the grid's overrides set ratio / reorder (the
+  chosen augmentation); it is compared with aug."""
+  cell = grid.plan_cells(["beauty"], ["sasrec"], ["duplicate"], [0],
+                         "paper")[0]
+  chosen = ["--config.augment.ratio=0.1", "--config.augment.reorder=True",
+            "--config.augment.schedule=pop"]
+  cmd = grid.cell_command(cell, "/r", chosen)
+  assert "--config.mode=aug" in cmd and "--config.mode=duplicate" not in cmd
+  # The trainer takes the last value of a repeated flag: the control's.
+  assert cmd.index("--config.augment.ratio=0.0") > cmd.index(
+      "--config.augment.ratio=0.1")
+  assert cmd.index("--config.augment.reorder=False") > cmd.index(
+      "--config.augment.reorder=True")
+  want = grid.expected_config(cell, chosen)
+  assert want["mode"] == "aug" and want["augment.ratio"] == 0.0
+  assert want["augment.reorder"] is False
+  assert want["augment.candidates"] == "uniform"
+  assert want["augment.schedule"] == "pop"     # the rest of the choice stays
+  # The other modes are untouched by the control fields.
+  aug = grid.plan_cells(["beauty"], ["sasrec"], ["aug"], [0], "paper")[0]
+  assert grid.expected_config(aug, chosen)["augment.ratio"] == 0.1
+  assert grid.control_overrides("aug") == []
+  claims = [c[:3] for c in stats._claims("beauty", ["sasrec"],  # pylint: disable=protected-access
+                                         ["base", "aug", "duplicate"])]
+  assert ("sasrec", "aug", "duplicate") in claims
+  # A finished pair gets its lift in the report and the verdict table.
+  root = str(tmp_path / "g")
+  write_done(root, Cell("beauty", "sasrec", "aug", 0, "paper"), 0.02, 0.010)
+  write_done(root, Cell("beauty", "sasrec", "duplicate", 0, "paper"), 0.03,
+             0.015)
+  states = grid.inspect_grid(grid.plan_cells(
+      ["beauty"], ["sasrec"], ["aug", "duplicate"], [0], "paper"), root)
+  assert [s.status for s in states] == ["done", "done"]
+  assert grid.config_deviations(grid.expected_config(states[1].cell),
+                                states[1].config) == []
+  text = report.build_report(states, ["beauty"], ["sasrec"],
+                             ["aug", "duplicate"], [0], root, "c", "m", "")
+  assert "| SASRec duplicated originals (control) | 1 |" in text
+  assert ("| SASRec | aug vs duplicate | test NDCG@10 | -33.3% (-0.0050) |"
+          in text)
+
+
 def test_generator_shared_across_seeds_with_a_fixed_generator_seed(tmp_path):
   """--config.generator.seed=0: seed 1's cell links seed 0's top-M file;
   without it (generator seed = run seed) nothing is shared."""
