@@ -349,8 +349,19 @@ def _note_failure(st: CellState) -> CellState:
 
 
 def inspect_grid(cells: Sequence[Cell], root: str) -> list:
+  """inspect_cell of every cell. A cell whose workdir is a link to a run
+  of another root (a finished measurement reused as a grid cell) takes its
+  run record from that root's grid log, and its details name the link."""
   log = read_grid_log(root)
-  return [inspect_cell(c, root, log) for c in cells]
+  states = [inspect_cell(c, root, log) for c in cells]
+  for st in states:
+    if os.path.islink(st.workdir):
+      real = os.path.realpath(st.workdir)
+      st.detail += f" (workdir linked to {real})"
+      if st.last_attempt is None:
+        st.last_attempt = read_grid_log(os.path.dirname(real)).get(
+            os.path.basename(real))
+  return states
 
 
 # ----------------------------------------------------------------------------

@@ -775,3 +775,21 @@ def test_report_names_cells_cut_by_the_epoch_cap(tmp_path):
               if l.startswith("- Cut by the epoch cap"))
   assert line.endswith(": SASRec +Diff4Rec w/o cur (aug): seed 0 "
                        "(200 epochs).")
+
+
+def test_a_linked_cell_takes_its_run_record_from_the_other_root(tmp_path):
+  other, root = str(tmp_path / "sampled"), str(tmp_path / "strong")
+  cell = Cell("beauty", "sasrec", "base", 0)
+  write_done(other, cell, 0.05, 0.03)
+  _write_jsonl(os.path.join(other, "grid_log.jsonl"), [
+      {"cell": cell.name, "rc": 0, "finished": True, "seconds": 60.0,
+       "runner": "python benchmarks/reproduce.py --root=sampled"}])
+  os.makedirs(root)
+  os.symlink(os.path.join(other, cell.name), os.path.join(root, cell.name))
+  st, = grid.inspect_grid([cell], root)
+  assert st.status == "done"
+  assert st.last_attempt["runner"].endswith("--root=sampled")
+  assert f"(workdir linked to {os.path.realpath(other)}" in st.detail
+  text = report.build_report([st], ["beauty"], ["sasrec"], ["base"], [0],
+                             root, "cmd", "m", "")
+  assert "  python benchmarks/reproduce.py --root=sampled" in text
