@@ -10,7 +10,8 @@ lifts, the paper's). With --readme, replaces the text between the lines
 and lifts are the reports' own (benchmarks/stats.py): a lift is mean Δ over
 the seeds finished in both rows, relative to the second row's mean; a label
 of "holds" needs the lift beyond one std of the paired Δ on HR@10 and
-NDCG@10 alike.
+NDCG@10 alike. A verdict notes the epoch cap when a finished cell of either
+row ran to `train.num_epochs` still improving (benchmarks/grid.cut_by_cap).
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ def rows(setting: str, root: str, dataset: str, models: Sequence[str],
   """[(claim, label, ours, paper's)] of one dataset's grid in a setting."""
   cells = grid.plan_cells([dataset], models, modes, grid.DEFAULT_SEEDS,
                           setting)
-  summaries = stats.summarize(grid.inspect_grid(cells, root))
+  states = grid.inspect_grid(cells, root)
+  summaries = stats.summarize(states)
+  capped = {(s.cell.model, s.cell.mode) for s in states
+            if s.status == "done" and grid.cut_by_cap(s.results)}
   out = []
   for model, a, b, _, label, lifts in stats.claim_results(
       dataset, summaries, models, modes):
@@ -76,6 +80,8 @@ def rows(setting: str, root: str, dataset: str, models: Sequence[str],
         f" ({n} seed{'s' if n > 1 else ''})")
     theirs = " / ".join(_pct(paper.paper_lift(dataset, model, a, b, m))
                         for m in METRICS)
+    if label != "not run" and capped & {(model, a), (model, b)}:
+      label += " (epoch cap: a cell stopped while improving)"
     out.append((_claim(model, a, b), label, ours,
                 "—" if theirs == "— / —" else theirs))
   return out

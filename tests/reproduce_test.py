@@ -775,6 +775,11 @@ def test_report_names_cells_cut_by_the_epoch_cap(tmp_path):
               if l.startswith("- Cut by the epoch cap"))
   assert line.endswith(": SASRec +Diff4Rec w/o cur (aug): seed 0 "
                        "(200 epochs).")
+  # The README's verdict table marks the claim whose rows hold such a cell.
+  (claim, label, _, _), = verdicts.rows("strong", root, "beauty", ("sasrec",),
+                                        ("base", "aug"))
+  assert claim == "augmentation without curriculum beats base"
+  assert label.endswith(" (epoch cap: a cell stopped while improving)")
 
 
 def test_a_linked_cell_takes_its_run_record_from_the_other_root(tmp_path):
