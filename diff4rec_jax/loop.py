@@ -279,11 +279,29 @@ class _Progress:
                                                     epoch, done)
 
 
+def eta_seconds(epoch: int, num_epochs: int, eval_every: int,
+                epoch_secs: list, eval_secs: list) -> float:
+  """Seconds left in a phase after training epoch `epoch`, up to its cap.
+
+  The epochs left cost the median of the last three of this process's
+  epoch times (`epoch_secs`: its first epochs carry the compilation and soon
+  drop out); the evaluations left, this epoch's included, the median of the
+  last three of `eval_secs` (none yet: not counted). eval_every 0: no
+  evaluations.
+  """
+  med = lambda xs: float(np.median(xs[-3:])) if xs else 0.0
+  evals = 0 if not eval_every else sum(
+      1 for e in range(epoch, num_epochs + 1)
+      if e % eval_every == 0 or e == num_epochs)
+  return (num_epochs - epoch) * med(epoch_secs) + evals * med(eval_secs)
+
+
 def _epochs(phase: Phase, state, meta: dict, ckpt, log, stop,
             stop_after_epochs: Optional[int]):
   """Runs epochs until the end, an early stop or a stop request."""
   progress = _Progress(phase)
   epoch = meta["epoch"]
+  epoch_secs, eval_secs = [], []      # this process's, for the ETA
   while not meta["early_stopped"] and epoch < phase.num_epochs:
     epoch += 1
     t_epoch = time.time()
@@ -322,13 +340,18 @@ def _epochs(phase: Phase, state, meta: dict, ckpt, log, stop,
     meta["train_seconds"] += dt
     rate = (n - skip) / n * phase.examples_per_epoch / dt
     text, fields = phase.summarize(_means(sums, n, phase.count_key), rate, dt)
-    eta = (phase.num_epochs - epoch) * meta["train_seconds"] / epoch
+    epoch_secs.append(dt * n / max(n - skip, 1))   # a resumed part-epoch
+    eta = eta_seconds(epoch, phase.num_epochs,
+                      phase.eval_every if phase.evaluate else 0,
+                      epoch_secs, eval_secs)
     logging.info("%sepoch %d/%d  %s  %.1fs  eta %s", phase.prefix, epoch,
                  phase.num_epochs, text, dt, runlog.fmt_secs(eta))
     record = {"epoch": epoch, "step": int(state["step"]), **fields}
     if phase.evaluate is not None and (epoch % phase.eval_every == 0 or
                                        epoch == phase.num_epochs):
+      t_eval = time.time()
       _evaluate(phase, state, meta, ckpt, epoch, record)
+      eval_secs.append(time.time() - t_eval)
     if phase.after_epoch is not None:
       phase.after_epoch(state, epoch)
     log.write(record, int(state["step"]))

@@ -284,3 +284,20 @@ def test_a_save_of_older_code_resumes(tmp_path):
       {"epoch": 3, "best_ndcg10": 0.2, "finished": True})
   assert meta["best_score"] == 0.2 and meta["early_stopped"]
   assert "best_ndcg10" not in meta and "finished" not in meta
+
+
+def test_eta_drops_the_compilation_epochs_and_counts_evaluations():
+  # Epochs 1-3 compile (145, 105, 72 s), then 12 s; evaluations every 5.
+  secs = [145.0, 105.0, 72.0, 12.0, 12.5]
+  # After epoch 5 of 200: 195 epochs at the last three's median (12.5 s);
+  # no evaluation timed yet.
+  assert loop.eta_seconds(5, 200, 5, secs, []) == pytest.approx(195 * 12.5)
+  # Evaluations left after epoch 6: 10, 15, ..., 200 (39), at the median
+  # of the last three (7 s; the first one's 30 s compile dropped out).
+  assert loop.eta_seconds(6, 200, 5, secs + [12.0], [30.0, 7.0, 7.0, 6.0]) \
+      == pytest.approx(194 * 12.0 + 39 * 7.0)
+  # Epoch 5 itself is evaluated after its line: it counts; so does the cap.
+  assert loop.eta_seconds(5, 12, 5, [10.0], [2.0]) == pytest.approx(
+      7 * 10.0 + 3 * 2.0)               # epochs 5, 10, 12
+  assert loop.eta_seconds(200, 200, 5, [10.0], [2.0]) == pytest.approx(2.0)
+  assert loop.eta_seconds(3, 10, 0, [4.0], []) == pytest.approx(28.0)
