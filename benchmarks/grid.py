@@ -8,6 +8,10 @@ command line):
       --workdir=<root>/<ds>-<model>-<mode>-s<seed> --config.mode=<mode>
       --config.model.name=<model> --config.seed=<seed> [--overrides ...]
 
+A control cell (CONTROL_MODES: popular, uniform, duplicate) runs its
+trainer mode instead of `<mode>`, with the control's fields after the
+overrides.
+
 Order (the issue's priorities; the filter flags only remove cells):
   1. SASRec x {base, aug, diff4rec} on Beauty and Yelp (and Steam if asked)
      x every seed, seed by seed (a full seed-0 comparison comes first);
@@ -81,24 +85,25 @@ DEFAULT_DATASETS = ("beauty", "yelp", "ml-1m")
 MODELS = ("sasrec", "gru4rec", "caser")
 MODEL_TITLES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 MODES = ("base", "aug", "diff4rec")
-# Control cells: a trainer mode and the config fields that make the control,
-# and the grid mode it is a control for.
+# Control cells: grid mode -> (trainer mode, the config fields that make
+# the control, the grid mode it is a control for).
 # - popular / uniform: Diff4Rec (curriculum and all) with the generator's
 #   candidates replaced by the most popular / uniformly random unseen items:
 #   what the diffusion itself contributes.
 # - duplicate: the augmentation's training with copies that are their
 #   originals (nothing replaced, no reorder): what extra passes over the
-#   real sequences give, without any generated item.
-# The fields are applied after --overrides, so a control stays itself when
-# the grid's chosen augmentation touches the same fields.
+#   real sequences give, without any generated item or reorder.
+# The fields come after --overrides on a cell's command line (the trainer
+# takes the last value of a repeated flag), so a control stays itself when
+# the grid's chosen augmentation sets the same fields; the rest of the
+# overrides apply to it as to every cell.
 CONTROL_MODES = {
-    "popular": ("diff4rec", {"augment.candidates": "popular"}),
-    "uniform": ("diff4rec", {"augment.candidates": "uniform"}),
+    "popular": ("diff4rec", {"augment.candidates": "popular"}, "diff4rec"),
+    "uniform": ("diff4rec", {"augment.candidates": "uniform"}, "diff4rec"),
     "duplicate": ("aug", {"augment.candidates": "uniform",
-                          "augment.ratio": 0.0, "augment.reorder": False}),
+                          "augment.ratio": 0.0, "augment.reorder": False},
+                  "aug"),
 }
-CONTROL_FOR = {"popular": "diff4rec", "uniform": "diff4rec",
-               "duplicate": "aug"}
 ALL_MODES = MODES + tuple(CONTROL_MODES)
 MODE_TITLES = {"popular": "+Diff4Rec, popular candidates (control)",
                "uniform": "+Diff4Rec, uniform candidates (control)",
@@ -120,7 +125,7 @@ def mode_overrides(mode: str) -> list:
 def control_overrides(mode: str) -> list:
   """The fields that make a control cell: ['--config.augment.x=v', ...]
   (given after --overrides, so they win); [] for the other modes."""
-  fields = CONTROL_MODES.get(mode, (None, {}))[1]
+  fields = CONTROL_MODES.get(mode, (None, {}, None))[1]
   return [f"--config.{k}={v}" for k, v in fields.items()]
 
 
@@ -283,17 +288,20 @@ def estimate_left(states: Sequence["CellState"], root: str):
 
 def cut_by_cap(results: dict) -> bool:
   """Whether a finished run was stopped by `train.num_epochs`, not by
-  early stopping: it ran to the cap and its best validation epoch lies
-  within the last `patience` evaluations, so it might have improved with
-  more epochs. Runs without early stopping (patience <= 0) are never cut.
+  early stopping: it ran to the cap with fewer than `patience` evaluations
+  after its best epoch (diff4rec_jax/loop.py evaluates every `eval_every`
+  epochs and at the cap, and stops after `patience` evaluations without a
+  better score), so it might have improved with more epochs.
   """
   tc = (results.get("config") or {}).get("train") or {}
   cap, every, patience = (tc.get("num_epochs"), tc.get("eval_every"),
                           tc.get("patience"))
   best, ran = results.get("best_epoch"), results.get("epochs_run")
-  if None in (cap, every, patience, best, ran) or patience <= 0:
+  if None in (cap, every, patience, best, ran) or every < 1:
     return False
-  return ran >= cap and best > cap - patience * every
+  evals_after = sum(1 for e in range(best + 1, cap + 1)
+                    if e % every == 0 or e == cap)
+  return ran >= cap and evals_after < patience
 
 
 def inspect_cell(cell: Cell, root: str,
@@ -351,16 +359,17 @@ def _note_failure(st: CellState) -> CellState:
 def inspect_grid(cells: Sequence[Cell], root: str) -> list:
   """inspect_cell of every cell. A cell whose workdir is a link to a run
   of another root (a finished measurement reused as a grid cell) takes its
-  run record from that root's grid log, and its details name the link."""
+  run record from that root's grid log, and its details name the link
+  (its wall time stays out of `estimate_left`, which reads this root's
+  log only)."""
   log = read_grid_log(root)
   states = [inspect_cell(c, root, log) for c in cells]
   for st in states:
     if os.path.islink(st.workdir):
       real = os.path.realpath(st.workdir)
       st.detail += f" (workdir linked to {real})"
-      if st.last_attempt is None:
-        st.last_attempt = read_grid_log(os.path.dirname(real)).get(
-            os.path.basename(real))
+      st.last_attempt = read_grid_log(os.path.dirname(real)).get(
+          os.path.basename(real), st.last_attempt)
   return states
 
 

@@ -142,10 +142,9 @@ def _capped_text(states: Sequence[grid.CellState], models: Sequence[str],
       rows = [s for s in states if (s.cell.model, s.cell.mode) == (m, mo)
               and s.status == "done" and grid.cut_by_cap(s.results)]
       if rows:
-        seeds = ", ".join(str(s.cell.seed) for s in rows)
-        cap = rows[0].results["config"]["train"]["num_epochs"]
-        parts.append(f"{_row_name(m, mo)}: seed{'s' if len(rows) > 1 else ''}"
-                     f" {seeds} ({cap} epochs)")
+        parts.append(f"{_row_name(m, mo)}: " + ", ".join(
+            f"seed {s.cell.seed} ({s.results['config']['train']['num_epochs']}"
+            " epochs)" for s in rows))
   return "; ".join(parts)
 
 
@@ -184,7 +183,8 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
            f"--config={config_text} --workdir=<root>/<dataset>-<model>-"
            "<mode>-s<seed> --config.mode=<mode> --config.model.name=<model> "
            "--config.seed=<seed>` plus any overrides (listed per cell under "
-           "*Cells*).")
+           "*Cells*); a control cell runs its trainer mode with the "
+           "control's fields after the overrides.")
   L.append(f"- Machine: {machine}.")
   devs = sorted({", ".join(st.results.get("devices", [])) for st in states
                  if st.status == "done" and st.results.get("devices")})
@@ -193,7 +193,12 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
   L.append("- Modes: `base` = the backbone alone (paper's SASRec/GRU4Rec/"
            "Caser rows); `aug` = diffusion augmentation without the "
            "curriculum (paper's *Diff4Rec w/o cur*, Table 4); `diff4rec` = "
-           "augmentation with the curriculum (paper's *+Diff4Rec*).")
+           "augmentation with the curriculum (paper's *+Diff4Rec*). "
+           "Controls (the paper has none): `popular` / `uniform` = "
+           "diff4rec with the most popular / uniformly random unseen items "
+           "as candidates instead of the generator's; `duplicate` = aug "
+           "with copies equal to their originals (nothing replaced, no "
+           "reorder): the augmented training without generated items.")
   shared = [st for st in states if st.augmented_from]
   if shared:
     L.append("- Shared augmentation: these cells reused the generated copies "

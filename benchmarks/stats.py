@@ -146,9 +146,9 @@ def _claims(dataset: str, models: Sequence[str], modes: Sequence[str]):
   if "sasrec" in models and "aug" in modes and "diff4rec" in modes:
     out.append(("sasrec", "diff4rec", "aug", "the curriculum beats random "
                 "order (Table 4, conclusion 2)"))
-  for ctl, of in grid.CONTROL_FOR.items():
+  for ctl, (_, _, of) in grid.CONTROL_MODES.items():
     if "sasrec" in models and ctl in modes and of in modes:
-      what = ("the generated items beat copies that only duplicate the "
+      what = ("the augmentation beats copies that only duplicate the "
               "originals" if ctl == "duplicate" else
               f"the diffusion generator's candidates beat {ctl} ones")
       out.append(("sasrec", of, ctl, f"{what} (a control; the paper has "

@@ -25,6 +25,8 @@
 # 400 epochs instead of 200. aug_paper's best epoch was the cap (200),
 # base stopped early at 125 (best 100), so this says whether the grid's
 # budget holds the augmentation back. Base at 400 is the same run as at 200.
+# benchmarks/paper_queue.sh gives the grid a 400-epoch cap if the check's
+# best epoch lies past 200.
 set -euo pipefail
 ROOT=${1:?usage: tune_beauty_paper.sh ROOT}
 cd "$(dirname "$0")/.."

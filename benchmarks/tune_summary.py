@@ -9,7 +9,7 @@ variant with the best mean validation NDCG@10, the choice the paper grid
 then runs with; it also writes ROOT/CHOICE.md (the table and the choice).
 It exits 3, printing nothing on stdout, while a method variant is
 unfinished. Controls (kind 'control') and checks (kind 'check', e.g. a
-longer epoch budget) are never chosen and never wait for.
+longer epoch budget) are never chosen and never waited for.
 
 ROOT holds one folder per variant (benchmarks/tune_ml100k_bce.sh), each with
 reproduce.py cell workdirs `<dataset>-<model>-<mode>-s<seed>`. Prints a

@@ -10,8 +10,8 @@ lifts, the paper's). With --readme, replaces the text between the lines
 and lifts are the reports' own (benchmarks/stats.py): a lift is mean Δ over
 the seeds finished in both rows, relative to the second row's mean; a label
 of "holds" needs the lift beyond one std of the paired Δ on HR@10 and
-NDCG@10 alike. A verdict notes the epoch cap when a finished cell of either
-row ran to `train.num_epochs` still improving (benchmarks/grid.cut_by_cap).
+NDCG@10 alike. A verdict notes the epoch cap when one of the paired cells
+ran to `train.num_epochs` still improving (benchmarks/grid.cut_by_cap).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _claim(model: str, a: str, b: str) -> str:
   if (a, b) == ("diff4rec", "aug"):
     return "curriculum beats random order"
   if b == "duplicate":
-    return "generated items beat duplicated originals (control)"
+    return "augmentation beats duplicated originals (control)"
   return f"generator's candidates beat {b} ones (control)"
 
 
@@ -69,8 +69,8 @@ def rows(setting: str, root: str, dataset: str, models: Sequence[str],
                           setting)
   states = grid.inspect_grid(cells, root)
   summaries = stats.summarize(states)
-  capped = {(s.cell.model, s.cell.mode) for s in states
-            if s.status == "done" and grid.cut_by_cap(s.results)}
+  done = {(s.cell.model, s.cell.mode, s.cell.seed): s for s in states
+          if s.status == "done"}
   out = []
   for model, a, b, _, label, lifts in stats.claim_results(
       dataset, summaries, models, modes):
@@ -80,7 +80,10 @@ def rows(setting: str, root: str, dataset: str, models: Sequence[str],
         f" ({n} seed{'s' if n > 1 else ''})")
     theirs = " / ".join(_pct(paper.paper_lift(dataset, model, a, b, m))
                         for m in METRICS)
-    if label != "not run" and capped & {(model, a), (model, b)}:
+    paired = [(done[(model, a, k)], done[(model, b, k)])
+              for k in grid.DEFAULT_SEEDS
+              if (model, a, k) in done and (model, b, k) in done]
+    if any(grid.cut_by_cap(s.results) for pair in paired for s in pair):
       label += " (epoch cap: a cell stopped while improving)"
     out.append((_claim(model, a, b), label, ours,
                 "—" if theirs == "— / —" else theirs))

@@ -9,6 +9,7 @@ runner is exercised with a fake trainer script that writes those files.
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -763,9 +764,15 @@ def test_report_names_cells_cut_by_the_epoch_cap(tmp_path):
   # Best at 175: five evaluations without improvement end at 200 anyway.
   assert not grid.cut_by_cap(set_epochs(stopped, 175, 200))
   assert not grid.cut_by_cap(set_epochs(early, 100, 125))
+  # A cap off the evaluation grid is evaluated too (loop.py): with cap 202
+  # and best 180, the evaluations 185, 190, 195, 200 and 202 all failed.
   res = set_epochs(early, 100, 125)
-  res["config"]["train"].update(num_epochs=100, patience=0)
-  assert not grid.cut_by_cap(res)   # no early stopping: the cap is the plan
+  res.update(best_epoch=180, epochs_run=202)
+  res["config"]["train"].update(num_epochs=202)
+  assert not grid.cut_by_cap(res)
+  res.update(best_epoch=185)         # four evaluations after it: cut
+  assert grid.cut_by_cap(res)
+  set_epochs(early, 100, 125)
   states = grid.inspect_grid([early, cut, stopped], root)
   assert "cut by the epoch cap" in states[1].detail
   assert "cut by the epoch cap" not in states[0].detail + states[2].detail
@@ -798,3 +805,55 @@ def test_a_linked_cell_takes_its_run_record_from_the_other_root(tmp_path):
   text = report.build_report([st], ["beauty"], ["sasrec"], ["base"], [0],
                              root, "cmd", "m", "")
   assert "  python benchmarks/reproduce.py --root=sampled" in text
+
+
+def test_cells_get_a_persistent_compilation_cache(tmp_path):
+  root = str(tmp_path / "g")
+  args = rp.parse_args([f"--root={root}"])
+  env = rp.cell_env(args, {"PATH": "/bin"})
+  assert env["JAX_COMPILATION_CACHE_DIR"] == os.path.join(root, "jit_cache")
+  assert env["PATH"] == "/bin"
+  # The caller's cache wins over the default; --jit_cache over both.
+  env = rp.cell_env(args, {"JAX_COMPILATION_CACHE_DIR": "/c"})
+  assert env["JAX_COMPILATION_CACHE_DIR"] == "/c"
+  args = rp.parse_args([f"--root={root}", "--jit_cache=rel",
+                        "--data_dir=d"])
+  env = rp.cell_env(args, {"JAX_COMPILATION_CACHE_DIR": "/c"})
+  assert env["JAX_COMPILATION_CACHE_DIR"] == os.path.abspath("rel")
+  assert env["DIFF4REC_DATA_DIR"] == os.path.abspath("d")
+  args = rp.parse_args([f"--root={root}", "--jit_cache=none"])
+  assert "JAX_COMPILATION_CACHE_DIR" not in rp.cell_env(
+      args, {"JAX_COMPILATION_CACHE_DIR": "/c"})
+  # The cache folder under the root is not taken for a cell.
+  os.makedirs(os.path.join(root, "jit_cache"))
+  cell = Cell("beauty", "sasrec", "aug", 0)
+  assert runner.share_generator(cell, root, []) is None
+
+
+def test_the_trainer_takes_a_control_cells_own_fields(tmp_path, capsys):
+  """The command line a duplicate cell runs, parsed by the trainer's own
+  flag parser: the control's fields, given last, win over the overrides."""
+  chosen = "--config.augment.ratio=0.1 --config.augment.reorder=True"
+  args = rp.parse_args([f"--root={tmp_path}", "--setting=paper",
+                        "--datasets=beauty", "--modes=aug,duplicate",
+                        f"--overrides={chosen}"])
+  note = capsys.readouterr().out
+  assert ("note: the duplicate control cells keep their own augment."
+          "candidates, augment.ratio, augment.reorder over "
+          "--config.augment.ratio=0.1 --config.augment.reorder=True") in note
+  cell = grid.plan_cells(["beauty"], ["sasrec"], ["duplicate"], [0],
+                         "paper")[0]
+  argv = grid.cell_command(cell, str(tmp_path), args.overrides,
+                           prefix=["main"])
+  script = (
+      "import json, sys\n"
+      "from diff4rec_jax import main as m\n"
+      "m._parse_flags(sys.argv[1:])\n"
+      "c = m._CONFIG.value\n"
+      "print(json.dumps([c.mode, c.augment.candidates, c.augment.ratio, "
+      "c.augment.reorder]))\n")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  r = subprocess.run([sys.executable, "-c", script, *argv], cwd=repo,
+                     capture_output=True, text=True, check=True)
+  assert json.loads(r.stdout.splitlines()[-1]) == ["aug", "uniform", 0.0,
+                                                   False]
