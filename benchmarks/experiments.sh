@@ -35,6 +35,10 @@ fi
 pkill -f "benchmarks/unpin_when_alone.sh" || true
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
+# One persistent XLA compilation cache for every cell of both queues (the
+# grid runner passes it on): a cell's first epochs compile one step per
+# length-bucket pair, minutes on this CPU, again after every restart.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$RUNS/jit_cache}"
 # On a 2-core machine each queue gets one core and one XLA thread (PIN=0
 # turns this off). Session 16, Beauty, 6-epoch runs side by side
 # (results/README.md, "Two background queues on two cores"): the
