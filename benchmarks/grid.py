@@ -478,14 +478,17 @@ def config_deviations(expected: dict, actual: Optional[dict]) -> list:
   """['field=actual', ...] where a run's config differs from `expected`.
 
   Fields a resumed run may change without changing what it computes
-  (`config_lib.RESUMABLE_FIELDS`: paths, speed settings) do not count.
+  (`config_lib.RESUMABLE_FIELDS`: paths, speed settings) do not count, nor
+  do the generator and augmentation fields of a base run (unused there).
   """
   if actual is None:
     return []
   flat = flatten(actual)
+  unused = config_lib.BASE_UNUSED if (
+      expected.get("mode") == flat.get("mode") == "base") else ()
   out = []
   for k in sorted(set(expected) & set(flat)):
-    if k in config_lib.RESUMABLE_FIELDS:
+    if k in config_lib.RESUMABLE_FIELDS or k.startswith(unused):
       continue
     if flat[k] != expected[k]:
       out.append(f"{k}={json.dumps(flat[k])}")

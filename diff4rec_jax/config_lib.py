@@ -44,6 +44,9 @@ RESUMABLE_FIELDS = ("data.dir", "data.path", "train.log_every_steps",
                     "model.dropout_rng", "cpu_devices",
                     "train.eval_length_buckets")
 
+# The generator and augmentation settings do not touch a 'base' run.
+BASE_UNUSED = ("generator.", "augment.")
+
 
 def sub_block(config, name: str):
   """`config.<name>` of a full config, or `config` if it is that block."""
@@ -417,8 +420,7 @@ def check_workdir(config, workdir: str) -> None:
       raise errors.UserError(
           f"{path}: unreadable ({e}); use a fresh workdir") from e
   now = _flatten(json.loads(json.dumps(config.to_dict())))
-  # The generator and augmentation settings do not touch a 'base' run.
-  unused = ("generator.", "augment.") if (
+  unused = BASE_UNUSED if (
       config.mode == "base" and saved.get("mode") == "base") else ()
   # A field the saved config lacks was added to the code after that run
   # started; the run used the code's behaviour of its time.

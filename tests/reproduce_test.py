@@ -623,6 +623,16 @@ def test_config_deviations_skip_the_resumable_fields():
   assert grid.config_deviations(exp, run) == ["model.hidden=8",
                                               "train.num_epochs=3"]
   assert grid.config_deviations(exp, None) == []
+  # A base run does not use the augmentation and generator fields; an
+  # augmented run does.
+  run = _nested(exp)
+  run["augment"]["ratio"] = 0.5
+  run["generator"]["epochs"] = 1
+  assert grid.config_deviations(exp, run) == []
+  aug = grid.expected_config(Cell("beauty", "sasrec", "aug", 0))
+  run = _nested(aug)
+  run["augment"]["ratio"] = 0.5
+  assert grid.config_deviations(aug, run) == ["augment.ratio=0.5"]
 
 
 def test_read_curve_keeps_the_last_record_of_a_redone_epoch(tmp_path):
