@@ -322,6 +322,30 @@ def test_workdir_accepts_changed_speed_settings(straight_run, tmp_path):
     config_lib.check_workdir(c, wd2)
 
 
+def test_a_base_workdir_ignores_the_augmentation_fields(straight_run,
+                                                          tmp_path):
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  c, wd, _ = straight_run
+  saved = json.load(open(os.path.join(wd, "config.json")))
+  saved["mode"] = "base"
+  saved["augment"]["ratio"] = c.augment.ratio / 2
+  saved["generator"]["epochs"] = c.generator.epochs + 1
+  wd2 = str(tmp_path / "base")
+  os.makedirs(wd2)
+  with open(os.path.join(wd2, "config.json"), "w") as f:
+    json.dump(saved, f)
+  base = c.copy_and_resolve_references()
+  base.mode = "base"
+  config_lib.check_workdir(base, wd2)
+  saved["mode"] = "aug"
+  with open(os.path.join(wd2, "config.json"), "w") as f:
+    json.dump(saved, f)
+  aug = c.copy_and_resolve_references()
+  aug.mode = "aug"
+  with pytest.raises(ValueError, match="different config.*augment.ratio"):
+    config_lib.check_workdir(aug, wd2)
+
+
 @pytest.mark.parametrize("field, value", [
     ("data.max_len", 1), ("train.batch_size", -4), ("model.name", "bert"),
     ("train.loss", "hinge"), ("model.dropout", 1.5), ("mode", "magic"),
