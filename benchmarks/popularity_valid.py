@@ -4,8 +4,9 @@ for the generator's and the recommender's validation figures).
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/popularity_valid.py \
       [--dataset=beauty]
 
-Popularity counts the interactions before each user's validation target
-(no validation or test item counts); each user's own earlier items are
+Popularity counts the training interactions (every user's items before its
+validation target; no validation or test item counts), as the `popular`
+control does (`candidates.item_counts`); each user's own earlier items are
 excluded from its list, the target itself is not (metrics.py's rule).
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import paper  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import candidates  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
 
 
@@ -30,7 +32,8 @@ def main():
   ds = data_lib.load(c.data)
   _, targets = ds.eval_arrays("valid", c.data.max_len)
   indptr, items = ds.history_csr("valid")
-  counts = np.bincount(items, minlength=ds.num_items + 1).astype(float)
+  _, pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
+  counts = candidates.item_counts(ds.items[pos], ds.num_items).astype(float)
   counts[0] = -1
   top = np.argsort(-counts, kind="stable")[:300]
   hits = ndcg = 0.0
