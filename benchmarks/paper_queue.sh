@@ -8,8 +8,9 @@
 #    RUNS/tune_beauty).
 # 2. The choice: `tune_summary.py RUNS/tune_beauty --choose`, the method
 #    variant with the best validation NDCG@10 (written to
-#    RUNS/tune_beauty/CHOICE.md), and the epoch budget from the tuning's
-#    400-epoch check (below). Nothing below runs until both exist.
+#    RUNS/tune_beauty/CHOICE.md), with a doubled epoch cap if the chosen
+#    variant's run was stopped by the cap while still improving. Nothing
+#    below runs until it exists.
 # 3. The paper grid on Beauty and Yelp with the chosen augmentation: aug,
 #    diff4rec and the popular / uniform controls, 3 seeds, one generator
 #    per dataset (generator.seed=0), in RUNS/paper beside the base cells.
@@ -29,24 +30,6 @@ then
   exit 0
 fi
 echo "paper_queue: chosen augmentation overrides: '${CHOICE}'"
-# The budget (rule fixed in session 17, before the check's result): the
-# tuning's check `aug_paper_e400` reruns the paper's augmentation with a
-# 400-epoch cap. If its best validation epoch lies past 200, the
-# augmentation was still improving at the configs' 200-epoch cap, and every
-# cell of the grid from here on gets 400 (the finished base cells all
-# stopped early, before 200, so they are what a 400 cap gives; reports list
-# the cap per cell). The check runs before the grid for this reason.
-BUDGET=""
-E400="$RUNS/tune_beauty/aug_paper_e400/beauty-sasrec-aug-s0/results.json"
-if ! BEST=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_epoch'])" "$E400" 2> /dev/null)
-then
-  echo "paper_queue: the budget check has not finished; stopping here"
-  exit 0
-fi
-if (( BEST > 200 )); then
-  BUDGET="--config.train.num_epochs=400"
-fi
-echo "paper_queue: budget check best epoch ${BEST}: '${BUDGET:-200 epochs}'"
 # The tuning trained Beauty's generator with these settings (paper config,
 # generator.seed=0): give its top-M file to the grid's first Beauty cell
 # (train.py checks the file's hash and retrains on a mismatch).
@@ -56,7 +39,7 @@ grid() {  # datasets modes [models]
   python benchmarks/reproduce.py --setting=paper --datasets="$1" \
     --models="${3:-sasrec}" --modes="$2" --root="$RUNS/paper" \
     --report="$RUNS/paper/REPORT.md" \
-    --overrides="--config.generator.seed=0 ${CHOICE} ${BUDGET}"
+    --overrides="--config.generator.seed=0 ${CHOICE}"
 }
 grid beauty,yelp aug,diff4rec,popular,uniform
 grid ml-1m base

@@ -7,8 +7,11 @@
 benchmarks/tune_beauty_paper.sh) and prints the overrides of the 'method'
 variant with the best mean validation NDCG@10, the choice the paper grid
 then runs with; it also writes ROOT/CHOICE.md (the table and the choice).
-It exits 3, printing nothing on stdout, while a method variant is
-unfinished. Controls (kind 'control') and checks (kind 'check', e.g. a
+If a run of the chosen variant was stopped by its epoch cap while still
+improving (`grid.cut_by_cap`), the printed overrides also double the cap
+(`--config.train.num_epochs=<2 x cap>`), so that the grid's budget does not
+decide its verdict. It exits 3, printing nothing on stdout, while a method
+variant is unfinished. Controls (kind 'control') and checks (kind 'check', e.g. a
 longer epoch budget) are never chosen and never waited for.
 
 ROOT holds one folder per variant (benchmarks/tune_ml100k_bce.sh), each with
@@ -24,6 +27,12 @@ import os
 import re
 import statistics
 import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from benchmarks import grid  # pylint: disable=g-import-not-at-top
 
 
 def cells(root: str) -> dict:
@@ -101,6 +110,15 @@ def choose(found: dict, variants: list):
   return best[0], best[2]
 
 
+def budget_override(results) -> str:
+  """'--config.train.num_epochs=<2 x cap>' if one of these finished runs
+  was stopped by its cap while still improving, else ''."""
+  cut = [r for r in results if grid.cut_by_cap(r)]
+  if not cut:
+    return ""
+  return f"--config.train.num_epochs={2 * cut[0]['config']['train']['num_epochs']}"
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("root")
@@ -119,11 +137,16 @@ def main():
           file=sys.stderr)
     sys.exit(3)
   name, over = picked
+  budget = budget_override(found[name].values())
   with open(os.path.join(args.root, "CHOICE.md"), "w") as f:
     f.write(f"# Chosen on validation NDCG@10: `{name}`\n\n"
             f"Overrides: `{over or '(none: the paper augmentation)'}`\n\n"
-            f"{table(found, args.baseline)}\n")
-  print(over)
+            + (f"Budget: `{budget}` (a run of `{name}` was stopped by its "
+               "epoch cap while still improving)\n\n" if budget else
+               f"Budget: the configs' (no run of `{name}` was stopped by its "
+               "epoch cap while still improving)\n\n")
+            + f"{table(found, args.baseline)}\n")
+  print(" ".join(t for t in (over, budget) if t))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,15 @@ from conftest import REPO
 from benchmarks import tune_summary
 
 
-def _cell(root, variant, seed, ndcg):
+def _cell(root, variant, seed, ndcg, best_epoch=5, epochs_run=30):
   d = root / variant / f"beauty-sasrec-aug-s{seed}"
   d.mkdir(parents=True)
   (d / "results.json").write_text(json.dumps({
       "valid": {"NDCG@10": ndcg, "HR@10": 2 * ndcg},
-      "test": {"NDCG@10": ndcg, "HR@10": 2 * ndcg}, "best_epoch": 5}))
+      "test": {"NDCG@10": ndcg, "HR@10": 2 * ndcg},
+      "best_epoch": best_epoch, "epochs_run": epochs_run,
+      "config": {"train": {"num_epochs": 200, "eval_every": 5,
+                           "patience": 5}}}))
 
 
 def _variants(root, rows):
@@ -56,3 +59,22 @@ def test_no_choice_while_a_method_is_unfinished(tmp_path):
   # The unfinished 'check' variant does not hold the choice back.
   assert r.returncode == 0 and r.stdout == "\n"    # the paper's own: no flags
   assert "`paper`" in (tmp_path / "CHOICE.md").read_text()
+
+
+def test_the_choice_doubles_the_cap_when_the_chosen_run_hit_it(tmp_path):
+  _variants(tmp_path, ROWS)
+  _cell(tmp_path, "paper", 0, 0.010)
+  # The best method ran to the 200-epoch cap, its best at 195: cut.
+  _cell(tmp_path, "noreorder", 0, 0.012, best_epoch=195, epochs_run=200)
+  cmd = [sys.executable, "benchmarks/tune_summary.py", str(tmp_path),
+         "--choose"]
+  r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout == ("--config.augment.reorder=False "
+                      "--config.train.num_epochs=400\n")
+  assert "Budget: `--config.train.num_epochs=400`" in (
+      tmp_path / "CHOICE.md").read_text()
+  # Early-stopped (best epoch 5, stopped at 30): the configs' budget.
+  assert tune_summary.budget_override([json.loads(
+      (tmp_path / "paper" / "beauty-sasrec-aug-s0" / "results.json")
+      .read_text())]) == ""
