@@ -30,6 +30,17 @@ then
   exit 0
 fi
 echo "paper_queue: chosen augmentation overrides: '${CHOICE}'"
+# The choice is frozen once the grid has started: a different one later
+# (a variant added to the tuning) would mix two settings in one grid.
+USED="$RUNS/paper/augmentation_overrides.txt"
+if [[ -f "$USED" && "$(cat "$USED")" != "$CHOICE" ]]; then
+  echo "paper_queue: the chosen overrides changed after the grid started" \
+       "('$(cat "$USED")' -> '${CHOICE}'); stopping (remove $USED to" \
+       "accept the new choice for the cells still to run)"
+  exit 1
+fi
+mkdir -p "$RUNS/paper"
+printf '%s' "$CHOICE" > "$USED"
 # The tuning trained Beauty's generator with these settings (paper config,
 # generator.seed=0): give its top-M file to the grid's first Beauty cell
 # (train.py checks the file's hash and retrains on a mismatch).

@@ -208,6 +208,16 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
              "curriculum, as in the paper's Table 4 ablation: "
              + ", ".join(f"`{st.cell.name}` (from `{st.augmented_from}`)"
                          for st in shared) + ".")
+  aug_cfg = next((grid.flatten(st.config) for st in states
+                  if st.config and st.cell.mode in ("aug", "diff4rec")), None)
+  if aug_cfg:
+    fields = ("ratio", "reorder", "num_copies", "copies_per_batch",
+              "loss_weight", "loss_norm", "schedule", "curriculum_direction",
+              "exclude_history", "copy_source")
+    L.append("- Augmentation of the aug and diff4rec cells (from the first "
+             "one's config; per-cell changes are under *Cells*): "
+             + ", ".join(f"`augment.{k}={aug_cfg.get('augment.' + k)}`"
+                         for k in fields) + ".")
   L.append("- Metrics: full ranking over all items, history masked, "
            "leave-one-out (as the paper). Model selection is on validation: "
            "each run keeps the epoch with the best validation NDCG@10 and "
@@ -320,9 +330,10 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
   L.extend(curve_tables(states, datasets, seeds[0]))
   L.append("## Cells\n")
   L.append("Every cell of the grid in run order. *Settings differing from "
-           "the config file* lists fields whose values differ from "
-           "`configs/<dataset>.py` with the cell's mode, model and seed "
-           "(e.g. fewer epochs in a shortened run).\n")
+           f"the config file* lists fields whose values differ from "
+           f"`{config_text}` with the cell's mode, model and seed (e.g. "
+           "fewer epochs in a shortened run; a base cell's generator and "
+           "augmentation fields, unused there, are left out).\n")
   L.append("| cell | status | details | settings differing from the "
            "config file |")
   L.append("|---|---|---|---|")

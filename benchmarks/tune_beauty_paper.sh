@@ -15,9 +15,9 @@
 # from it: the 'method' variant (not a control) with the best validation
 # NDCG@10, once all of them are finished.
 #
-# Budget: 8 runs of seed 0 (about 40-60 min each here). Session 16
-# replaced two planned no-reorder diff4rec runs (d4r_noreorder, d4r_nr_pop)
-# by their reorder twins and aug ratio 0.1 with reorder: on Beauty,
+# Budget: 7 variants of seed 0 beside the linked base cell (about 40-60
+# min each here). Session 16 replaced two planned no-reorder diff4rec runs
+# (d4r_noreorder, d4r_nr_pop) by their reorder twins and aug ratio 0.1 with reorder: on Beauty,
 # dropping the reorder cost 17 points of validation NDCG@10 (aug_noreorder
 # -31.6% vs aug_paper -14.2% against base), so the curriculum is tried
 # beside it.

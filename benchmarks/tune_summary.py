@@ -9,10 +9,11 @@ variant with the best mean validation NDCG@10, the choice the paper grid
 then runs with; it also writes ROOT/CHOICE.md (the table and the choice).
 If a run of the chosen variant was stopped by its epoch cap while still
 improving (`grid.cut_by_cap`), the printed overrides also double the cap
-(`--config.train.num_epochs=<2 x cap>`), so that the grid's budget does not
-decide its verdict. It exits 3, printing nothing on stdout, while a method
-variant is unfinished. Controls (kind 'control') and checks (kind 'check', e.g. a
-longer epoch budget) are never chosen and never waited for.
+(`--config.train.num_epochs=<2 x cap>`, for every cell of the grid, base
+cells too), so that the grid's budget does not decide its verdict. It
+exits 3, printing nothing on stdout, while a method variant is unfinished.
+Controls (kind 'control') and checks (kind 'check', e.g. a longer epoch
+budget) are never chosen and never waited for.
 
 ROOT holds one folder per variant (benchmarks/tune_ml100k_bce.sh), each with
 reproduce.py cell workdirs `<dataset>-<model>-<mode>-s<seed>`. Prints a
@@ -116,7 +117,8 @@ def budget_override(results) -> str:
   cut = [r for r in results if grid.cut_by_cap(r)]
   if not cut:
     return ""
-  return f"--config.train.num_epochs={2 * cut[0]['config']['train']['num_epochs']}"
+  cap = cut[0]["config"]["train"]["num_epochs"]
+  return f"--config.train.num_epochs={2 * cap}"
 
 
 def main():
@@ -140,7 +142,7 @@ def main():
   budget = budget_override(found[name].values())
   with open(os.path.join(args.root, "CHOICE.md"), "w") as f:
     f.write(f"# Chosen on validation NDCG@10: `{name}`\n\n"
-            f"Overrides: `{over or '(none: the paper augmentation)'}`\n\n"
+            f"Overrides: `{over or '(none: configs/paper.py as it is)'}`\n\n"
             + (f"Budget: `{budget}` (a run of `{name}` was stopped by its "
                "epoch cap while still improving)\n\n" if budget else
                f"Budget: the configs' (no run of `{name}` was stopped by its "

@@ -12,8 +12,8 @@ augmentation ratio.
 Augmentation: ratio 0.1 (the share of a copy's items replaced), with the
 reorder, K = 10 copies, one copy per original per step, weight 1. The paper
 does not state its ratio; 0.1 was chosen on Beauty's validation split
-(seed 0) among seven readings (ratio 0.2 or 0.1, with and without the
-reorder, the curriculum's paced and one-pass schedules):
+(seed 0) as the best of six readings (ratio 0.2 or 0.1, with and without
+the reorder, the curriculum's paced and one-pass schedules):
 results/log/tuning.md, "Beauty, paper setting".
 
 Datasets: beauty | yelp | ml1m | steam (the argument after the colon).

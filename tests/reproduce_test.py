@@ -270,6 +270,10 @@ def test_report_has_paper_cells_and_lists_not_run(grid_root):
   assert "| yelp | Diff4Rec improves SASRec (Table 2/3) | not run |" in text
   assert "Diff4Rec improves SASRec (Table 2/3)**: not run" in text  # Yelp
   assert "validation" in text and "TEST CPU" in text and "python x" in text
+  # The augmentation the aug / diff4rec cells ran with is stated once.
+  assert ("- Augmentation of the aug and diff4rec cells (from the first "
+          "one's config; per-cell changes are under *Cells*): "
+          "`augment.ratio=0.2`, `augment.reorder=True`") in text
   # Lift table row: ours, std, pairs, beyond-1-std call, the paper's lift.
   lift_row = next(l for l in lines if l.startswith(
       "| SASRec | diff4rec vs base | test NDCG@10 |"))

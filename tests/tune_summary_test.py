@@ -57,7 +57,7 @@ def test_no_choice_while_a_method_is_unfinished(tmp_path):
   _cell(tmp_path, "noreorder", 0, 0.009)
   r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
   # The unfinished 'check' variant does not hold the choice back.
-  assert r.returncode == 0 and r.stdout == "\n"    # the paper's own: no flags
+  assert r.returncode == 0 and r.stdout == "\n"    # configs/paper.py as it is
   assert "`paper`" in (tmp_path / "CHOICE.md").read_text()
 
 
