@@ -16,7 +16,8 @@
 #            the paper grid's aug, diff4rec and control cells on Beauty and
 #            Yelp (their base cells are done), then ML-1M, then GRU4Rec and
 #            Caser on Beauty, then the duplicate control on Beauty and Yelp.
-# Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Reports: each root's REPORT.md;
+# Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Progress: `python
+# benchmarks/grid_status.py --runs=$RUNS`. Reports: each root's REPORT.md;
 # `python benchmarks/tune_summary.py $RUNS/tune_beauty`.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
