@@ -48,6 +48,7 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import loop  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
 
 
@@ -289,9 +290,9 @@ def estimate_left(states: Sequence["CellState"], root: str):
 def cut_by_cap(results: dict) -> bool:
   """Whether a finished run was stopped by `train.num_epochs`, not by
   early stopping: it ran to the cap with fewer than `patience` evaluations
-  after its best epoch (diff4rec_jax/loop.py evaluates every `eval_every`
-  epochs and at the cap, and stops after `patience` evaluations without a
-  better score), so it might have improved with more epochs.
+  (`loop.evaluates_at`) after its best epoch, so it might have improved
+  with more epochs (loop.py stops after `patience` evaluations without a
+  better score).
   """
   tc = (results.get("config") or {}).get("train") or {}
   cap, every, patience = (tc.get("num_epochs"), tc.get("eval_every"),
@@ -299,8 +300,8 @@ def cut_by_cap(results: dict) -> bool:
   best, ran = results.get("best_epoch"), results.get("epochs_run")
   if None in (cap, every, patience, best, ran) or every < 1:
     return False
-  evals_after = sum(1 for e in range(best + 1, cap + 1)
-                    if e % every == 0 or e == cap)
+  evals_after = sum(loop.evaluates_at(e, cap, every)
+                    for e in range(best + 1, cap + 1))
   return ran >= cap and evals_after < patience
 
 

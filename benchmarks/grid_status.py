@@ -20,7 +20,16 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
-_CELL = re.compile(r"^[a-z0-9-]+-(sasrec|gru4rec|caser)-[a-z0-9]+-s\d+$")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from benchmarks import grid  # pylint: disable=g-import-not-at-top
+
+_ONE_OF = lambda names: "(" + "|".join(map(re.escape, names)) + ")"
+# A cell workdir's name, grid.Cell.name: <dataset>-<model>-<mode>-s<seed>.
+_CELL = re.compile(f"^{_ONE_OF(grid.DATASET_CONFIGS)}-{_ONE_OF(grid.MODELS)}"
+                   f"-{_ONE_OF(grid.ALL_MODES)}-s(\\d+)$")
 _EPOCH = re.compile(r"\] (?P<prefix>[\w-]+ )?epoch (?P<e>\d+)/(?P<n>\d+) "
                     r".* (?P<dt>[\d.]+)s  eta (?P<eta>\S+)$")
 _VALID = re.compile(r"\] (?:[\w-]+ )?epoch (?P<e>\d+) valid .*"
@@ -88,16 +97,12 @@ def grid_roots(runs: str) -> list:
 
 
 def root_counts(root: str) -> tuple:
-  """(finished, partial) cell workdirs of a grid root."""
-  done = partial = 0
-  for name in os.listdir(root):
-    path = os.path.join(root, name)
-    if _CELL.match(name) and os.path.isdir(path):
-      if os.path.exists(os.path.join(path, "results.json")):
-        done += 1
-      else:
-        partial += 1
-  return done, partial
+  """(finished, partial) cell workdirs of a grid root (grid.inspect_cell's
+  status)."""
+  status = [grid.inspect_cell(grid.Cell(*m.groups()[:3], int(m.group(4))),
+                              root).status
+            for m in map(_CELL.match, sorted(os.listdir(root))) if m]
+  return status.count("done"), status.count("partial")
 
 
 def status(runs: str, ps_lines: Sequence[str]) -> str:

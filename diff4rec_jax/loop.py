@@ -279,6 +279,12 @@ class _Progress:
                                                     epoch, done)
 
 
+def evaluates_at(epoch: int, num_epochs: int, eval_every: int) -> bool:
+  """Whether a phase evaluates after `epoch`: every `eval_every` epochs and
+  at its last (`num_epochs`); eval_every 0: never."""
+  return bool(eval_every) and (epoch % eval_every == 0 or epoch == num_epochs)
+
+
 def eta_seconds(epoch: int, num_epochs: int, eval_every: int,
                 epoch_secs: list, eval_secs: list) -> float:
   """Seconds left in a phase after training epoch `epoch`, up to its cap.
@@ -290,9 +296,8 @@ def eta_seconds(epoch: int, num_epochs: int, eval_every: int,
   evaluations.
   """
   med = lambda xs: float(np.median(xs[-3:])) if xs else 0.0
-  evals = 0 if not eval_every else sum(
-      1 for e in range(epoch, num_epochs + 1)
-      if e % eval_every == 0 or e == num_epochs)
+  evals = sum(evaluates_at(e, num_epochs, eval_every)
+              for e in range(epoch, num_epochs + 1))
   return (num_epochs - epoch) * med(epoch_secs) + evals * med(eval_secs)
 
 
@@ -347,11 +352,10 @@ def _epochs(phase: Phase, state, meta: dict, ckpt, log, stop,
     logging.info("%sepoch %d/%d  %s  %.1fs  eta %s", phase.prefix, epoch,
                  phase.num_epochs, text, dt, runlog.fmt_secs(eta))
     record = {"epoch": epoch, "step": int(state["step"]), **fields}
-    if phase.evaluate is not None and (epoch % phase.eval_every == 0 or
-                                       epoch == phase.num_epochs):
-      t_eval = time.time()
+    if phase.evaluate is not None and evaluates_at(epoch, phase.num_epochs,
+                                                   phase.eval_every):
       _evaluate(phase, state, meta, ckpt, epoch, record)
-      eval_secs.append(time.time() - t_eval)
+      eval_secs.append(record["eval_seconds"])
     if phase.after_epoch is not None:
       phase.after_epoch(state, epoch)
     log.write(record, int(state["step"]))

@@ -1,6 +1,7 @@
 """Tests for benchmarks/grid_status.py: running cells' progress from the
 runner's logs and the grid roots' counts (hand-made files in tmp_path)."""
 
+import json
 import os
 
 from benchmarks import grid_status
@@ -18,9 +19,12 @@ I1207 13:48:45.8 1 loop.py:347] epoch 21/200  loss 1.0491  2920 seq/s  13.8s  et
 
 
 def _cell(root, name, done):
+  """A finished cell (results.json) or a partial one (config.json only)."""
   os.makedirs(os.path.join(root, name))
-  if done:
-    open(os.path.join(root, name, "results.json"), "w").close()
+  res = {"valid": {"NDCG@10": 0.02}, "test": {"NDCG@10": 0.01}}
+  with open(os.path.join(root, name,
+                         "results.json" if done else "config.json"), "w") as f:
+    json.dump(res if done else {"mode": "aug"}, f)
 
 
 def test_status_of_running_cells_and_roots(tmp_path):
@@ -29,6 +33,7 @@ def test_status_of_running_cells_and_roots(tmp_path):
   _cell(paper, "beauty-sasrec-base-s0", True)
   _cell(paper, "beauty-sasrec-aug-s0", False)
   os.makedirs(os.path.join(paper, "jit_cache"))       # not a cell
+  os.makedirs(os.path.join(paper, "beauty-sasrec-uniform-s1"))  # empty: todo
   open(os.path.join(paper, "grid_log.jsonl"), "w").close()
   with open(os.path.join(paper, "beauty-sasrec-aug-s0.log"), "w") as f:
     f.write(LOG)
