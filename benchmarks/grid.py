@@ -260,31 +260,52 @@ def cell_seconds(root: str) -> dict:
   return out
 
 
-def estimate_left(states: Sequence["CellState"], root: str):
-  """(seconds, cells estimated, cells without an estimate) still to run.
+def finished_results(workdir: str) -> Optional[dict]:
+  """A finished run's results.json (with test and valid metrics), or None."""
+  res = rundir.read_json(os.path.join(workdir, "results.json"))
+  ok = isinstance(res, dict) and "test" in res and "valid" in res
+  return res if ok else None
 
-  An unfinished cell is estimated by the median wall time (all attempts) of
-  the finished cells under `root` of its dataset, backbone, setting and
-  kind (base, or augmented: aug, diff4rec and the controls), as they ran on
-  this machine; what a partial cell has done is not subtracted.
+
+def estimate_left(states: Sequence["CellState"], root: str):
+  """(seconds, cells measured, cells scaled, cells without an estimate).
+
+  An unfinished cell is estimated by the median wall time (all attempts,
+  from grid_log.jsonl) of the finished cells under `root` (one setting) of
+  its dataset, backbone and kind (base, or augmented: aug, diff4rec and the
+  controls), as they ran on this machine: "measured". An augmented cell
+  with no finished cell of its kind but a finished base cell of its dataset
+  and backbone is "scaled": that base median times the median augmented /
+  base ratio of the root's other (dataset, backbone) pairs that have both.
+  What a partial cell has done is not subtracted.
   """
-  secs = cell_seconds(root)
-  kind = lambda c: (c.dataset, c.model, c.setting, c.mode == "base")
-  done = {}
-  for st in states:
-    if st.status == "done" and st.cell.name in secs:
-      done.setdefault(kind(st.cell), []).append(secs[st.cell.name])
-  total, known, unknown = 0.0, 0, 0
+  runs = {}
+  for name, secs in cell_seconds(root).items():
+    parts = name.rsplit("-", 3)       # dataset names may hold a '-'
+    if (len(parts) == 4 and parts[3][:1] == "s"
+        and finished_results(os.path.join(root, name)) is not None):
+      runs.setdefault((parts[0], parts[1], parts[2] == "base"),
+                      []).append(secs)
+  median = {k: statistics.median(v) for k, v in runs.items()}
+  ratios = {k[:2]: median[k[:2] + (False,)] / median[k]
+            for k in median if k[2] and k[:2] + (False,) in median
+            and median[k] > 0}
+  total, measured, scaled, unknown = 0.0, 0, 0, 0
   for st in states:
     if st.status == "done":
       continue
-    runs = done.get(kind(st.cell))
-    if runs:
-      total += statistics.median(runs)
-      known += 1
+    pair = (st.cell.dataset, st.cell.model)
+    base = st.cell.mode == "base"
+    others = [r for p, r in ratios.items() if p != pair]
+    if pair + (base,) in median:
+      total += median[pair + (base,)]
+      measured += 1
+    elif not base and pair + (True,) in median and others:
+      total += median[pair + (True,)] * statistics.median(others)
+      scaled += 1
     else:
       unknown += 1
-  return total, known, unknown
+  return total, measured, scaled, unknown
 
 
 def cut_by_cap(results: dict) -> bool:
@@ -316,8 +337,8 @@ def inspect_cell(cell: Cell, root: str,
   if not os.path.isdir(wd):
     return _note_failure(st)
   st.curve = read_curve(os.path.join(wd, "metrics.jsonl"))
-  res = rundir.read_json(os.path.join(wd, "results.json"))
-  if isinstance(res, dict) and "test" in res and "valid" in res:
+  res = finished_results(wd)
+  if res is not None:
     st.status, st.results, st.config = "done", res, res.get("config")
     st.detail = (f"best epoch {res.get('best_epoch')} of "
                  f"{res.get('epochs_run')}, train "

@@ -170,14 +170,23 @@ def print_plan(cells: Sequence[grid.Cell], args) -> None:
             for k in ("done", "partial", "todo")}
   print(f"{len(states)} cells: {counts['done']} done, {counts['partial']} "
         f"partial, {counts['todo']} todo")
-  secs, known, unknown = grid.estimate_left(states, args.root)
-  if known or unknown:
-    est = (f"about {grid.fmt_secs(secs)} of wall time for {known} of them "
-           "(the median of this root's finished cells of the same dataset, "
-           "backbone and kind, as they ran here)" if known else
-           "no estimate")
-    print(f"left: {est}" + (f"; {unknown} without a finished cell of their "
-                            "kind" if unknown and known else ""))
+  secs, measured, scaled, unknown = grid.estimate_left(states, args.root)
+  if measured or scaled or unknown:
+    parts = []
+    if measured:
+      parts.append(f"{measured} from the median of this root's finished "
+                   "cells of the same dataset, backbone and kind, as they "
+                   "ran here")
+    if scaled:
+      parts.append(f"{scaled} augmented from their dataset's base cells "
+                   "times the augmented / base ratio of the other datasets "
+                   "or backbones")
+    est = (f"about {grid.fmt_secs(secs)} of wall time for "
+           f"{measured + scaled} of them ({'; '.join(parts)})"
+           if parts else "no estimate")
+    print(f"left: {est}" + (f"; {unknown} without an estimate (no finished "
+                            "cell of their kind)" if unknown and parts
+                            else ""))
 
 
 def cell_env(args, environ) -> dict:

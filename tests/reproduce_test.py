@@ -385,8 +385,8 @@ def test_dry_run_and_report_only_cli(grid_root, tmp_path, capsys):
 
 def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
                                                             capsys):
-  # Attempts (seconds) as the runner logs them: base cells 100 + 20, 200,
-  # 300 (median 200); augmented 1000, 3000; a shared-copies record and a
+  # Attempts (seconds) as the runner logs them: base cells 100 + 20, 180,
+  # 300 (median 180); augmented 1000, 3000; a shared-copies record and a
   # Yelp cell are not of the Beauty SASRec kinds.
   recs = [("beauty-sasrec-base-s0", 100), ("beauty-sasrec-base-s0", 20),
           ("beauty-sasrec-base-s1", 180), ("beauty-sasrec-base-s2", 300),
@@ -404,13 +404,30 @@ def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
   # Unfinished Beauty SASRec cells: aug s1, aug s2, diff4rec s2 (partial),
   # each the median of the finished augmented ones (1000, 3000, and
   # diff4rec s1 without a log record): 2000 s. Caser: no finished cell.
-  secs, known, unknown = grid.estimate_left(states, grid_root)
-  assert (secs, known, unknown) == (3 * 2000.0, 3, 9)
+  secs, measured, scaled, unknown = grid.estimate_left(states, grid_root)
+  assert (secs, measured, scaled, unknown) == (3 * 2000.0, 3, 0, 9)
   assert rp.main([f"--root={grid_root}", "--datasets=beauty",
                   "--models=sasrec,caser", "--dry_run"]) == 0
   out = capsys.readouterr().out
-  assert "left: about 1.7 h of wall time for 3 of them" in out
-  assert "; 9 without a finished cell of their kind" in out
+  assert "left: about 1.7 h of wall time for 3 of them (3 from the median" in out
+  assert "; 9 without an estimate (no finished cell of their kind)" in out
+
+  # Yelp SASRec has a finished base cell (7 s, logged above) and no
+  # augmented one: its aug and diff4rec cells are scaled by Beauty SASRec's
+  # augmented / base ratio, 2000 / 180 (77.8 s each); its unfinished base
+  # cells take the base median; Caser has no base cell: no estimate.
+  write_done(grid_root, Cell("yelp", "sasrec", "base", 0), 0.03, 0.015)
+  cells = grid.plan_cells(["beauty", "yelp"], ["sasrec", "caser"],
+                          ["base", "aug", "diff4rec"], [0, 1, 2])
+  states = grid.inspect_grid(cells, grid_root)
+  secs, measured, scaled, unknown = grid.estimate_left(states, grid_root)
+  assert (measured, scaled, unknown) == (3 + 2, 6, 18)
+  assert secs == pytest.approx(3 * 2000.0 + 2 * 7.0 + 6 * 7.0 * 2000 / 180)
+  assert rp.main([f"--root={grid_root}", "--datasets=beauty,yelp",
+                  "--models=sasrec,caser", "--dry_run"]) == 0
+  out = capsys.readouterr().out
+  assert "for 11 of them (5 from the median" in out
+  assert "; 6 augmented from their dataset's base cells" in out
 
 
 def test_share_augmentation_only_between_matching_siblings(grid_root):
