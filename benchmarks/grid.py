@@ -41,7 +41,7 @@ import os
 import shlex
 import statistics
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -267,45 +267,55 @@ def finished_results(workdir: str) -> Optional[dict]:
   return res if ok else None
 
 
-def estimate_left(states: Sequence["CellState"], root: str):
-  """(seconds, cells measured, cells scaled, cells without an estimate).
+class LeftEstimate(NamedTuple):
+  """What `estimate_left` says is still to run."""
+  seconds: float   # wall time of the cells measured or scaled
+  measured: int    # cells estimated from finished cells of their kind
+  scaled: int      # augmented cells estimated from their base cells
+  unknown: int     # cells without an estimate
 
-  An unfinished cell is estimated by the median wall time (all attempts,
-  from grid_log.jsonl) of the finished cells under `root` (one setting) of
-  its dataset, backbone and kind (base, or augmented: aug, diff4rec and the
-  controls), as they ran on this machine: "measured". An augmented cell
-  with no finished cell of its kind but a finished base cell of its dataset
-  and backbone is "scaled": that base median times the median augmented /
-  base ratio of the root's other (dataset, backbone) pairs that have both.
+
+def estimate_left(states: Sequence["CellState"], root: str) -> LeftEstimate:
+  """Wall time of the unfinished cells among `states`, from this machine.
+
+  Finished cells are those under `root` (one setting; any cell, planned in
+  `states` or not) with a results.json and wall times in its
+  grid_log.jsonl; a workdir linked from another root is left out (its
+  time is in that root's log). An unfinished cell is "measured": the
+  median of the finished cells of its dataset, backbone and kind (base,
+  or augmented: aug, diff4rec and the controls). An augmented cell with no
+  finished cell of its kind but finished base cells of its dataset and
+  backbone is "scaled": their median times the median, over the root's
+  (dataset, backbone) pairs that have both, of augmented / base median.
   What a partial cell has done is not subtracted.
   """
-  runs = {}
+  runs = {}                       # (dataset, model, is_base) -> [seconds]
   for name, secs in cell_seconds(root).items():
     parts = name.rsplit("-", 3)       # dataset names may hold a '-'
-    if (len(parts) == 4 and parts[3][:1] == "s"
-        and finished_results(os.path.join(root, name)) is not None):
-      runs.setdefault((parts[0], parts[1], parts[2] == "base"),
-                      []).append(secs)
+    wd = os.path.join(root, name)
+    if (len(parts) == 4 and parts[3][:1] == "s" and not os.path.islink(wd)
+        and finished_results(wd) is not None):
+      dataset, model, mode, _ = parts
+      runs.setdefault((dataset, model, mode == "base"), []).append(secs)
   median = {k: statistics.median(v) for k, v in runs.items()}
-  ratios = {k[:2]: median[k[:2] + (False,)] / median[k]
-            for k in median if k[2] and k[:2] + (False,) in median
-            and median[k] > 0}
+  ratios = [median[(d, m, False)] / median[(d, m, True)]
+            for (d, m, is_base) in median
+            if is_base and (d, m, False) in median and median[(d, m, True)]]
   total, measured, scaled, unknown = 0.0, 0, 0, 0
   for st in states:
     if st.status == "done":
       continue
-    pair = (st.cell.dataset, st.cell.model)
-    base = st.cell.mode == "base"
-    others = [r for p, r in ratios.items() if p != pair]
-    if pair + (base,) in median:
-      total += median[pair + (base,)]
+    d, m, is_base = st.cell.dataset, st.cell.model, st.cell.mode == "base"
+    if (d, m, is_base) in median:
+      total += median[(d, m, is_base)]
       measured += 1
-    elif not base and pair + (True,) in median and others:
-      total += median[pair + (True,)] * statistics.median(others)
+    elif not is_base and (d, m, True) in median and ratios:
+      # Its own pair has no augmented cell, so no ratio of its own.
+      total += median[(d, m, True)] * statistics.median(ratios)
       scaled += 1
     else:
       unknown += 1
-  return total, measured, scaled, unknown
+  return LeftEstimate(total, measured, scaled, unknown)
 
 
 def cut_by_cap(results: dict) -> bool:

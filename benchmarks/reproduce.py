@@ -170,23 +170,26 @@ def print_plan(cells: Sequence[grid.Cell], args) -> None:
             for k in ("done", "partial", "todo")}
   print(f"{len(states)} cells: {counts['done']} done, {counts['partial']} "
         f"partial, {counts['todo']} todo")
-  secs, measured, scaled, unknown = grid.estimate_left(states, args.root)
-  if measured or scaled or unknown:
-    parts = []
-    if measured:
-      parts.append(f"{measured} from the median of this root's finished "
-                   "cells of the same dataset, backbone and kind, as they "
-                   "ran here")
-    if scaled:
-      parts.append(f"{scaled} augmented from their dataset's base cells "
-                   "times the augmented / base ratio of the other datasets "
-                   "or backbones")
-    est = (f"about {grid.fmt_secs(secs)} of wall time for "
-           f"{measured + scaled} of them ({'; '.join(parts)})"
-           if parts else "no estimate")
-    print(f"left: {est}" + (f"; {unknown} without an estimate (no finished "
-                            "cell of their kind)" if unknown and parts
-                            else ""))
+  left = grid.estimate_left(states, args.root)
+  todo = left.measured + left.scaled + left.unknown
+  if not todo:
+    return
+  if not left.measured + left.scaled:
+    print(f"left: {todo} cells, no estimate (no finished cell of their "
+          "dataset and backbone under this root)")
+    return
+  print(f"left: about {grid.fmt_secs(left.seconds)} of wall time for "
+        f"{left.measured + left.scaled} of {todo} cells:")
+  if left.measured:
+    print(f"  {left.measured} as the median of this root's finished cells "
+          "of their dataset, backbone and kind, as they ran here")
+  if left.scaled:
+    print(f"  {left.scaled} augmented as their dataset and backbone's base "
+          "median times the median augmented / base ratio of the root's "
+          "other pairs")
+  if left.unknown:
+    print(f"  {left.unknown} without an estimate (no finished cell of "
+          "their kind)")
 
 
 def cell_env(args, environ) -> dict:

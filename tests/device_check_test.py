@@ -35,7 +35,21 @@ def test_needs_prepared_folder(tmp_path):
   out.mkdir()
   r = _run(tmp_path, [], {"OUT": str(out)})
   assert r.returncode == 2
-  assert ".device/ is missing: run with --prepare" in r.stdout
+  assert "run with --prepare here first" in r.stdout
+  assert not os.listdir(out)
+
+
+def test_refuses_a_half_prepared_folder(tmp_path):
+  # What a --prepare cut short after its mkdir leaves: the folders, one
+  # wheel, no data.
+  out = tmp_path / "out"
+  out.mkdir()
+  (tmp_path / ".device" / "whl").mkdir(parents=True)
+  (tmp_path / ".device" / "data").mkdir()
+  (tmp_path / ".device" / "whl" / "a-1.0-py3-none-any.whl").write_text("")
+  r = _run(tmp_path, [], {"OUT": str(out)})
+  assert r.returncode == 2
+  assert "missing or incomplete" in r.stdout
   assert not os.listdir(out)
 
 

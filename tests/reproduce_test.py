@@ -9,6 +9,7 @@ runner is exercised with a fake trainer script that writes those files.
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -384,6 +385,7 @@ def test_dry_run_and_report_only_cli(grid_root, tmp_path, capsys):
 
 
 def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
+                                                            tmp_path,
                                                             capsys):
   # Attempts (seconds) as the runner logs them: base cells 100 + 20, 180,
   # 300 (median 180); augmented 1000, 3000; a shared-copies record and a
@@ -392,7 +394,8 @@ def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
           ("beauty-sasrec-base-s1", 180), ("beauty-sasrec-base-s2", 300),
           ("beauty-sasrec-aug-s0", 1000), ("beauty-sasrec-diff4rec-s0", 3000),
           ("beauty-sasrec-diff4rec-s2", 500), ("yelp-sasrec-base-s0", 7)]
-  with open(os.path.join(grid_root, "grid_log.jsonl"), "w") as f:
+  log = os.path.join(grid_root, "grid_log.jsonl")
+  with open(log, "w") as f:
     for cell, secs in recs:
       f.write(json.dumps({"cell": cell, "seconds": secs}) + "\n")
     f.write(json.dumps({"cell": "beauty-sasrec-aug-s1", "seconds": 9999,
@@ -404,30 +407,48 @@ def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
   # Unfinished Beauty SASRec cells: aug s1, aug s2, diff4rec s2 (partial),
   # each the median of the finished augmented ones (1000, 3000, and
   # diff4rec s1 without a log record): 2000 s. Caser: no finished cell.
-  secs, measured, scaled, unknown = grid.estimate_left(states, grid_root)
-  assert (secs, measured, scaled, unknown) == (3 * 2000.0, 3, 0, 9)
+  left = grid.estimate_left(states, grid_root)
+  assert tuple(left) == (3 * 2000.0, 3, 0, 9)
   assert rp.main([f"--root={grid_root}", "--datasets=beauty",
                   "--models=sasrec,caser", "--dry_run"]) == 0
   out = capsys.readouterr().out
-  assert "left: about 1.7 h of wall time for 3 of them (3 from the median" in out
-  assert "; 9 without an estimate (no finished cell of their kind)" in out
+  assert "left: about 1.7 h of wall time for 3 of 12 cells:\n  3 as the" in out
+  assert "\n  9 without an estimate (no finished cell of their kind)" in out
 
-  # Yelp SASRec has a finished base cell (7 s, logged above) and no
-  # augmented one: its aug and diff4rec cells are scaled by Beauty SASRec's
-  # augmented / base ratio, 2000 / 180 (77.8 s each); its unfinished base
-  # cells take the base median; Caser has no base cell: no estimate.
-  write_done(grid_root, Cell("yelp", "sasrec", "base", 0), 0.03, 0.015)
-  cells = grid.plan_cells(["beauty", "yelp"], ["sasrec", "caser"],
+  # ML-1M SASRec has a finished base cell (40 s) and no augmented one, and
+  # only ML-1M is planned: its aug and diff4rec cells are scaled by the
+  # median over the root's pairs of augmented / base median: Beauty SASRec
+  # 2000 / 180 and Beauty Caser 300 / 100 = 3 (not by the ratio of the
+  # medians of all augmented and all base cells, 1000 / 150). A Caser aug
+  # cell linked in from another root, logged here at 99999 s, is left out
+  # (with it Caser's ratio would be about 500).
+  write_done(grid_root, Cell("ml-1m", "sasrec", "base", 0), 0.2, 0.1)
+  write_done(grid_root, Cell("beauty", "caser", "base", 0), 0.03, 0.015)
+  write_done(grid_root, Cell("beauty", "caser", "aug", 0), 0.03, 0.015)
+  other = str(tmp_path / "other")
+  write_done(other, Cell("beauty", "caser", "aug", 1), 0.03, 0.015)
+  os.symlink(os.path.join(other, "beauty-caser-aug-s1"),
+             os.path.join(grid_root, "beauty-caser-aug-s1"))
+  with open(log, "a") as f:
+    for cell, secs in [("ml-1m-sasrec-base-s0", 40),
+                       ("beauty-caser-base-s0", 100),
+                       ("beauty-caser-aug-s0", 300),
+                       ("beauty-caser-aug-s1", 99999)]:
+      f.write(json.dumps({"cell": cell, "seconds": secs}) + "\n")
+  cells = grid.plan_cells(["ml-1m"], ["sasrec"],
                           ["base", "aug", "diff4rec"], [0, 1, 2])
   states = grid.inspect_grid(cells, grid_root)
-  secs, measured, scaled, unknown = grid.estimate_left(states, grid_root)
-  assert (measured, scaled, unknown) == (3 + 2, 6, 18)
-  assert secs == pytest.approx(3 * 2000.0 + 2 * 7.0 + 6 * 7.0 * 2000 / 180)
-  assert rp.main([f"--root={grid_root}", "--datasets=beauty,yelp",
-                  "--models=sasrec,caser", "--dry_run"]) == 0
+  left = grid.estimate_left(states, grid_root)
+  # Base s1, s2 take the base median (40 s); 6 augmented cells scaled.
+  assert (left.measured, left.scaled, left.unknown) == (2, 6, 0)
+  ratio = statistics.median([2000 / 180, 300 / 100])
+  assert left.seconds == pytest.approx(2 * 40.0 + 6 * 40.0 * ratio)
+  assert rp.main([f"--root={grid_root}", "--datasets=ml-1m",
+                  "--models=sasrec", "--dry_run"]) == 0
   out = capsys.readouterr().out
-  assert "for 11 of them (5 from the median" in out
-  assert "; 6 augmented from their dataset's base cells" in out
+  assert "for 8 of 8 cells:\n  2 as the median" in out
+  assert "\n  6 augmented as their dataset and backbone's base median" in out
+  assert "without an estimate" not in out
 
 
 def test_share_augmentation_only_between_matching_siblings(grid_root):
