@@ -25,7 +25,8 @@ generator. Background jobs distort the figures: run on a quiet machine.
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/cell_cost.py \
       [--datasets=beauty,yelp,ml-1m] [--settings=paper,strong,sampled] \
       [--epochs=6] [--generator_epochs=2] [--cell_epochs=0] \
-      [--overrides="--config.train.negative_sampler=popularity ..."]
+      [--overrides="--config.train.negative_sampler=popularity ..."] \
+      [--base_only]
 
 Settings: paper = configs/paper.py:<ds> (BCE, one negative); strong =
 configs/<ds>.py (full-softmax CE); sampled = strong with
@@ -136,6 +137,9 @@ def main():
   p.add_argument("--overrides", default="",
                  help="'--config.a.b=v ...' for every setting, as "
                  "reproduce.py's")
+  p.add_argument("--base_only", action="store_true",
+                 help="time the base epoch and the evaluation only (no aug "
+                 "epoch, no generator): to compare losses")
   args = p.parse_args()
   logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
@@ -155,12 +159,17 @@ def main():
       prepare.ensure_for_config(c.data)
       ds = data_lib.load(c.data)
       base_s, eval_s = time_recommender(c, ds, "base", args.epochs)
-      aug_s, _ = time_recommender(c, ds, "aug", args.epochs)
-      if gen is None:   # the generator is the same in every setting
-        gen = time_generator(c, ds, args.generator_epochs)
       e = args.cell_epochs or c.train.num_epochs
       evals = e / c.train.eval_every * eval_s
       base_cell = e * base_s + evals
+      if args.base_only:
+        print(f"| {dataset} | {setting} ({c.train.loss}) | {base_s:.1f} | "
+              f"— | — | {eval_s:.1f} | — | — | {e} | {base_cell / 60:.0f} "
+              "| — |", flush=True)
+        continue
+      aug_s, _ = time_recommender(c, ds, "aug", args.epochs)
+      if gen is None:   # the generator is the same in every setting
+        gen = time_generator(c, ds, args.generator_epochs)
       aug_cell = (c.generator.epochs * gen[0] + gen[1]
                   + c.augment.warmup_epochs * base_s + e * aug_s + evals)
       print(f"| {dataset} | {setting} ({c.train.loss}) | {base_s:.1f} | "

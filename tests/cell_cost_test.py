@@ -36,3 +36,30 @@ def test_overrides_take_the_field_types_in_every_setting():
 def test_bad_overrides_are_named(text, match):
   with pytest.raises(ValueError, match=match):
     cell_cost.load_config("beauty", "strong", text)
+
+
+def test_base_only_times_no_aug_epoch_and_no_generator(monkeypatch, capsys):
+  modes = []
+
+  def fake_time_recommender(config, ds, mode, epochs):
+    modes.append((mode, config.train.num_negatives))
+    return 2.0, 1.0
+
+  def no_generator(*args):
+    raise AssertionError("--base_only must not time the generator")
+
+  monkeypatch.setattr(cell_cost, "time_recommender", fake_time_recommender)
+  monkeypatch.setattr(cell_cost, "time_generator", no_generator)
+  monkeypatch.setattr(cell_cost.prepare, "ensure_for_config", lambda c: None)
+  monkeypatch.setattr(cell_cost.data_lib, "load", lambda c: None)
+  monkeypatch.setattr("sys.argv", [
+      "cell_cost.py", "--datasets=beauty", "--settings=sampled",
+      "--base_only", "--epochs=2", "--cell_epochs=10",
+      "--overrides=--config.train.num_negatives=4096"])
+  cell_cost.main()
+  assert modes == [("base", 4096)]
+  rows = [l for l in capsys.readouterr().out.splitlines()
+          if l.startswith("| beauty")]
+  # 10 epochs x 2 s + 10 / eval_every (5) x 1 s = 22 s: 0 min.
+  assert rows == ["| beauty | sampled (sampled_ce) | 2.0 | — | — | 1.0 | — "
+                  "| — | 10 | 0 | — |"]
