@@ -279,9 +279,9 @@ def estimate_left(states: Sequence["CellState"], root: str) -> LeftEstimate:
   """Wall time of the unfinished cells among `states`, from this machine.
 
   Finished cells are those under `root` (one setting; any cell, planned in
-  `states` or not) with a results.json and wall times in its
-  grid_log.jsonl; a workdir linked from another root is left out (its
-  time is in that root's log). An unfinished cell is "measured": the
+  `states` or not) with a results.json; a cell's time is the larger of its
+  attempts' wall time in grid_log.jsonl and its results' train_seconds. A
+  workdir linked from another root is left out (its time is that root's). An unfinished cell is "measured": the
   median of the finished cells of its dataset, backbone and kind (base,
   or augmented: aug, diff4rec and the controls). An augmented cell with no
   finished cell of its kind but finished base cells of its dataset and
@@ -289,12 +289,18 @@ def estimate_left(states: Sequence["CellState"], root: str) -> LeftEstimate:
   (dataset, backbone) pairs that have both, of augmented / base median.
   What a partial cell has done is not subtracted.
   """
+  logged = cell_seconds(root)
   runs = {}                       # (dataset, model, is_base) -> [seconds]
-  for name, secs in cell_seconds(root).items():
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     parts = name.rsplit("-", 3)       # dataset names may hold a '-'
     wd = os.path.join(root, name)
-    if (len(parts) == 4 and parts[3][:1] == "s" and not os.path.islink(wd)
-        and finished_results(wd) is not None):
+    res = (finished_results(wd) if len(parts) == 4 and parts[3][:1] == "s"
+           and not os.path.islink(wd) else None)
+    # An attempt killed without a word (a session's end) is missing from
+    # the log; the trainer's own training time counts all attempts.
+    secs = max(logged.get(name, 0.0), float((res or {}).get(
+        "train_seconds") or 0.0))
+    if res is not None and secs > 0:
       dataset, model, mode, _ = parts
       runs.setdefault((dataset, model, mode == "base"), []).append(secs)
   median = {k: statistics.median(v) for k, v in runs.items()}

@@ -404,24 +404,26 @@ def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
                           ["base", "aug", "diff4rec"], [0, 1, 2])
   states = grid.inspect_grid(cells, grid_root)
   assert grid.cell_seconds(grid_root)["beauty-sasrec-base-s0"] == 120
-  # Unfinished Beauty SASRec cells: aug s1, aug s2, diff4rec s2 (partial),
-  # each the median of the finished augmented ones (1000, 3000, and
-  # diff4rec s1 without a log record): 2000 s. Caser: no finished cell.
+  # A finished cell's time is the larger of its logged attempts and its
+  # results' train_seconds (123 s in every fixture): base 123, 180, 300;
+  # augmented 1000, 3000 and 123 (diff4rec s1, killed without a log
+  # record). Unfinished Beauty SASRec cells: aug s1, aug s2, diff4rec s2
+  # (partial), each the augmented median, 1000 s. Caser: no finished cell.
   left = grid.estimate_left(states, grid_root)
-  assert tuple(left) == (3 * 2000.0, 3, 0, 9)
+  assert tuple(left) == (3 * 1000.0, 3, 0, 9)
   assert rp.main([f"--root={grid_root}", "--datasets=beauty",
                   "--models=sasrec,caser", "--dry_run"]) == 0
   out = capsys.readouterr().out
-  assert "left: about 1.7 h of wall time for 3 of 12 cells:\n  3 as the" in out
+  assert "left: about 50.0 min of wall time for 3 of 12 cells:\n  3 as the" in out
   assert "\n  9 without an estimate (no finished cell of their kind)" in out
 
-  # ML-1M SASRec has a finished base cell (40 s) and no augmented one, and
-  # only ML-1M is planned: its aug and diff4rec cells are scaled by the
-  # median over the root's pairs of augmented / base median: Beauty SASRec
-  # 2000 / 180 and Beauty Caser 300 / 100 = 3 (not by the ratio of the
-  # medians of all augmented and all base cells, 1000 / 150). A Caser aug
-  # cell linked in from another root, logged here at 99999 s, is left out
-  # (with it Caser's ratio would be about 500).
+  # ML-1M SASRec has a finished base cell (logged 40 s, trained 123 s) and
+  # no augmented one, and only ML-1M is planned: its aug and diff4rec cells
+  # are scaled by the median over the root's pairs of augmented / base
+  # median: Beauty SASRec 1000 / 180 and Beauty Caser 300 / 123 (not by
+  # the ratio of the medians of all augmented and all base cells, 650 /
+  # 123). A Caser aug cell linked in from another root, logged here at
+  # 99999 s, is left out (with it Caser's ratio would be about 400).
   write_done(grid_root, Cell("ml-1m", "sasrec", "base", 0), 0.2, 0.1)
   write_done(grid_root, Cell("beauty", "caser", "base", 0), 0.03, 0.015)
   write_done(grid_root, Cell("beauty", "caser", "aug", 0), 0.03, 0.015)
@@ -439,10 +441,10 @@ def test_dry_run_estimates_what_is_left_from_finished_cells(grid_root,
                           ["base", "aug", "diff4rec"], [0, 1, 2])
   states = grid.inspect_grid(cells, grid_root)
   left = grid.estimate_left(states, grid_root)
-  # Base s1, s2 take the base median (40 s); 6 augmented cells scaled.
+  # Base s1, s2 take the base median (123 s); 6 augmented cells scaled.
   assert (left.measured, left.scaled, left.unknown) == (2, 6, 0)
-  ratio = statistics.median([2000 / 180, 300 / 100])
-  assert left.seconds == pytest.approx(2 * 40.0 + 6 * 40.0 * ratio)
+  ratio = statistics.median([1000 / 180, 300 / 123])
+  assert left.seconds == pytest.approx(2 * 123.0 + 6 * 123.0 * ratio)
   assert rp.main([f"--root={grid_root}", "--datasets=ml-1m",
                   "--models=sasrec", "--dry_run"]) == 0
   out = capsys.readouterr().out
