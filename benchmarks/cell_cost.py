@@ -162,20 +162,19 @@ def main():
       e = args.cell_epochs or c.train.num_epochs
       evals = e / c.train.eval_every * eval_s
       base_cell = e * base_s + evals
-      if args.base_only:
-        print(f"| {dataset} | {setting} ({c.train.loss}) | {base_s:.1f} | "
-              f"— | — | {eval_s:.1f} | — | — | {e} | {base_cell / 60:.0f} "
-              "| — |", flush=True)
-        continue
-      aug_s, _ = time_recommender(c, ds, "aug", args.epochs)
-      if gen is None:   # the generator is the same in every setting
-        gen = time_generator(c, ds, args.generator_epochs)
-      aug_cell = (c.generator.epochs * gen[0] + gen[1]
-                  + c.augment.warmup_epochs * base_s + e * aug_s + evals)
+      # Aug epoch, aug / base, generator epoch, inference, aug cell minutes.
+      aug = ["—"] * 5
+      if not args.base_only:
+        aug_s, _ = time_recommender(c, ds, "aug", args.epochs)
+        if gen is None:   # the generator is the same in every setting
+          gen = time_generator(c, ds, args.generator_epochs)
+        aug_cell = (c.generator.epochs * gen[0] + gen[1]
+                    + c.augment.warmup_epochs * base_s + e * aug_s + evals)
+        aug = [f"{aug_s:.1f}", f"x{aug_s / base_s:.2f}", f"{gen[0]:.1f}",
+               f"{gen[1]:.1f}", f"{aug_cell / 60:.0f}"]
       print(f"| {dataset} | {setting} ({c.train.loss}) | {base_s:.1f} | "
-            f"{aug_s:.1f} | x{aug_s / base_s:.2f} | {eval_s:.1f} | "
-            f"{gen[0]:.1f} | {gen[1]:.1f} | {e} | {base_cell / 60:.0f} | "
-            f"{aug_cell / 60:.0f} |", flush=True)
+            f"{aug[0]} | {aug[1]} | {eval_s:.1f} | {aug[2]} | {aug[3]} | "
+            f"{e} | {base_cell / 60:.0f} | {aug[4]} |", flush=True)
 
 
 if __name__ == "__main__":

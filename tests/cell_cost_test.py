@@ -63,3 +63,22 @@ def test_base_only_times_no_aug_epoch_and_no_generator(monkeypatch, capsys):
   # 10 epochs x 2 s + 10 / eval_every (5) x 1 s = 22 s: 0 min.
   assert rows == ["| beauty | sampled (sampled_ce) | 2.0 | — | — | 1.0 | — "
                   "| — | 10 | 0 | — |"]
+
+
+def test_full_row_times_aug_and_generator(monkeypatch, capsys):
+  monkeypatch.setattr(cell_cost, "time_recommender",
+                      lambda c, ds, mode, epochs: (
+                          (2.0, 1.0) if mode == "base" else (5.0, 1.0)))
+  monkeypatch.setattr(cell_cost, "time_generator", lambda c, ds, e: (3.0, 4.0))
+  monkeypatch.setattr(cell_cost.prepare, "ensure_for_config", lambda c: None)
+  monkeypatch.setattr(cell_cost.data_lib, "load", lambda c: None)
+  monkeypatch.setattr("sys.argv", [
+      "cell_cost.py", "--datasets=beauty", "--settings=paper",
+      "--cell_epochs=100"])
+  cell_cost.main()
+  rows = [l for l in capsys.readouterr().out.splitlines()
+          if l.startswith("| beauty")]
+  # base cell 100 x 2 + 20 x 1 = 220 s; aug cell: generator 10 x 3 + 4,
+  # warm-up 10 x 2, 100 x 5, evaluations 20: 574 s.
+  assert rows == ["| beauty | paper (bce) | 2.0 | 5.0 | x2.50 | 1.0 | 3.0 "
+                  "| 4.0 | 100 | 4 | 10 |"]
