@@ -17,8 +17,10 @@
 #            Yelp (their base cells are done), then ML-1M, then GRU4Rec and
 #            Caser on Beauty, then the duplicate control on Beauty and Yelp.
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Progress: `python
-# benchmarks/grid_status.py --runs=$RUNS`. Reports: each root's REPORT.md;
-# `python benchmarks/tune_summary.py $RUNS/tune_beauty`.
+# benchmarks/grid_status.py --runs=$RUNS`. Hours left, per grid: `DRY_RUN=1
+# bash benchmarks/strong_queue.sh $RUNS` and the same for paper_queue.sh.
+# Reports: each root's REPORT.md; `python benchmarks/tune_summary.py
+# $RUNS/tune_beauty`.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-/work/runs}

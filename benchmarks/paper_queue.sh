@@ -20,37 +20,53 @@
 # 6. The duplicate control on Beauty and Yelp (copies equal to their
 #    originals: the augmented training without generated items; added in
 #    session 17, after the Beauty probe put it 10.6% above base).
+#
+# What is left, starting nothing and writing nothing: DRY_RUN=1 bash
+# benchmarks/paper_queue.sh RUNS (every grid of 3-6 through
+# `reproduce.py --dry_run`, with the choice the grid started with).
 set -uo pipefail
 RUNS=${1:?usage: paper_queue.sh RUNS}
 cd "$(dirname "$0")/.."
-bash benchmarks/tune_beauty_paper.sh "$RUNS/tune_beauty"
-if ! CHOICE=$(python benchmarks/tune_summary.py "$RUNS/tune_beauty" --choose)
-then
-  echo "paper_queue: no augmentation chosen yet; stopping here"
-  exit 0
+USED="$RUNS/paper/augmentation_overrides.txt"
+DRY=()
+if [[ -n "${DRY_RUN:-}" ]]; then
+  DRY=(--dry_run)
+  if [[ ! -f "$USED" ]]; then
+    echo "paper_queue: the grid has not started ($USED is missing)"
+    exit 0
+  fi
+  CHOICE=$(cat "$USED")
+else
+  bash benchmarks/tune_beauty_paper.sh "$RUNS/tune_beauty"
+  if ! CHOICE=$(python benchmarks/tune_summary.py "$RUNS/tune_beauty" \
+                --choose); then
+    echo "paper_queue: no augmentation chosen yet; stopping here"
+    exit 0
+  fi
 fi
 echo "paper_queue: chosen augmentation overrides: '${CHOICE}'"
 # The choice is frozen once the grid has started: a different one later
 # (a variant added to the tuning) would mix two settings in one grid.
-USED="$RUNS/paper/augmentation_overrides.txt"
 if [[ -f "$USED" && "$(cat "$USED")" != "$CHOICE" ]]; then
   echo "paper_queue: the chosen overrides changed after the grid started" \
        "('$(cat "$USED")' -> '${CHOICE}'); stopping (remove $USED to" \
        "accept the new choice for the cells still to run)"
   exit 1
 fi
-mkdir -p "$RUNS/paper"
-printf '%s' "$CHOICE" > "$USED"
-# The tuning trained Beauty's generator with these settings (paper config,
-# generator.seed=0): give its top-M file to the grid's first Beauty cell
-# (train.py checks the file's hash and retrains on a mismatch).
-bash benchmarks/link_topm.sh "$RUNS/paper/beauty-sasrec-aug-s0" \
-  "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
+if ((${#DRY[@]} == 0)); then
+  mkdir -p "$RUNS/paper"
+  printf '%s' "$CHOICE" > "$USED"
+  # The tuning trained Beauty's generator with these settings (paper
+  # config, generator.seed=0): give its top-M file to the grid's first
+  # Beauty cell (train.py checks the file's hash and retrains on a mismatch).
+  bash benchmarks/link_topm.sh "$RUNS/paper/beauty-sasrec-aug-s0" \
+    "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
+fi
 grid() {  # datasets modes [models]
   python benchmarks/reproduce.py --setting=paper --datasets="$1" \
     --models="${3:-sasrec}" --modes="$2" --root="$RUNS/paper" \
     --report="$RUNS/paper/REPORT.md" \
-    --overrides="--config.generator.seed=0 ${CHOICE}"
+    --overrides="--config.generator.seed=0 ${CHOICE}" "${DRY[@]}"
 }
 grid beauty,yelp aug,diff4rec,popular,uniform
 grid ml-1m base

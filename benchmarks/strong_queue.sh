@@ -30,6 +30,10 @@
 # cell), a full-CE Yelp base cell (against the grid's sampled one), and a
 # full-CE Beauty base cell with today's code (the 0.0404 reference is from
 # session 5-7).
+#
+# What is left, starting nothing and writing nothing: DRY_RUN=1 bash
+# benchmarks/strong_queue.sh RUNS (every grid's `reproduce.py --dry_run`:
+# its cells, done or not, and the hours left from finished cells' times).
 set -uo pipefail
 RUNS=${1:?usage: strong_queue.sh RUNS}
 cd "$(dirname "$0")/.."
@@ -37,20 +41,27 @@ S8K="--config.train.loss=sampled_ce --config.train.negative_sampler=popularity -
 S4K="--config.train.loss=sampled_ce --config.train.negative_sampler=popularity --config.train.num_negatives=4096"
 G="--config.generator.seed=0"
 ROOT="$RUNS/strong"
-mkdir -p "$ROOT"
-src="$RUNS/sampled/popularity8k/beauty-sasrec-base-s0"
-if [[ -e "$src/results.json" && ! -e "$ROOT/beauty-sasrec-base-s0" ]]; then
-  ln -s "$src" "$ROOT/beauty-sasrec-base-s0"
+DRY=()
+[[ -n "${DRY_RUN:-}" ]] && DRY=(--dry_run)
+links() {  # the seed-0 cells' shared files (not in a dry run)
+  src="$RUNS/sampled/popularity8k/beauty-sasrec-base-s0"
+  if [[ -e "$src/results.json" && ! -e "$ROOT/beauty-sasrec-base-s0" ]]; then
+    ln -s "$src" "$ROOT/beauty-sasrec-base-s0"
+  fi
+  # Beauty's generator (generator.seed=0) was trained by the paper-setting
+  # tuning; train.py uses the linked top-M file only if its hash matches this
+  # cell's config, else it retrains.
+  bash benchmarks/link_topm.sh "$ROOT/beauty-sasrec-aug-s0" \
+    "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
+}
+if ((${#DRY[@]} == 0)); then
+  mkdir -p "$ROOT"
+  links
 fi
-# Beauty's generator (generator.seed=0) was trained by the paper-setting
-# tuning; train.py uses the linked top-M file only if its hash matches this
-# cell's config, else it retrains.
-bash benchmarks/link_topm.sh "$ROOT/beauty-sasrec-aug-s0" \
-  "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
 grid() {  # dataset modes overrides
   python benchmarks/reproduce.py --datasets="$1" --models=sasrec \
     --modes="$2" --root="$ROOT" --report="$ROOT/REPORT.md" \
-    --overrides="$3"
+    --overrides="$3" "${DRY[@]}"
 }
 grid beauty base "$S8K"
 grid beauty aug,diff4rec "$S8K $G"
@@ -60,7 +71,8 @@ grid yelp base "$S4K"
 grid yelp aug,diff4rec "$S4K $G"
 cell() {  # dataset root report overrides
   python benchmarks/reproduce.py --datasets="$1" --models=sasrec \
-    --modes=base --seeds=0 --root="$2" --report="$2/$3" --overrides="$4"
+    --modes=base --seeds=0 --root="$2" --report="$2/$3" --overrides="$4" \
+    "${DRY[@]}"
 }
 cell beauty "$RUNS/sampled/popularity4k" REPORT.md \
   "--config.train.loss=sampled_ce --config.train.negative_sampler=popularity --config.train.num_negatives=4096"

@@ -1,0 +1,97 @@
+"""Tests for the background queues' dry run (benchmarks/strong_queue.sh and
+benchmarks/paper_queue.sh with DRY_RUN=1): every grid goes through
+`reproduce.py --dry_run`, and nothing is created or linked under RUNS.
+`python` is a stub on PATH that records its arguments, so no cell runs."""
+
+import os
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUB = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+case "$*" in *tune_summary.py*--choose*) echo "--config.augment.ratio=0.1";;
+esac
+exit 0
+"""
+
+
+def _run(tmp_path, script, runs, dry):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir(exist_ok=True)
+  (bin_dir / "python").write_text(STUB)
+  (bin_dir / "python").chmod(0o755)
+  calls = tmp_path / "calls.txt"
+  calls.write_text("")
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+             CALLS=str(calls))
+  env.pop("DRY_RUN", None)
+  if dry:
+    env["DRY_RUN"] = "1"
+  out = subprocess.run(
+      ["bash", os.path.join(REPO, "benchmarks", script), str(runs)],
+      env=env, capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0, out.stdout + out.stderr
+  return out.stdout, [l for l in calls.read_text().splitlines() if l]
+
+
+def _tuned_generator(runs):
+  """A top-M file of the tuning, which the queues link into their cells."""
+  d = runs / "tune_beauty" / "v" / "beauty-sasrec-aug-s0" / "generator"
+  d.mkdir(parents=True)
+  (d / "generator_topm.npz").write_text("")
+
+
+def _files(root):
+  return sorted(os.path.relpath(os.path.join(d, n), root)
+                for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_strong_queue_dry_run_only_estimates(tmp_path, dry):
+  runs = tmp_path / "runs"
+  _tuned_generator(runs)
+  before = _files(runs)
+  _, calls = _run(tmp_path, "strong_queue.sh", runs, dry)
+  grids = [c for c in calls if "reproduce.py" in c]
+  # 6 strong grids and 4 sampled-vs-full-CE check cells.
+  assert len(grids) == 10
+  assert all(("--dry_run" in c) == dry for c in grids)
+  if dry:
+    assert calls == grids and _files(runs) == before
+  else:
+    assert "strong/beauty-sasrec-aug-s0/generator/generator_topm.npz" in (
+        _files(runs))
+
+
+def test_paper_queue_dry_run_needs_a_started_grid(tmp_path):
+  runs = tmp_path / "runs"
+  runs.mkdir()
+  out, calls = _run(tmp_path, "paper_queue.sh", runs, True)
+  assert "the grid has not started" in out
+  assert calls == [] and _files(runs) == []
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
+  runs = tmp_path / "runs"
+  (runs / "paper").mkdir(parents=True)
+  used = runs / "paper" / "augmentation_overrides.txt"
+  used.write_text("--config.augment.ratio=0.1")
+  _tuned_generator(runs)
+  before = _files(runs)
+  _, calls = _run(tmp_path, "paper_queue.sh", runs, dry)
+  grids = [c for c in calls
+           if "reproduce.py" in c and "--root=" + str(runs / "paper") in c]
+  assert len(grids) == 5
+  assert all(("--dry_run" in c) == dry for c in grids)
+  assert all("--config.generator.seed=0 --config.augment.ratio=0.1" in c
+             for c in grids)
+  if dry:
+    # Not the tuning's grids, not --choose, no file written.
+    assert calls == grids and _files(runs) == before
+  else:
+    assert any("tune_summary.py" in c for c in calls)
+    assert "paper/beauty-sasrec-aug-s0/generator/generator_topm.npz" in (
+        _files(runs))
