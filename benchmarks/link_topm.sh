@@ -3,7 +3,9 @@
 # first existing generator top-M file among those named, so that cells in
 # other roots reuse a generator (runner.share_generator does this within
 # one root). train.py uses the file only if its stored hash matches the
-# cell's config, else it retrains. Always exits 0.
+# cell's config, else it retrains. The generator's generator_metrics.jsonl
+# (its validation ranking, which the grid's report quotes) comes along as a
+# copy: a retraining cell rewrites its own. Always exits 0.
 #
 #   bash benchmarks/link_topm.sh CELL_DIR TOPM_FILE...
 set -uo pipefail
@@ -13,6 +15,8 @@ dst="$cell/generator/generator_topm.npz"
 for src in "$@"; do
   if [[ -f "$src" ]]; then
     mkdir -p "$cell/generator" && ln "$src" "$dst"
+    metrics="$(dirname "$src")/generator_metrics.jsonl"
+    [[ -f "$metrics" ]] && cp "$metrics" "$cell/generator/"
     exit 0
   fi
 done

@@ -19,6 +19,7 @@ from benchmarks import grid
 from benchmarks import machine as machine_info
 from benchmarks import paper
 from benchmarks import stats
+from diff4rec_jax import rundir
 from diff4rec_jax import runlog
 
 
@@ -110,6 +111,49 @@ def verdict(dataset: str, summaries: dict, models: Sequence[str],
                  "the setup (loss, preprocessing, tuning), not the method; "
                  "the claims above are about the lifts.")
   return lines
+
+
+def generator_quality(states: Sequence[grid.CellState]) -> Optional[tuple]:
+  """(cell name, {'generator'|'vae': {'HR@10', 'NDCG@10'}}) of the first
+  cell whose generator phase logged its final validation ranking (the
+  generator as a recommender, history masked), or None."""
+  for st in states:
+    path = os.path.join(st.workdir, "generator", "generator_metrics.jsonl")
+    if not os.path.exists(path):
+      continue
+    # The phase evaluates once, at its end (older runs logged no 'final').
+    evals = [r for r in rundir.read_jsonl(path)
+             if r.get("kind") == "eval" and "generator" in r]
+    if evals:
+      return st.cell.name, evals[-1]
+  return None
+
+
+def generator_line(states: Sequence[grid.CellState], summaries: dict,
+                   dataset: str, models: Sequence[str]) -> Optional[str]:
+  """A bullet: the generator's validation ranking beside each backbone's
+  base rows (how good a teacher the copies' candidates come from)."""
+  found = generator_quality(states)
+  if found is None:
+    return None
+  name, ev = found
+  g, v = ev["generator"], ev.get("vae", {})
+  text = (f"- Generator as a recommender (its final validation ranking, "
+          f"history masked, from `{name}`'s generator_metrics.jsonl): "
+          f"HR@10 {g['HR@10']:.4f} / NDCG@10 {g['NDCG@10']:.4f}")
+  if v:
+    text += f" (the VAE alone {v['HR@10']:.4f} / {v['NDCG@10']:.4f})"
+  ratios = []
+  for m in models:
+    s = summaries.get((dataset, m, "base"))
+    base = s.mean("valid", "NDCG@10") if s else None
+    if base:
+      ratios.append(f"{grid.MODEL_TITLES[m]} base {base:.4f} "
+                    f"(generator x{g['NDCG@10'] / base:.2f})")
+  if ratios:
+    text += "; against the base rows' validation NDCG@10: " + "; ".join(
+        ratios)
+  return text + "."
 
 
 def _not_run_text(states: Sequence[grid.CellState], models: Sequence[str],
@@ -311,6 +355,9 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
     L.append("")
     L.append("**Verdict** (test metrics of finished cells only):\n")
     L.extend(verdict(ds, summaries, models, modes))
+    gen = generator_line(ds_states, summaries, ds, models)
+    if gen:
+      L.append(gen)
     capped = _capped_text(ds_states, models, modes)
     if capped:
       L.append("- Cut by the epoch cap (best validation epoch within the "

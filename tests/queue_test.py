@@ -41,6 +41,20 @@ def _tuned_generator(runs):
   d = runs / "tune_beauty" / "v" / "beauty-sasrec-aug-s0" / "generator"
   d.mkdir(parents=True)
   (d / "generator_topm.npz").write_text("")
+  (d / "generator_metrics.jsonl").write_text('{"kind": "eval"}\n')
+
+
+def _linked_generator(cell_dir, runs):
+  """The cell got the tuning's top-M file as a hard link and its metrics
+  as a copy (a retraining cell rewrites its own metrics file)."""
+  src = runs / "tune_beauty" / "v" / "beauty-sasrec-aug-s0" / "generator"
+  dst = cell_dir / "generator"
+  assert os.path.samefile(src / "generator_topm.npz",
+                          dst / "generator_topm.npz")
+  assert (dst / "generator_metrics.jsonl").read_text() == (
+      src / "generator_metrics.jsonl").read_text()
+  assert not os.path.samefile(src / "generator_metrics.jsonl",
+                              dst / "generator_metrics.jsonl")
 
 
 def _files(root):
@@ -61,8 +75,7 @@ def test_strong_queue_dry_run_only_estimates(tmp_path, dry):
   if dry:
     assert calls == grids and _files(runs) == before
   else:
-    assert "strong/beauty-sasrec-aug-s0/generator/generator_topm.npz" in (
-        _files(runs))
+    _linked_generator(runs / "strong" / "beauty-sasrec-aug-s0", runs)
 
 
 def test_paper_queue_dry_run_needs_a_started_grid(tmp_path):
@@ -93,5 +106,4 @@ def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
     assert calls == grids and _files(runs) == before
   else:
     assert any("tune_summary.py" in c for c in calls)
-    assert "paper/beauty-sasrec-aug-s0/generator/generator_topm.npz" in (
-        _files(runs))
+    _linked_generator(runs / "paper" / "beauty-sasrec-aug-s0", runs)

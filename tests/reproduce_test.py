@@ -911,3 +911,33 @@ def test_the_trainer_takes_a_control_cells_own_fields(tmp_path, capsys):
                      capture_output=True, text=True, check=True)
   assert json.loads(r.stdout.splitlines()[-1]) == ["aug", "uniform", 0.0,
                                                    False]
+
+
+def test_report_puts_the_generator_beside_the_base_rows(grid_root):
+  """Each dataset's verdict names its generator's validation ranking (from
+  a cell's generator_metrics.jsonl) and its ratio to each base row's mean
+  validation NDCG@10; a dataset without one gets no such line."""
+  gen = os.path.join(grid_root, "beauty-sasrec-aug-s0", "generator")
+  os.makedirs(gen)
+  _write_jsonl(os.path.join(gen, "generator_metrics.jsonl"), [
+      {"kind": "train", "epoch": 1, "loss": 9.0},
+      {"kind": "eval", "split": "valid", "epoch": 10,
+       "generator": {"HR@10": 0.02, "NDCG@10": 0.011},
+       "vae": {"HR@10": 0.03, "NDCG@10": 0.012}},
+      {"kind": "eval", "split": "valid", "epoch": 10, "final": True,
+       "generator": {"HR@10": 0.07, "NDCG@10": 0.0682},
+       "vae": {"HR@10": 0.08, "NDCG@10": 0.0341}},
+  ])
+  states = grid.inspect_grid(default_cells(), grid_root)
+  text = report.build_report(states, grid.DEFAULT_DATASETS, grid.MODELS,
+                             grid.MODES, grid.DEFAULT_SEEDS, grid_root,
+                             "python x", "TEST CPU", "")
+  lines = [l for l in text.splitlines()
+           if l.startswith("- Generator as a recommender")]
+  base_valid = statistics.fmean(n * 1.1 for n in (0.030, 0.032, 0.031))
+  assert lines == [
+      "- Generator as a recommender (its final validation ranking, history "
+      "masked, from `beauty-sasrec-aug-s0`'s generator_metrics.jsonl): "
+      "HR@10 0.0700 / NDCG@10 0.0682 (the VAE alone 0.0800 / 0.0341); "
+      f"against the base rows' validation NDCG@10: SASRec base "
+      f"{base_valid:.4f} (generator x{0.0682 / base_valid:.2f})."]
