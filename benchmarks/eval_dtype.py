@@ -32,6 +32,7 @@ from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import sharding
 from diff4rec_jax import input_pipeline
+from diff4rec_jax import recommender
 from diff4rec_jax import steps
 from diff4rec_jax import train
 from diff4rec_jax.datasets import prepare
@@ -59,7 +60,7 @@ def main():
   print(f"machine: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cpus, jax {jax.__version__}, "
         f"{mesh.devices.size} device(s); workdir {args.workdir}")
-  params, meta = train.restore_best_params(config, ds, args.workdir)
+  params, meta = recommender.restore_best_params(config, ds, args.workdir)
   print(f"best checkpoint: {meta}")
   params = sharding.replicate(params, mesh)
   widths = input_pipeline.bucket_widths(config, "eval")

@@ -13,6 +13,10 @@ the same kernel can be fed by simpler sources (`augment.candidates`):
 (The VAE alone, the third control, is the generator with
 `generator.inference_step=0`: mu(x_u) decoded without corruption.)
 
+A third source is another trained recommender ('teacher', train.py's
+`teacher_candidates`: its top-M unseen items after each user's training
+prefix); `softmax_topm` turns its scores into the kernel's probabilities.
+
 Arrays in, arrays out; numpy on the host, once per run, in blocks of users
 so memory stays O(block x items).
 """
@@ -87,3 +91,17 @@ def control_topm(kind: str, indptr: np.ndarray, items: np.ndarray,
     out_items[b0:b1, :m] = np.where(valid, top, 0)
     out_probs[b0:b1, :m] = np.where(valid, probs, 0.0)
   return out_items, out_probs
+
+
+def softmax_topm(scores: np.ndarray) -> np.ndarray:
+  """Probabilities [U, M] float32 of top-M scores [U, M] (-inf where a row
+  has fewer than M items): a softmax over each row's finite scores, 0
+  elsewhere (a row without any is all 0)."""
+  scores = np.asarray(scores, np.float64)
+  ok = np.isfinite(scores)
+  top = np.max(np.where(ok, scores, -np.inf), axis=1, keepdims=True)
+  e = np.where(ok, np.exp(scores - np.where(np.isfinite(top), top, 0.0)),
+               0.0)
+  total = e.sum(axis=1, keepdims=True)
+  return np.where(total > 0, e / np.maximum(total, 1e-300), 0.0).astype(
+      np.float32)

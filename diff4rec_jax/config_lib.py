@@ -313,7 +313,7 @@ def validate_generator_config(config, num_items: int | None = None) -> None:
 # -- augment block ------------------------------------------------------------
 PACINGS = tuple(k for k in curriculum.PACING_KINDS if k != "none")
 SIMILARITY_SOURCES = ("warmup", "checkpoint")
-CANDIDATES = ("generator",) + candidates_lib.KINDS
+CANDIDATES = ("generator",) + candidates_lib.KINDS + ("teacher",)
 
 
 def _aerr(field, msg, value):
@@ -349,6 +349,9 @@ def validate_augment_config(config) -> None:
   need_int("num_copies", 1)
   if a.candidates not in CANDIDATES:
     raise _aerr("candidates", f"must be one of {CANDIDATES}", a.candidates)
+  if a.candidates == "teacher" and not a.get("teacher_workdir"):
+    raise _aerr("teacher_workdir", "must name a finished run's workdir when "
+                "candidates='teacher'", a.get("teacher_workdir"))
   if not isinstance(a.exclude_history, bool):
     raise _aerr("exclude_history", "must be True or False", a.exclude_history)
   if a.copy_source not in ("recent", "prefix"):

@@ -185,6 +185,8 @@ def config_hash(config, ds) -> str:
           "model": (
               config.model.to_dict() if config.augment.similarity_source ==
               "warmup" else None)}
+  if a.candidates == "teacher":        # a finished run: fixed params
+    keys["teacher"] = os.path.abspath(a.teacher_workdir)
   if a.curriculum_scope != "global":   # the export's `rank` follows it
     keys["curriculum_scope"] = a.curriculum_scope
   if a.curriculum_direction != "easy_first":

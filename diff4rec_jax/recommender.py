@@ -313,9 +313,27 @@ def _read_json(path: str) -> dict:
     raise RecommendError(f"{path}: unreadable ({e})") from e
 
 
+def restore_best_params(config, ds, phase_dir: str):
+  """(params, meta) of the best checkpoint of a recommender run in
+  `phase_dir` (its parameter average when the run had `train.ema_decay` >
+  0). Raises FileNotFoundError when the run has no best save yet."""
+  # Imported here: serving an export never loads Orbax.
+  from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  model = models.get_model(config.model, ds.num_items, config.data.max_len)
+  target = steps.init_state(model, steps.make_optimizer(config.train),
+                            jax.random.key(0), config.data.max_len)
+  ckpt = checkpointing.Checkpointer(os.path.join(phase_dir, "ckpt",
+                                                 "recommender"))
+  try:
+    state, meta = ckpt.restore_best(target)
+  finally:
+    ckpt.close()
+  return steps.eval_params(state, config.train.get("ema_decay", 0.0)), meta
+
+
 def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
   """A Recommender from a run's workdir: its config.json, its best
-  checkpoint (`train.restore_best_params`) and its data file (found as
+  checkpoint (`restore_best_params`) and its data file (found as
   training found it; `data_dir` replaces config.data.dir when the data has
   moved)."""
   cfg_path = os.path.join(path, "config.json")
@@ -341,10 +359,8 @@ def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
       raise RecommendError(
           f"{ds.source}: {ds.num_items} items, but the run in {path} was "
           f"trained on {trained}: not the run's data file.")
-  # Imported here: serving an export never loads the training modules.
-  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   try:
-    params, meta = train.restore_best_params(config, ds, path)
+    params, meta = restore_best_params(config, ds, path)
   except FileNotFoundError as e:
     raise RecommendError(
         f"{path}: no best checkpoint yet ({e}); the run has not finished a "

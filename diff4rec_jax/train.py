@@ -39,15 +39,18 @@ import jax
 import ml_collections
 import numpy as np
 
+from diff4rec_jax import candidates as candidates_lib
 from diff4rec_jax import checkpointing
 from diff4rec_jax import config_lib
 from diff4rec_jax import data as data_lib
+from diff4rec_jax import errors
 from diff4rec_jax import generator
 from diff4rec_jax import input_pipeline
 from diff4rec_jax import loop
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import pool as pool_lib
+from diff4rec_jax import recommender
 from diff4rec_jax import rundir
 from diff4rec_jax import runlog
 from diff4rec_jax import sharding
@@ -252,32 +255,46 @@ def _phase_config(config, **train_overrides):
   return c
 
 
-def restore_best_params(config, ds, phase_dir: str):
-  """(params, meta) of the best checkpoint of a recommender run (its
-  parameter average when the run had `train.ema_decay` > 0)."""
-  model = models.get_model(config.model, ds.num_items, config.data.max_len)
-  target = steps.init_state(model, steps.make_optimizer(config.train),
-                            jax.random.key(0),
-                      config.data.max_len)
-  ckpt = checkpointing.Checkpointer(os.path.join(phase_dir, "ckpt",
-                                                 "recommender"))
-  try:
-    state, meta = ckpt.restore_best(target)
-  finally:
-    ckpt.close()
-  return steps.eval_params(state, config.train.get("ema_decay", 0.0)), meta
-
-
 def best_item_table(config, ds, phase_dir: str) -> np.ndarray:
   """Item embeddings [N + 1, D] of the best checkpoint of a recommender run."""
-  params, _ = restore_best_params(config, ds, phase_dir)
+  params, _ = recommender.restore_best_params(config, ds, phase_dir)
   return np.asarray(models.item_table(params))
+
+
+def teacher_candidates(config, ds):
+  """(items [U, M], probs [U, M]) from the finished recommender run in
+  `augment.teacher_workdir` (trained on the same data: its
+  data_fingerprint.json is checked): its top-M items after each user's
+  training prefix (the prefix's items excluded unless
+  `augment.exclude_history` is False), with the softmax of its scores over
+  those M as probabilities."""
+  a = config.augment
+  wd = a.teacher_workdir
+  if not os.path.isfile(os.path.join(wd, "results.json")):
+    raise errors.UserError(
+        f"augment.teacher_workdir={wd!r}: not a finished run's workdir (no "
+        "results.json); train the teacher to the end first.")
+  rundir.check_data(wd, ds, write=False)
+  tconfig = ml_collections.ConfigDict(
+      rundir.read_json(os.path.join(wd, "config.json")))
+  params, meta = recommender.restore_best_params(tconfig, ds, wd)
+  logging.info("teacher: %s %s, best epoch %s", tconfig.model.name,
+               tconfig.mode, meta.get("epoch"))
+  teacher = recommender.Recommender(tconfig, params, ds.num_items)
+  indptr, hist = input_pipeline.train_rows(ds)
+  items, scores = teacher.top_k_internal(indptr, hist, a.top_m,
+                                         exclude_seen=a.exclude_history)
+  return items, candidates_lib.softmax_topm(scores)
 
 
 def candidate_phase(config, ds, workdir: str):
   """(items [U, M], probs [U, M]): the generator phase's top-M (trained in
   `workdir/generator`, resumable, reused when up to date), or a control
   source's candidates (`augment.candidates`)."""
+  if config.augment.candidates == "teacher":
+    logging.info("phase: candidates of the recommender in %s (no generator)",
+                 config.augment.teacher_workdir)
+    return teacher_candidates(config, ds)
   if config.augment.candidates != "generator":
     logging.info("phase: %s candidates (control, no generator)",
                  config.augment.candidates)

@@ -140,3 +140,82 @@ def test_copy_source_prefix_samples_the_whole_training_prefix(tiny_config,
         else:
           older += len(set(got.tolist()) - recent)
   assert older > 0
+
+
+def test_softmax_topm_over_each_rows_finite_scores():
+  inf = np.inf
+  s = np.array([[3.0, 1.0, -inf], [-inf, -inf, -inf], [1000.0, 999.0, 998.0]])
+  p = candidates.softmax_topm(s)
+  want0 = np.exp([3.0, 1.0]) / np.exp([3.0, 1.0]).sum()
+  np.testing.assert_allclose(p[0], [want0[0], want0[1], 0.0], rtol=1e-6)
+  np.testing.assert_array_equal(p[1], 0.0)
+  e = np.exp([0.0, -1.0, -2.0])
+  np.testing.assert_allclose(p[2], e / e.sum(), rtol=1e-6)  # no overflow
+  assert p.dtype == np.float32
+
+
+def test_teacher_candidates_are_another_runs_top_m(straight_run, tmp_path):
+  """augment.candidates='teacher': no generator phase, and every item a copy
+  brings in is among the finished teacher run's top-M unseen items after
+  the user's training prefix."""
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import recommender  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  base_config, teacher_wd, _ = straight_run
+  c = base_config.copy_and_resolve_references()
+  c.mode = "aug"
+  c.augment.update(candidates="teacher", teacher_workdir=teacher_wd,
+                   top_m=20, warmup_epochs=1)
+  c.generator.top_m = 20
+  c.train.num_epochs = c.train.eval_every = 1
+  wd = tmp_path / "run"
+  res = train.train_and_evaluate(c, str(wd))
+  assert np.isfinite(res["valid"]["NDCG@10"])
+  assert not (wd / "generator").exists()
+  ds = data_lib.load(c.data)
+  indptr, hist = input_pipeline.train_rows(ds)
+  teacher = recommender.from_workdir(teacher_wd)
+  top, scores = teacher.top_k_internal(indptr, hist, 20)
+  cand, prob = train.teacher_candidates(c, ds)
+  np.testing.assert_array_equal(cand, top)
+  np.testing.assert_allclose(prob, candidates.softmax_topm(scores),
+                             rtol=1e-6)
+  with np.load(wd / "augmented.npz") as z:
+    copies, orig = z["copies"], z["orig"]
+  for u in range(0, ds.num_users, 97):
+    new = set(copies[u].ravel()) - set(orig[u].ravel()) - {0}
+    assert new and new <= set(top[u])
+    assert not set(top[u]) & set(hist[indptr[u]:indptr[u + 1]])
+
+
+def test_teacher_must_be_finished_on_the_same_data(straight_run, tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import errors  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  base_config, teacher_wd, _ = straight_run
+  c = base_config.copy_and_resolve_references()
+  c.mode = "aug"
+  c.augment.candidates = "teacher"
+  with pytest.raises(ValueError, match="augment.teacher_workdir"):
+    config_lib.validate(c)
+  ds = data_lib.load(c.data)
+  unfinished = tmp_path / "unfinished"
+  unfinished.mkdir()
+  (unfinished / "config.json").write_text("{}")
+  c.augment.teacher_workdir = str(unfinished)
+  with pytest.raises(errors.UserError, match="not a finished run's workdir"):
+    train.teacher_candidates(c, ds)
+  other = tmp_path / "other"
+  shutil.copytree(teacher_wd, other)
+  fp = other / rundir.FINGERPRINT_FILE
+  saved = json.loads(fp.read_text())
+  saved["split"] = "0" * 64
+  fp.write_text(json.dumps(saved))
+  c.augment.teacher_workdir = str(other)
+  with pytest.raises(rundir.DataMismatch, match="made on other data"):
+    train.teacher_candidates(c, ds)

@@ -20,6 +20,7 @@ from diff4rec_jax import models
 from diff4rec_jax import sharding
 from diff4rec_jax import input_pipeline
 from diff4rec_jax import pool as pool_lib
+from diff4rec_jax import recommender
 from diff4rec_jax import runlog
 from diff4rec_jax import steps
 from diff4rec_jax import train
@@ -133,11 +134,11 @@ def test_ema_run_evaluates_and_keeps_the_average(tiny_config, tmp_path):
   wd = str(tmp_path / "ema")
   res = train.train_and_evaluate(c, wd)
   ds = data_lib.load(c.data)
-  avg, meta = train.restore_best_params(c, ds, wd)
+  avg, meta = recommender.restore_best_params(c, ds, wd)
   raw_c = c.copy_and_resolve_references()
   raw_c.train.ema_decay = 0.0   # read the same checkpoint's raw params
   with pytest.raises(Exception):
-    train.restore_best_params(raw_c, ds, wd)   # other optimizer structure
+    recommender.restore_best_params(raw_c, ds, wd)   # other optimizer structure
   model = models.get_model(c.model, ds.num_items, c.data.max_len)
   mesh = sharding.make_mesh()
   step = steps.make_eval_step(model, ds.num_items, c.train.eval_item_chunk,
