@@ -2,6 +2,10 @@
 
   DIFF4REC_DATA_DIR=../shared/data python benchmarks/candidate_popularity.py \
       --topm=<workdir>/generator/generator_topm.npz [--dataset=beauty]
+  ... --teacher=<a finished run's workdir> [--top_m=100] [--dataset=beauty]
+
+(--teacher: the candidates that `augment.candidates=teacher` takes from that
+run, computed as train.py computes them.)
 
 Prints, for the top-M file's candidates (all users, all M) and for the
 training interactions: their items' popularity ranks (rank 0 = the item with
@@ -52,7 +56,10 @@ def describe(name: str, rank: np.ndarray, weights=None) -> str:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--topm", required=True)
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--topm", help="a generator's top-M file")
+  src.add_argument("--teacher", help="a finished run's workdir")
+  p.add_argument("--top_m", type=int, default=100)
   p.add_argument("--dataset", default="beauty")
   args = p.parse_args()
   c = paper.get_config(args.dataset)
@@ -61,11 +68,17 @@ def main():
   _, pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
   train = ds.items[pos]
   rank = popularity_ranks(train, ds.num_items)
-  z = np.load(args.topm)
-  items, probs = z["items"], z["probs"]
+  if args.topm:
+    z = np.load(args.topm)
+    items, probs = z["items"], z["probs"]
+  else:
+    from diff4rec_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+    c.augment.update(candidates="teacher", teacher_workdir=args.teacher,
+                     top_m=args.top_m)
+    items, probs = train_lib.teacher_candidates(c, ds)
   keep = items > 0
   print(f"{args.dataset}: {ds.num_users} users, {ds.num_items} items, "
-        f"{len(train)} training interactions; {args.topm}: "
+        f"{len(train)} training interactions; {args.topm or args.teacher}: "
         f"{items.shape[1]} candidates per user, "
         f"{len(np.unique(items[keep]))} distinct items")
   print(describe("training interactions", rank[train]))
