@@ -57,34 +57,44 @@ def test_unknown_kind_names_the_field():
                             np.ones(3), 2)
 
 
-def test_control_candidates_run_without_a_generator(tiny_config, tmp_path):
-  """mode 'aug' with augment.candidates='popular': no generator phase, and
-  every item a copy brings in is among the user's popular unseen top-M."""
+def _aug_run_without_generator(c, tmp_path, **augment):
+  """A 1-epoch aug run of `c` with these augment fields (top-M 20): no
+  generator phase. Returns (workdir, dataset, training-prefix CSR)."""
   from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
-  c = tiny_config
   c.mode = "aug"
-  c.augment.candidates = "popular"
-  c.augment.top_m = c.generator.top_m = 20
-  c.train.num_epochs = 1
-  c.train.eval_every = 1
-  c.augment.warmup_epochs = 1
+  c.augment.update(top_m=20, warmup_epochs=1, **augment)
+  c.generator.top_m = 20
+  c.train.num_epochs = c.train.eval_every = 1
   wd = tmp_path / "run"
   res = train.train_and_evaluate(c, str(wd))
   assert np.isfinite(res["valid"]["NDCG@10"])
   assert not (wd / "generator").exists()
   ds = data_lib.load(c.data)
-  indptr, hist = input_pipeline.train_rows(ds)
+  return wd, ds, input_pipeline.train_rows(ds)
+
+
+def _assert_new_items_among(wd, num_users, top):
+  """Every item a copy brings in is among its user's row of `top`."""
+  with np.load(wd / "augmented.npz") as z:
+    copies, orig = z["copies"], z["orig"]
+  for u in range(0, num_users, 97):
+    new = set(copies[u].ravel()) - set(orig[u].ravel()) - {0}
+    assert new and new <= set(top[u])
+
+
+def test_control_candidates_run_without_a_generator(tiny_config, tmp_path):
+  """mode 'aug' with augment.candidates='popular': no generator phase, and
+  every item a copy brings in is among the user's popular unseen top-M."""
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  wd, ds, (indptr, hist) = _aug_run_without_generator(
+      tiny_config, tmp_path, candidates="popular")
   _, pos = data_lib.row_ranges(ds.indptr[:-1], ds.split_end("train"))
   top, _ = candidates.control_topm(
       "popular", indptr, hist, candidates.item_counts(ds.items[pos],
                                                       ds.num_items), 20)
-  with np.load(wd / "augmented.npz") as z:
-    copies, orig = z["copies"], z["orig"]
-  for u in range(0, ds.num_users, 97):
-    new = set(copies[u].ravel()) - set(orig[u].ravel()) - {0}
-    assert new and new <= set(top[u])
+  _assert_new_items_among(wd, ds.num_users, top)
 
 
 @pytest.mark.parametrize("field,bad", [("candidates", "zipf"),
@@ -158,34 +168,20 @@ def test_teacher_candidates_are_another_runs_top_m(straight_run, tmp_path):
   """augment.candidates='teacher': no generator phase, and every item a copy
   brings in is among the finished teacher run's top-M unseen items after
   the user's training prefix."""
-  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from diff4rec_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import recommender  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   base_config, teacher_wd, _ = straight_run
   c = base_config.copy_and_resolve_references()
-  c.mode = "aug"
-  c.augment.update(candidates="teacher", teacher_workdir=teacher_wd,
-                   top_m=20, warmup_epochs=1)
-  c.generator.top_m = 20
-  c.train.num_epochs = c.train.eval_every = 1
-  wd = tmp_path / "run"
-  res = train.train_and_evaluate(c, str(wd))
-  assert np.isfinite(res["valid"]["NDCG@10"])
-  assert not (wd / "generator").exists()
-  ds = data_lib.load(c.data)
-  indptr, hist = input_pipeline.train_rows(ds)
+  wd, ds, (indptr, hist) = _aug_run_without_generator(
+      c, tmp_path, candidates="teacher", teacher_workdir=teacher_wd)
   teacher = recommender.from_workdir(teacher_wd)
   top, scores = teacher.top_k_internal(indptr, hist, 20)
   cand, prob = train.teacher_candidates(c, ds)
   np.testing.assert_array_equal(cand, top)
   np.testing.assert_allclose(prob, candidates.softmax_topm(scores),
                              rtol=1e-6)
-  with np.load(wd / "augmented.npz") as z:
-    copies, orig = z["copies"], z["orig"]
+  _assert_new_items_among(wd, ds.num_users, top)
   for u in range(0, ds.num_users, 97):
-    new = set(copies[u].ravel()) - set(orig[u].ravel()) - {0}
-    assert new and new <= set(top[u])
     assert not set(top[u]) & set(hist[indptr[u]:indptr[u + 1]])
 
 
