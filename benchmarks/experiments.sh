@@ -58,13 +58,13 @@ then
   echo "2 cores: queue A on core 0, queue B on core 1, one XLA thread each"
 fi
 # setsid: each queue is its own process group (its pid), stoppable as one.
-nohup setsid "${A[@]}" bash benchmarks/strong_queue.sh "$RUNS" \
+nohup setsid ${A[@]+"${A[@]}"} bash benchmarks/strong_queue.sh "$RUNS" \
   >> "$RUNS/queue_a.out" 2>&1 &
 PA=$!
 mkdir -p "$RUNS/tune_beauty/base"
 ln -sfn "$RUNS/paper/beauty-sasrec-base-s0" \
   "$RUNS/tune_beauty/base/beauty-sasrec-base-s0"
-nohup setsid "${B[@]}" bash benchmarks/paper_queue.sh "$RUNS" \
+nohup setsid ${B[@]+"${B[@]}"} bash benchmarks/paper_queue.sh "$RUNS" \
   >> "$RUNS/queue_b.out" 2>&1 &
 PB=$!
 if ((${#A[@]})); then

@@ -14,9 +14,10 @@ dst="$cell/generator/generator_topm.npz"
 [[ -e "$cell/config.json" || -e "$dst" ]] && exit 0
 for src in "$@"; do
   if [[ -f "$src" ]]; then
-    mkdir -p "$cell/generator" && ln "$src" "$dst"
-    metrics="$(dirname "$src")/generator_metrics.jsonl"
-    [[ -f "$metrics" ]] && cp "$metrics" "$cell/generator/"
+    if mkdir -p "$cell/generator" && ln "$src" "$dst"; then
+      metrics="$(dirname "$src")/generator_metrics.jsonl"
+      [[ -f "$metrics" ]] && cp "$metrics" "$cell/generator/"
+    fi
     exit 0
   fi
 done

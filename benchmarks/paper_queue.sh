@@ -29,7 +29,7 @@ RUNS=${1:?usage: paper_queue.sh RUNS}
 cd "$(dirname "$0")/.."
 USED="$RUNS/paper/augmentation_overrides.txt"
 DRY=()
-if [[ -n "${DRY_RUN:-}" ]]; then
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
   DRY=(--dry_run)
   if [[ ! -f "$USED" ]]; then
     echo "paper_queue: the grid has not started ($USED is missing)"
@@ -66,7 +66,8 @@ grid() {  # datasets modes [models]
   python benchmarks/reproduce.py --setting=paper --datasets="$1" \
     --models="${3:-sasrec}" --modes="$2" --root="$RUNS/paper" \
     --report="$RUNS/paper/REPORT.md" \
-    --overrides="--config.generator.seed=0 ${CHOICE}" "${DRY[@]}"
+    --overrides="--config.generator.seed=0 ${CHOICE}" \
+    ${DRY[@]+"${DRY[@]}"}
 }
 grid beauty,yelp aug,diff4rec,popular,uniform
 grid ml-1m base

@@ -42,7 +42,7 @@ S4K="--config.train.loss=sampled_ce --config.train.negative_sampler=popularity -
 G="--config.generator.seed=0"
 ROOT="$RUNS/strong"
 DRY=()
-[[ -n "${DRY_RUN:-}" ]] && DRY=(--dry_run)
+[[ "${DRY_RUN:-0}" == 1 ]] && DRY=(--dry_run)
 links() {  # the seed-0 cells' shared files (not in a dry run)
   src="$RUNS/sampled/popularity8k/beauty-sasrec-base-s0"
   if [[ -e "$src/results.json" && ! -e "$ROOT/beauty-sasrec-base-s0" ]]; then
@@ -61,7 +61,7 @@ fi
 grid() {  # dataset modes overrides
   python benchmarks/reproduce.py --datasets="$1" --models=sasrec \
     --modes="$2" --root="$ROOT" --report="$ROOT/REPORT.md" \
-    --overrides="$3" "${DRY[@]}"
+    --overrides="$3" ${DRY[@]+"${DRY[@]}"}
 }
 grid beauty base "$S8K"
 grid beauty aug,diff4rec "$S8K $G"
@@ -72,7 +72,7 @@ grid yelp aug,diff4rec "$S4K $G"
 cell() {  # dataset root report overrides
   python benchmarks/reproduce.py --datasets="$1" --models=sasrec \
     --modes=base --seeds=0 --root="$2" --report="$2/$3" --overrides="$4" \
-    "${DRY[@]}"
+    ${DRY[@]+"${DRY[@]}"}
 }
 cell beauty "$RUNS/sampled/popularity4k" REPORT.md \
   "--config.train.loss=sampled_ce --config.train.negative_sampler=popularity --config.train.num_negatives=4096"

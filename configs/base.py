@@ -175,10 +175,11 @@ def get_config():
       # diffusion generator's top-M) | popular (the M most popular unseen
       # training items, p ~ count) | uniform (M random unseen items). The
       # last two are controls and skip the generator phase; the VAE alone
-      # is generator.inference_step=0 (candidates.py) | teacher (the top-M
-      # unseen items of the finished run in teacher_workdir, trained on the
-      # same data, after each user's training prefix; p = softmax of its
-      # scores over the M: distillation from another model, a control).
+      # is generator.inference_step=0 (candidates.py). Also a control:
+      # teacher (the top-M unseen items of the finished run in
+      # teacher_workdir, trained on the same data, after each user's
+      # training prefix; p = softmax of its scores over the M: distillation
+      # from another model).
       candidates="generator",
       teacher_workdir="",      # a finished run's workdir, for 'teacher'
       # A user's own training items are never candidates (True), or may be

@@ -13,7 +13,7 @@ the same kernel can be fed by simpler sources (`augment.candidates`):
 (The VAE alone, the third control, is the generator with
 `generator.inference_step=0`: mu(x_u) decoded without corruption.)
 
-A third source is another trained recommender ('teacher', train.py's
+One more source is another trained recommender ('teacher', train.py's
 `teacher_candidates`: its top-M unseen items after each user's training
 prefix); `softmax_topm` turns its scores into the kernel's probabilities.
 

@@ -188,6 +188,15 @@ class SequenceData:
     return left_pad(self.items, self.indptr[:-1], end, max_len), self.targets(
         split)
 
+  def prefix_csr(self, split: str):
+    """Each user's items before the `split` target as they are (time order,
+    repeats kept): the rows `eval_arrays` pads, as CSR (indptr [U+1] int64,
+    items [n] int32)."""
+    start, end = self.indptr[:-1], self.split_end(split)
+    indptr = np.zeros(self.num_users + 1, dtype=np.int64)
+    np.cumsum(end - start, out=indptr[1:])
+    return indptr, self.items[_ranges(start, end)].astype(np.int32)
+
   def history_csr(self, split: str):
     """Unique items each user saw before the `split` target, target excluded.
 

@@ -185,8 +185,9 @@ def config_hash(config, ds) -> str:
           "model": (
               config.model.to_dict() if config.augment.similarity_source ==
               "warmup" else None)}
-  if a.candidates == "teacher":        # a finished run: fixed params
-    keys["teacher"] = os.path.abspath(a.teacher_workdir)
+  if a.candidates == "teacher":   # the teacher run's outcome, not its path
+    with open(os.path.join(a.teacher_workdir, "results.json"), "rb") as f:
+      keys["teacher"] = hashlib.sha256(f.read()).hexdigest()
   if a.curriculum_scope != "global":   # the export's `rank` follows it
     keys["curriculum_scope"] = a.curriculum_scope
   if a.curriculum_direction != "easy_first":

@@ -317,7 +317,9 @@ def restore_best_params(config, ds, phase_dir: str):
   """(params, meta) of the best checkpoint of a recommender run in
   `phase_dir` (its parameter average when the run had `train.ema_decay` >
   0). Raises FileNotFoundError when the run has no best save yet."""
-  # Imported here: serving an export never loads Orbax.
+  # Imported here: serving an export never loads Orbax. (A loader of a
+  # run's saves, beside the drivers': `from_workdir` and the trainer's
+  # 'teacher' candidates read a finished run through it.)
   from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   target = steps.init_state(model, steps.make_optimizer(config.train),

@@ -265,15 +265,20 @@ def teacher_candidates(config, ds):
   """(items [U, M], probs [U, M]) from the finished recommender run in
   `augment.teacher_workdir` (trained on the same data: its
   data_fingerprint.json is checked): its top-M items after each user's
-  training prefix (the prefix's items excluded unless
-  `augment.exclude_history` is False), with the softmax of its scores over
-  those M as probabilities."""
+  training prefix, read as its validation read it (repeats kept; the
+  prefix's items excluded unless `augment.exclude_history` is False), with
+  the softmax of its scores over those M as probabilities."""
   a = config.augment
   wd = a.teacher_workdir
   if not os.path.isfile(os.path.join(wd, "results.json")):
     raise errors.UserError(
         f"augment.teacher_workdir={wd!r}: not a finished run's workdir (no "
         "results.json); train the teacher to the end first.")
+  if not os.path.isfile(os.path.join(wd, rundir.FINGERPRINT_FILE)):
+    raise errors.UserError(
+        f"augment.teacher_workdir={wd!r}: no {rundir.FINGERPRINT_FILE}, so "
+        "the data it was trained on cannot be checked (a run from before "
+        "fingerprints); retrain the teacher.")
   rundir.check_data(wd, ds, write=False)
   tconfig = ml_collections.ConfigDict(
       rundir.read_json(os.path.join(wd, "config.json")))
@@ -281,8 +286,8 @@ def teacher_candidates(config, ds):
   logging.info("teacher: %s %s, best epoch %s", tconfig.model.name,
                tconfig.mode, meta.get("epoch"))
   teacher = recommender.Recommender(tconfig, params, ds.num_items)
-  indptr, hist = input_pipeline.train_rows(ds)
-  items, scores = teacher.top_k_internal(indptr, hist, a.top_m,
+  indptr, prefix = ds.prefix_csr("valid")
+  items, scores = teacher.top_k_internal(indptr, prefix, a.top_m,
                                          exclude_seen=a.exclude_history)
   return items, candidates_lib.softmax_topm(scores)
 

@@ -164,25 +164,49 @@ def test_softmax_topm_over_each_rows_finite_scores():
   assert p.dtype == np.float32
 
 
+def _teacher_reference(teacher, ds, users, k, exclude_history):
+  """Top-k items and scores by numpy from the teacher's state after each
+  user's validation input row (its training prefix as its validation saw
+  it), the prefix's items masked if `exclude_history`."""
+  from diff4rec_jax import models  # pylint: disable=g-import-not-at-top
+  inputs, _ = ds.eval_arrays("valid", teacher.max_len)
+  hidden = np.asarray(teacher.model.apply(
+      {"params": teacher.params}, inputs[users], train=False))[:, -1]
+  scores = hidden @ np.asarray(models.item_table(teacher.params)).T
+  scores[:, 0] = -np.inf
+  if exclude_history:
+    end = ds.split_end("valid")
+    for j, u in enumerate(users):
+      scores[j, ds.items[ds.indptr[u]:end[u]]] = -np.inf
+  top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+  return top, np.take_along_axis(scores, top, 1)
+
+
 def test_teacher_candidates_are_another_runs_top_m(straight_run, tmp_path):
-  """augment.candidates='teacher': no generator phase, and every item a copy
-  brings in is among the finished teacher run's top-M unseen items after
-  the user's training prefix."""
+  """augment.candidates='teacher': no generator phase; the candidates are
+  the finished teacher run's top-M after each user's training prefix (a
+  numpy reference from its validation input rows), with or without the
+  prefix's items; every item a copy brings in is among them."""
   from diff4rec_jax import recommender  # pylint: disable=g-import-not-at-top
   from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
   base_config, teacher_wd, _ = straight_run
   c = base_config.copy_and_resolve_references()
-  wd, ds, (indptr, hist) = _aug_run_without_generator(
+  wd, ds, _ = _aug_run_without_generator(
       c, tmp_path, candidates="teacher", teacher_workdir=teacher_wd)
   teacher = recommender.from_workdir(teacher_wd)
-  top, scores = teacher.top_k_internal(indptr, hist, 20)
-  cand, prob = train.teacher_candidates(c, ds)
-  np.testing.assert_array_equal(cand, top)
-  np.testing.assert_allclose(prob, candidates.softmax_topm(scores),
-                             rtol=1e-6)
-  _assert_new_items_among(wd, ds.num_users, top)
-  for u in range(0, ds.num_users, 97):
-    assert not set(top[u]) & set(hist[indptr[u]:indptr[u + 1]])
+  users = np.arange(0, ds.num_users, 97)
+  for exclude in (True, False):
+    c.augment.exclude_history = exclude
+    cand, prob = train.teacher_candidates(c, ds)
+    top, scores = _teacher_reference(teacher, ds, users, 20, exclude)
+    np.testing.assert_array_equal(cand[users], top)
+    np.testing.assert_allclose(prob[users], candidates.softmax_topm(scores),
+                               rtol=1e-4, atol=1e-6)
+    if exclude:
+      _assert_new_items_among(wd, ds.num_users, cand)
+  # Without the mask the teacher may name the user's own items.
+  assert any(set(cand[u]) & set(ds.items[ds.indptr[u]:ds.indptr[u + 1]])
+             for u in users)
 
 
 def test_teacher_must_be_finished_on_the_same_data(straight_run, tmp_path):

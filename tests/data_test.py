@@ -78,6 +78,18 @@ def test_history_excludes_target_and_duplicates(tmp_path):
   assert items[indptr[0]:indptr[1]].tolist() == [5, 6]     # target 7
 
 
+def test_prefix_csr_keeps_repeats_as_eval_arrays_pads_them(tmp_path):
+  raw = b"1 5\n1 6\n1 5\n1 7\n1 5\n2 8\n2 9\n2 8\n"
+  ds = data.read_interactions(_write(tmp_path, "r.txt", raw))
+  indptr, items = ds.prefix_csr("valid")
+  assert indptr.tolist() == [0, 3, 4]
+  assert items.tolist() == [5, 6, 5, 8]          # targets 7 and 9 excluded
+  inputs, _ = ds.eval_arrays("valid", 4)
+  for u in range(2):
+    row = inputs[u][inputs[u] > 0]
+    assert row.tolist() == items[indptr[u]:indptr[u + 1]].tolist()
+
+
 def test_left_pad_keeps_most_recent():
   items = np.arange(1, 11, dtype=np.int32)
   out = data.left_pad(items, np.array([0, 5]), np.array([5, 7]), 3)
