@@ -30,8 +30,12 @@ DATA=${DIFF4REC_DATA_DIR:?set DIFF4REC_DATA_DIR to the staged datasets}
 DATA=$(cd "$DATA" && pwd)
 mkdir -p "$RUNS"
 [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
-if pgrep -f "benchmarks/(reproduce.py|tune_beauty_paper.sh|paper_queue.sh|ce_queue.sh|strong_queue.sh)" > /dev/null; then
-  echo "experiment runs are already going:"; pgrep -af "reproduce.py"; exit 1
+# A queue, or a grid runner of the queues' roots, still going (a probe with
+# a root of its own may run beside them).
+BUSY="benchmarks/(tune_beauty_paper|paper_queue|ce_queue|strong_queue)\.sh"
+BUSY="$BUSY|reproduce\.py.*--root=$RUNS/(paper|strong|sampled|fullce|tune_beauty)"
+if pgrep -f "$BUSY" > /dev/null; then
+  echo "experiment runs are already going:"; pgrep -af "$BUSY"; exit 1
 fi
 # A watcher left from an earlier start (its queues gone) would restart
 # queues of its own later.
