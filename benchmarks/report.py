@@ -15,6 +15,8 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
+import numpy as np
+
 from benchmarks import grid
 from benchmarks import machine as machine_info
 from benchmarks import paper
@@ -154,6 +156,27 @@ def generator_line(states: Sequence[grid.CellState], summaries: dict,
     text += "; against the base rows' validation NDCG@10: " + "; ".join(
         ratios)
   return text + "."
+
+
+def copies_line(states: Sequence[grid.CellState]) -> Optional[str]:
+  """A bullet: the share of an augmented cell's copies that bring in no new
+  item (a copy of N items replaces round_half_up(ratio N) of them), read
+  from its augmented.npz as the copies at similarity 1 (Eq. 11: a reordered
+  copy has its original's mean embedding), which an easy-first curriculum
+  admits first; None without such a file."""
+  for st in states:
+    path = os.path.join(st.workdir, "augmented.npz")
+    if st.cell.mode not in ("aug", "diff4rec") or not os.path.exists(path):
+      continue
+    with np.load(path) as z:
+      sim = z["sim"]
+    ratio = grid.flatten(st.config or {}).get("augment.ratio")
+    share = float(np.mean(np.abs(sim - 1.0) < 1e-6))
+    return (f"- Copies (`{st.cell.name}`'s augmented.npz, ratio {ratio}): "
+            f"{share:.1%} of them bring in no new item (similarity 1: "
+            "reordered originals, the copies an easy-first curriculum "
+            "admits first).")
+  return None
 
 
 def _not_run_text(states: Sequence[grid.CellState], models: Sequence[str],
@@ -355,9 +378,10 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
     L.append("")
     L.append("**Verdict** (test metrics of finished cells only):\n")
     L.extend(verdict(ds, summaries, models, modes))
-    gen = generator_line(ds_states, summaries, ds, models)
-    if gen:
-      L.append(gen)
+    for line in (generator_line(ds_states, summaries, ds, models),
+                 copies_line(ds_states)):
+      if line:
+        L.append(line)
     capped = _capped_text(ds_states, models, modes)
     if capped:
       L.append("- Cut by the epoch cap (best validation epoch within the "

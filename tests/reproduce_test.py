@@ -941,3 +941,23 @@ def test_report_puts_the_generator_beside_the_base_rows(grid_root):
       "HR@10 0.0700 / NDCG@10 0.0682 (the VAE alone 0.0800 / 0.0341); "
       f"against the base rows' validation NDCG@10: SASRec base "
       f"{base_valid:.4f} (generator x{0.0682 / base_valid:.2f})."]
+
+
+def test_report_says_how_many_copies_bring_in_nothing_new(grid_root):
+  """The share of copies at similarity 1 (reordered originals) of the first
+  augmented cell with an augmented.npz; none for a dataset without one."""
+  sim = np.array([[1.0, 0.97, 1.0 - 1e-8, 0.5]], np.float32)
+  np.savez(os.path.join(grid_root, "beauty-sasrec-diff4rec-s0",
+                        "augmented.npz"), sim=sim)
+  states = grid.inspect_grid(default_cells(), grid_root)
+  text = report.build_report(states, grid.DEFAULT_DATASETS, grid.MODELS,
+                             grid.MODES, grid.DEFAULT_SEEDS, grid_root,
+                             "python x", "TEST CPU", "")
+  lines = [l for l in text.splitlines() if l.startswith("- Copies (")]
+  ratio = grid.expected_config(Cell("beauty", "sasrec", "diff4rec", 0))[
+      "augment.ratio"]
+  assert lines == [
+      f"- Copies (`beauty-sasrec-diff4rec-s0`'s augmented.npz, ratio "
+      f"{ratio}): 50.0% of them bring in no new item (similarity 1: "
+      "reordered originals, the copies an easy-first curriculum admits "
+      "first)."]
