@@ -264,8 +264,9 @@ def best_item_table(config, ds, phase_dir: str) -> np.ndarray:
 def teacher_candidates(config, ds):
   """(items [U, M], probs [U, M]) from the finished recommender run in
   `augment.teacher_workdir` (trained on the same data: its
-  data_fingerprint.json is checked): its top-M items after each user's
-  training prefix, read as its validation read it (repeats kept; the
+  data_fingerprint.json is checked, or for a run from before fingerprints
+  its results' user, action and item counts): its top-M items after each
+  user's training prefix, read as its validation read it (repeats kept; the
   prefix's items excluded unless `augment.exclude_history` is False), with
   the softmax of its scores over those M as probabilities."""
   a = config.augment
@@ -274,12 +275,20 @@ def teacher_candidates(config, ds):
     raise errors.UserError(
         f"augment.teacher_workdir={wd!r}: not a finished run's workdir (no "
         "results.json); train the teacher to the end first.")
-  if not os.path.isfile(os.path.join(wd, rundir.FINGERPRINT_FILE)):
-    raise errors.UserError(
-        f"augment.teacher_workdir={wd!r}: no {rundir.FINGERPRINT_FILE}, so "
-        "the data it was trained on cannot be checked (a run from before "
-        "fingerprints); retrain the teacher.")
-  rundir.check_data(wd, ds, write=False)
+  if os.path.isfile(os.path.join(wd, rundir.FINGERPRINT_FILE)):
+    rundir.check_data(wd, ds, write=False)
+  else:   # a run from before fingerprints: its results' counts must match
+    saved = rundir.read_json(os.path.join(wd, "results.json")).get(
+        "dataset", {})
+    now = {"users": ds.num_users, "actions": int(ds.items.size),
+           "items": ds.num_items}
+    if any(saved.get(k) != v for k, v in now.items()):
+      raise rundir.DataMismatch(
+          f"augment.teacher_workdir={wd!r} was made on other data: its "
+          f"results.json records {[saved.get(k) for k in now]} users, "
+          f"actions, items; this run has {list(now.values())}.")
+    logging.warning("teacher %s has no %s: its data checked by counts only",
+                    wd, rundir.FINGERPRINT_FILE)
   tconfig = ml_collections.ConfigDict(
       rundir.read_json(os.path.join(wd, "config.json")))
   params, meta = recommender.restore_best_params(tconfig, ds, wd)

@@ -239,3 +239,12 @@ def test_teacher_must_be_finished_on_the_same_data(straight_run, tmp_path):
   c.augment.teacher_workdir = str(other)
   with pytest.raises(rundir.DataMismatch, match="made on other data"):
     train.teacher_candidates(c, ds)
+  # A teacher from before fingerprints: checked by its results' counts.
+  fp.unlink()
+  cand, _ = train.teacher_candidates(c, ds)
+  assert cand.shape == (ds.num_users, c.augment.top_m)
+  res = json.loads((other / "results.json").read_text())
+  res["dataset"]["actions"] += 1
+  (other / "results.json").write_text(json.dumps(res))
+  with pytest.raises(rundir.DataMismatch, match="made on other data"):
+    train.teacher_candidates(c, ds)
