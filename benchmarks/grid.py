@@ -281,8 +281,9 @@ def estimate_left(states: Sequence["CellState"], root: str) -> LeftEstimate:
   Finished cells are those under `root` (one setting; any cell, planned in
   `states` or not) with a results.json; a cell's time is the larger of its
   attempts' wall time in grid_log.jsonl and its results' train_seconds. A
-  workdir linked from another root is left out (its time is that root's). An unfinished cell is "measured": the
-  median of the finished cells of its dataset, backbone and kind (base,
+  workdir linked from another root is left out (its time is that root's).
+  An unfinished cell is "measured": the median of the finished cells of
+  its dataset, backbone and kind (base,
   or augmented: aug, diff4rec and the controls). An augmented cell with no
   finished cell of its kind but finished base cells of its dataset and
   backbone is "scaled": their median times the median, over the root's

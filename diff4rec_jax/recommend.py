@@ -70,8 +70,8 @@ def load(path: str, data_dir: Optional[str] = None) -> Recommender:
   A workdir: its config.json, its best checkpoint
   (`recommender.restore_best_params`) and its data file (found as training
   found it; `data_dir` replaces config.data.dir when the data has moved).
-  An export (a folder with manifest.json, `diff4rec_jax.export`): checked against
-  its manifest's checksums; no training data needed.
+  An export (a folder with manifest.json, `diff4rec_jax.export`): checked
+  against its manifest's checksums; no training data needed.
   """
   if os.path.isfile(os.path.join(path, "manifest.json")):
     return export.load_export(path)

@@ -13,7 +13,9 @@
   of the leave-one-out split, stored in `workdir/data_fingerprint.json` on
   the first run and compared on every rerun. `config.data.dir`,
   `config.data.path` and `$DIFF4REC_DATA_DIR` may change (moved files); the
-  content may not.
+  content may not. `check_run_data(workdir, ds)`: the same read-only check
+  of another finished run (a teacher), by counts for a run from before
+  fingerprints.
 
 No jax: a driver (train.py) calls these with `is_chief` from sharding.
 """
@@ -240,3 +242,22 @@ def check_data(workdir: str, ds, write: bool = True) -> None:
     with open(tmp, "w") as f:
       json.dump(now, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+def check_run_data(workdir: str, ds) -> None:
+  """Refuses `ds` unless the finished run in `workdir` was made on the same
+  data: its fingerprint, or for a run from before fingerprints the user,
+  action and item counts of its results.json (with a warning)."""
+  if os.path.isfile(os.path.join(workdir, FINGERPRINT_FILE)):
+    check_data(workdir, ds, write=False)
+    return
+  saved = read_json(os.path.join(workdir, "results.json")).get("dataset", {})
+  now = {"users": int(ds.num_users), "actions": int(ds.items.size),
+         "items": int(ds.num_items)}
+  if any(saved.get(k) != v for k, v in now.items()):
+    raise DataMismatch(
+        f"the run in {workdir} was made on other data: its results.json "
+        f"records {[saved.get(k) for k in now]} users, actions, items; "
+        f"this run has {list(now.values())}.")
+  logging.warning("%s has no %s: its data checked by counts only", workdir,
+                  FINGERPRINT_FILE)

@@ -275,20 +275,7 @@ def teacher_candidates(config, ds):
     raise errors.UserError(
         f"augment.teacher_workdir={wd!r}: not a finished run's workdir (no "
         "results.json); train the teacher to the end first.")
-  if os.path.isfile(os.path.join(wd, rundir.FINGERPRINT_FILE)):
-    rundir.check_data(wd, ds, write=False)
-  else:   # a run from before fingerprints: its results' counts must match
-    saved = rundir.read_json(os.path.join(wd, "results.json")).get(
-        "dataset", {})
-    now = {"users": ds.num_users, "actions": int(ds.items.size),
-           "items": ds.num_items}
-    if any(saved.get(k) != v for k, v in now.items()):
-      raise rundir.DataMismatch(
-          f"augment.teacher_workdir={wd!r} was made on other data: its "
-          f"results.json records {[saved.get(k) for k in now]} users, "
-          f"actions, items; this run has {list(now.values())}.")
-    logging.warning("teacher %s has no %s: its data checked by counts only",
-                    wd, rundir.FINGERPRINT_FILE)
+  rundir.check_run_data(wd, ds)
   tconfig = ml_collections.ConfigDict(
       rundir.read_json(os.path.join(wd, "config.json")))
   params, meta = recommender.restore_best_params(tconfig, ds, wd)
