@@ -102,7 +102,8 @@ CONTROL_MODES = {
     "popular": ("diff4rec", {"augment.candidates": "popular"}, "diff4rec"),
     "uniform": ("diff4rec", {"augment.candidates": "uniform"}, "diff4rec"),
     "duplicate": ("aug", {"augment.candidates": "uniform",
-                          "augment.ratio": 0.0, "augment.reorder": False},
+                          "augment.ratio": 0.0, "augment.min_replaced": 0,
+                          "augment.reorder": False},
                   "aug"),
 }
 ALL_MODES = MODES + tuple(CONTROL_MODES)

@@ -160,7 +160,7 @@ def generator_line(states: Sequence[grid.CellState], summaries: dict,
 
 def copies_line(states: Sequence[grid.CellState]) -> Optional[str]:
   """A bullet: the share of an augmented cell's copies that bring in no new
-  item (a copy of N items replaces round_half_up(ratio N) of them), read
+  item (a copy of N items replaces `augment.num_replaced` of them), read
   from its augmented.npz as the copies at similarity 1 (Eq. 11: a reordered
   copy has its original's mean embedding), which an easy-first curriculum
   admits first; None without such a file."""
@@ -170,9 +170,12 @@ def copies_line(states: Sequence[grid.CellState]) -> Optional[str]:
       continue
     with np.load(path) as z:
       sim = z["sim"]
-    ratio = grid.flatten(st.config or {}).get("augment.ratio")
+    flat = grid.flatten(st.config or {})
+    ratio = f"ratio {flat.get('augment.ratio')}"
+    if flat.get("augment.min_replaced"):
+      ratio += f", min_replaced {flat['augment.min_replaced']}"
     share = float(np.mean(np.abs(sim - 1.0) < 1e-6))
-    return (f"- Copies (`{st.cell.name}`'s augmented.npz, ratio {ratio}): "
+    return (f"- Copies (`{st.cell.name}`'s augmented.npz, {ratio}): "
             f"{share:.1%} of them bring in no new item (similarity 1: "
             "reordered originals, the copies an easy-first curriculum "
             "admits first).")

@@ -14,7 +14,8 @@ copy r is built as in Algorithm 1:
    Candidates already in S_u are excluded so that a replacement always
    brings a NEW item (the generator's top-M already excludes the training
    prefix; the kernel does not rely on it).
-2. n = round_half_up(ratio * N) (`num_replaced`), capped at the number of
+2. n = round_half_up(ratio * N), at least min(min_replaced, N)
+   (`num_replaced`; min_replaced=0 by default), capped at the number of
    eligible candidates E: n_eff = min(n, E). A copy never repeats a candidate
    and never invents items, so a user with fewer than n eligible candidates
    gets only E replacements (E = 0: the copy is just a reordering).
@@ -33,7 +34,7 @@ copy r is built as in Algorithm 1:
 
 Padding stays where it was: the output is left-padded with the same length.
 n and everything else data-dependent are masks and ranks over static shapes
-(n_max = round_half_up(ratio * W) scan steps, inactive ones masked).
+(n_max = max n over lengths <= W scan steps, inactive ones masked).
 
 Properties (tested on the kernel and on `augment_reference`, the per-user
 numpy version): length kept; exactly n_eff positions differ from S_u as a
@@ -79,14 +80,19 @@ _WEIGHT_TOTAL = 1 << _WEIGHT_BITS
 _UNUSED = 1 << 30
 
 # -- shared helpers ---------------------------------------------------------
-def num_replaced(length, ratio: float):
-  """n = round_half_up(ratio * length), the positions replaced per copy.
+def num_replaced(length, ratio: float, min_replaced: int = 0):
+  """n = max(round_half_up(ratio * length), min(min_replaced, length)).
 
+  The positions replaced per copy. Algorithm 1 line 4 writes n = ratio *
+  |S_u| and leaves the rounding open: round half up (min_replaced=0)
+  replaces nothing in a sequence shorter than 0.5 / ratio items (5 at ratio
+  0.1); min_replaced=1 is the usual max(1, .) of sequence augmentations.
   Computed in float64 on the host (exact for the static table the kernel
   embeds); `length` may be an int or an integer array.
   """
-  n = np.floor(ratio * np.asarray(length, np.float64) + 0.5 + 1e-9)
-  return n.astype(np.int64)
+  length = np.asarray(length, np.int64)
+  n = np.floor(ratio * length.astype(np.float64) + 0.5 + 1e-9)
+  return np.maximum(n.astype(np.int64), np.minimum(min_replaced, length))
 
 
 def _slot_bits(width: int) -> int:
@@ -347,15 +353,20 @@ def _augment_user(user_key, seq, length, cand, prob, temperature, copy_ids,
   return jax.vmap(one, in_axes=(1, 1))(order_bits, draw_words)
 
 
-def _static_setup(width: int, num_cand: int, num_copies: int, ratio: float):
+def _static_setup(width: int, num_cand: int, num_copies: int, ratio: float,
+                  min_replaced: int = 0):
   """Checks static arguments; the n table [W+1] and its max."""
   if (not isinstance(num_copies, int) or isinstance(num_copies, bool)
       or num_copies < 1):
     raise ValueError(f"num_copies must be an integer >= 1, got {num_copies}")
   if not 0.0 <= ratio <= 1.0:
     raise ValueError(f"ratio must be in [0, 1], got {ratio}")
+  if (not isinstance(min_replaced, int) or isinstance(min_replaced, bool)
+      or min_replaced < 0):
+    raise ValueError(f"min_replaced must be an integer >= 0, got "
+                     f"{min_replaced}")
   _slot_bits(width)
-  n_table = np.minimum(num_replaced(np.arange(width + 1), ratio),
+  n_table = np.minimum(num_replaced(np.arange(width + 1), ratio, min_replaced),
                        num_cand).astype(np.int32)
   return n_table, int(n_table.max())
 
@@ -366,11 +377,12 @@ def _user_keys(key, user_ids):
 
 
 @functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
-                                             "dedupe", "exclude_history"))
+                                             "dedupe", "exclude_history",
+                                             "min_replaced"))
 def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
                   ratio: float, temperature=1.0, reorder: bool = True,
                   user_ids=None, dedupe: bool = True,
-                  exclude_history: bool = True):
+                  exclude_history: bool = True, min_replaced: int = 0):
   """All K augmented copies of a batch of users, in one compiled call.
 
   Args:
@@ -392,11 +404,14 @@ def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
       same copies with dedupe=False.
     exclude_history: candidates already in the row are not eligible
       (static; `augment.exclude_history`, default True).
+    min_replaced: a copy replaces at least min(min_replaced, N) items
+      (static; `augment.min_replaced`, default 0; `num_replaced`).
   Returns:
     [B, K, W] int32 copies, left-padded like `seqs`.
   """
   b, w = seqs.shape
-  n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio)
+  n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio,
+                                 min_replaced)
   if user_ids is None:
     user_ids = jnp.arange(b, dtype=jnp.uint32)
   one = functools.partial(_augment_user, num_copies=num_copies,
@@ -410,15 +425,16 @@ def augment_batch(key, seqs, lengths, cand, prob, *, num_copies: int,
 
 
 @functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
-                                             "dedupe", "exclude_history"))
+                                             "dedupe", "exclude_history",
+                                             "min_replaced"))
 def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
                    num_copies: int, ratio: float, temperature=1.0,
                    reorder: bool = True, dedupe: bool = True,
-                   exclude_history: bool = True):
+                   exclude_history: bool = True, min_replaced: int = 0):
   """Selected copies, one a row: copy `copy_ids[n]` of user `user_ids[n]`.
 
   Regenerates exactly `augment_batch(...)[u, r]` (same key, K, ratio,
-  temperature, reorder) without computing the user's other copies, so a
+  min_replaced, temperature, reorder) without computing the user's other copies, so a
   training step can rebuild the copies the curriculum samples instead of
   keeping all U x K x L of them in memory.
 
@@ -429,7 +445,8 @@ def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
     [N, W] int32.
   """
   n, w = seqs.shape
-  n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio)
+  n_table, n_max = _static_setup(w, cand.shape[1], num_copies, ratio,
+                                 min_replaced)
   one = functools.partial(_augment_user, num_copies=num_copies,
                           n_table=n_table, n_max=n_max, reorder=reorder,
                           dedupe=dedupe, exclude_history=exclude_history)
@@ -449,8 +466,8 @@ def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
 # -- the numpy reference ----------------------------------------------------
 def augment_reference(rng: np.random.Generator, seqs, lengths, cand, prob, *,
                       num_copies: int, ratio: float, temperature: float = 1.0,
-                      reorder: bool = True,
-                      exclude_history: bool = True) -> np.ndarray:
+                      reorder: bool = True, exclude_history: bool = True,
+                      min_replaced: int = 0) -> np.ndarray:
   """Algorithm 1 INTERACTAUGMENT, one user and one copy at a time (numpy).
 
   Same rules as the kernel with float64 weights and numpy's generator:
@@ -478,7 +495,7 @@ def augment_reference(rng: np.random.Generator, seqs, lengths, cand, prob, *,
     if len(p):
       p = np.exp((np.log(p) - np.log(p).max()) / temperature)
       p /= p.sum()
-    n = min(int(num_replaced(n_items, ratio)), len(ids))
+    n = min(int(num_replaced(n_items, ratio, min_replaced)), len(ids))
     for r in range(num_copies):
       copy = items.copy()
       if n:

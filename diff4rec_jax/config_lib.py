@@ -331,7 +331,7 @@ def validate_augment_config(config) -> None:
   for f in ("num_copies", "candidates", "exclude_history", "copy_source",
             "loss_norm",
             "schedule",
-            "bucket_copies", "ratio", "top_m", "temperature", "reorder",
+            "bucket_copies", "ratio", "min_replaced", "top_m", "temperature", "reorder",
             "copies_per_batch", "loss_weight", "pacing", "pacing_start",
             "pacing_end", "pacing_stages", "pacing_epochs",
             "curriculum_scope", "curriculum_direction", "similarity_source",
@@ -364,6 +364,7 @@ def validate_augment_config(config) -> None:
   if not isinstance(a.bucket_copies, bool):
     raise _aerr("bucket_copies", "must be True or False", a.bucket_copies)
   need_num("ratio", 0.0, 1.0)
+  need_int("min_replaced", 0)
   need_int("top_m", 1)
   need_num("temperature", 0.0, None, lo_open=True)
   if not isinstance(a.reorder, bool):

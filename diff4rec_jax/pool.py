@@ -188,6 +188,8 @@ def config_hash(config, ds) -> str:
   if a.candidates == "teacher":   # the teacher run's outcome, not its path
     with open(os.path.join(a.teacher_workdir, "results.json"), "rb") as f:
       keys["teacher"] = hashlib.sha256(f.read()).hexdigest()
+  if a.min_replaced:   # added in session 20: older pools keep their hash
+    keys["min_replaced"] = a.min_replaced
   if a.curriculum_scope != "global":   # the export's `rank` follows it
     keys["curriculum_scope"] = a.curriculum_scope
   if a.curriculum_direction != "easy_first":
@@ -265,7 +267,7 @@ def build_pool(config, ds, workdir: str, cand: np.ndarray, prob: np.ndarray,
       key, src, src_len, cand, prob, num_copies=a.num_copies,
       ratio=a.ratio, temperature=a.temperature, reorder=a.reorder,
       batch_size=a.batch_size, mesh=mesh,
-      exclude_history=a.exclude_history)
+      exclude_history=a.exclude_history, min_replaced=a.min_replaced)
   if copies.shape[2] > max_len:
     copies = np.ascontiguousarray(copies[:, :, -max_len:])
   sim = similarity_all(item_emb, seqs, copies, lengths,
@@ -353,7 +355,8 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
                 widths: Optional[Sequence[int]] = None,
                 out: Optional[np.ndarray] = None,
                 dedupe: Optional[bool] = None, mesh=None,
-                exclude_history: bool = True) -> np.ndarray:
+                exclude_history: bool = True,
+                min_replaced: int = 0) -> np.ndarray:
   """K copies of every user, in fixed-size batches bucketed by length.
 
   Equal, row for row, to `augment.augment_batch(key, seqs, ..., user_ids=arange(U))`
@@ -395,7 +398,8 @@ def augment_all(key, seqs: np.ndarray, lengths: np.ndarray, cand: np.ndarray,
     return augment.augment_batch(
         key, b[0], b[1], b[2], b[3], num_copies=num_copies, ratio=ratio,
         temperature=temperature, reorder=reorder, user_ids=b[4],
-        dedupe=dedupe, exclude_history=exclude_history)
+        dedupe=dedupe, exclude_history=exclude_history,
+        min_replaced=min_replaced)
 
   def store(users, res):
     w = res.shape[2]
@@ -450,13 +454,16 @@ def similarity_all(item_emb, seqs: np.ndarray, copies: np.ndarray,
 
 
 @functools.partial(jax.jit, static_argnames=("num_copies", "ratio", "reorder",
-                                             "dedupe"))
+                                             "dedupe", "exclude_history",
+                                             "min_replaced"))
 def _augment_and_score(key, item_emb, seqs, lengths, cand, prob, user_ids, *,
-                       num_copies, ratio, temperature, reorder, dedupe):
+                       num_copies, ratio, temperature, reorder, dedupe,
+                       exclude_history, min_replaced):
   copies = augment.augment_batch(
       key, seqs, lengths, cand, prob, num_copies=num_copies, ratio=ratio,
       temperature=temperature, reorder=reorder, user_ids=user_ids,
-      dedupe=dedupe)
+      dedupe=dedupe, exclude_history=exclude_history,
+      min_replaced=min_replaced)
   return curriculum.similarity(item_emb, seqs, copies)
 
 
@@ -465,7 +472,9 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
               ratio: float, temperature: float = 1.0, reorder: bool = True,
               batch_size: int = 4096, min_width: int = 8,
               widths: Optional[Sequence[int]] = None,
-              dedupe: Optional[bool] = None, mesh=None) -> np.ndarray:
+              dedupe: Optional[bool] = None, mesh=None,
+              exclude_history: bool = True,
+              min_replaced: int = 0) -> np.ndarray:
   """Sim of every copy `augment_all` would make, without storing it.
 
   Data-parallel like `similarity_all` (users sharded over `mesh`, default
@@ -494,7 +503,8 @@ def score_all(key, item_emb, seqs: np.ndarray, lengths: np.ndarray,
          loc.astype(np.uint32)), mesh)
     return _augment_and_score(
         key, item_emb, *b, num_copies=num_copies, ratio=ratio,
-        temperature=temperature, reorder=reorder, dedupe=dedupe)
+        temperature=temperature, reorder=reorder, dedupe=dedupe,
+        exclude_history=exclude_history, min_replaced=min_replaced)
 
   run_bucketed(lengths, l, batch_size, compute,
                        lambda users, r: out.__setitem__(users, r),

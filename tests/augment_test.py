@@ -61,7 +61,8 @@ def _eligible(seq, cand, prob):
   return ok
 
 
-def _check_properties(out, seqs, lengths, cand, prob, ratio, reorder):
+def _check_properties(out, seqs, lengths, cand, prob, ratio, reorder,
+                      min_replaced=0):
   """The invariants of Algorithm 1 as implemented; returns n_eff per user."""
   b, k, l = out.shape
   n_effs = []
@@ -69,7 +70,7 @@ def _check_properties(out, seqs, lengths, cand, prob, ratio, reorder):
     n = int(lengths[i])
     orig = seqs[i, l - n:]
     ok = set(_eligible(seqs[i], cand[i], prob[i]))
-    n_eff = min(int(augment.num_replaced(n, ratio)), len(ok))
+    n_eff = min(int(augment.num_replaced(n, ratio, min_replaced)), len(ok))
     n_effs.append(n_eff)
     for r in range(k):
       copy = out[i, r]
@@ -106,6 +107,27 @@ def test_kernel_and_reference_properties(reorder):
   busy = [i for i in range(len(seqs))
           if lengths[i] >= 4 and (reorder or n_kernel[i] > 0)]
   assert all(len({out[i, r].tobytes() for r in range(K)}) > 1 for i in busy)
+
+
+def test_min_replaced_sets_a_floor_in_kernel_and_reference():
+  """ratio 0.1 alone replaces 1 of 12 items and none of under 5; with
+  min_replaced=2 every copy replaces 2 (1 in a 1-item sequence), capped by
+  the eligible candidates as before."""
+  seqs, lengths, cand, prob = _case()
+  kw = dict(num_copies=K, ratio=0.1, reorder=True, min_replaced=2)
+  out = _run(1, seqs, lengths, cand, prob, **kw)
+  ref = augment.augment_reference(np.random.default_rng(1), seqs, lengths,
+                                  cand, prob, **kw)
+  n_kernel = _check_properties(out, seqs, lengths, cand, prob, 0.1, True, 2)
+  n_ref = _check_properties(ref, seqs, lengths, cand, prob, 0.1, True, 2)
+  assert n_kernel == n_ref
+  assert n_kernel[:3] == [0, 1, 2]       # lengths 0, 1, 12 (enough cands)
+  assert n_kernel[6] == 0 and n_kernel[7] == 1   # no / one eligible
+  plain = _check_properties(
+      _run(1, seqs, lengths, cand, prob, num_copies=K, ratio=0.1),
+      seqs, lengths, cand, prob, 0.1, True)
+  assert plain[:3] == [0, 0, 1]
+  assert sum(plain) < sum(n_kernel)
 
 
 @settings(max_examples=8, deadline=None)
@@ -234,6 +256,14 @@ def test_num_replaced_rounds_half_up():
       [0, 0, 1, 1, 1, 3, 3])
   assert augment.num_replaced(5, 0.1) == 1      # 0.5 -> 1
   assert augment.num_replaced(7, 1.0) == 7
+  # min_replaced: a floor, never above the sequence's length.
+  np.testing.assert_array_equal(
+      augment.num_replaced(np.array([0, 1, 2, 3, 5, 10, 12]), 0.1, 1),
+      [0, 1, 1, 1, 1, 1, 1])
+  np.testing.assert_array_equal(
+      augment.num_replaced(np.array([0, 1, 2, 3, 5, 10, 12]), 0.25, 2),
+      [0, 1, 2, 2, 2, 3, 3])
+  assert augment.num_replaced(4, 0.0, 3) == 3
 
 
 def test_shift_pairs():
@@ -256,6 +286,9 @@ def test_static_argument_errors():
   with pytest.raises(ValueError, match="num_copies"):
     augment.augment_batch(jax.random.key(0), seqs, lengths, cand, prob,
                           num_copies=0, ratio=0.2)
+  with pytest.raises(ValueError, match="min_replaced"):
+    augment.augment_batch(jax.random.key(0), seqs, lengths, cand, prob,
+                          num_copies=2, ratio=0.2, min_replaced=-1)
 
 
 def test_validate_augment_config():
@@ -263,7 +296,8 @@ def test_validate_augment_config():
   config_lib.validate_augment_config(c)
   config_lib.validate_augment_config(c.augment)
   bad = [("num_copies", -1), ("num_copies", 2.5), ("num_copies", 0),
-         ("ratio", 1.2), ("ratio", -0.1), ("top_m", 0), ("temperature", 0.0),
+         ("ratio", 1.2), ("ratio", -0.1), ("min_replaced", -1),
+         ("min_replaced", 0.5), ("top_m", 0), ("temperature", 0.0),
          ("reorder", 1), ("copies_per_batch", -1.0), ("loss_weight", -1),
          ("pacing", "cosine"), ("curriculum_scope", "user"),
          ("curriculum_direction", "backwards"),

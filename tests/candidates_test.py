@@ -152,6 +152,39 @@ def test_copy_source_prefix_samples_the_whole_training_prefix(tiny_config,
   assert older > 0
 
 
+def test_min_replaced_gives_every_copy_a_new_item(tiny_config, tmp_path):
+  """ratio 0.1 leaves the copies of sequences under 5 items unchanged (as
+  multisets); augment.min_replaced=1 makes every copy bring in a new item.
+  The pool's hash keys on it, so a pool built without it is not reused."""
+  from diff4rec_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import pool as pool_lib  # pylint: disable=g-import-not-at-top
+  c = tiny_config
+  c.mode = "aug"
+  c.data.max_len = 4        # copies of 4 items: round_half_up(0.4) = 0
+  c.augment.update(candidates="uniform", ratio=0.1, num_copies=3)
+  ds = data_lib.load(c.data)
+  emb = np.random.default_rng(0).normal(size=(ds.num_items + 1, 8))
+  unchanged, hashes = {}, {}
+  for m in (0, 1):
+    c.augment.min_replaced = m
+    cand, prob = pool_lib.control_candidates(c, ds)
+    wd = str(tmp_path / f"min{m}")
+    pool = pool_lib.build_pool(c, ds, wd, cand, prob, emb)
+    hashes[m] = pool_lib.config_hash(c, ds)
+    with np.load(f"{wd}/augmented.npz") as z:
+      copies, orig = z["copies"], z["orig"]
+    assert pool.copies.shape[0] == ds.num_users * 3
+    same = [sorted(copies[u, r][copies[u, r] > 0]) ==
+            sorted(orig[u][orig[u] > 0])
+            for u in range(ds.num_users) for r in range(3)
+            if (orig[u] > 0).any()]
+    unchanged[m] = np.mean(same)
+  assert unchanged[0] == 1.0 and unchanged[1] == 0.0, unchanged
+  assert hashes[0] != hashes[1]
+  assert pool_lib.load_cached(c, ds, str(tmp_path / "min0")) is None
+  assert pool_lib.load_cached(c, ds, str(tmp_path / "min1")) is not None
+
+
 def test_softmax_topm_over_each_rows_finite_scores():
   inf = np.inf
   s = np.array([[3.0, 1.0, -inf], [-inf, -inf, -inf], [1000.0, 999.0, 998.0]])

@@ -887,14 +887,15 @@ def test_cells_get_a_persistent_compilation_cache(tmp_path):
 def test_the_trainer_takes_a_control_cells_own_fields(tmp_path, capsys):
   """The command line a duplicate cell runs, parsed by the trainer's own
   flag parser: the control's fields, given last, win over the overrides."""
-  chosen = "--config.augment.ratio=0.1 --config.augment.reorder=True"
+  chosen = ("--config.augment.ratio=0.1 --config.augment.reorder=True "
+            "--config.augment.min_replaced=1")
   args = rp.parse_args([f"--root={tmp_path}", "--setting=paper",
                         "--datasets=beauty", "--modes=aug,duplicate",
                         f"--overrides={chosen}"])
   note = capsys.readouterr().out
   assert ("note: the duplicate control cells keep their own augment."
-          "candidates, augment.ratio, augment.reorder over "
-          "--config.augment.ratio=0.1 --config.augment.reorder=True") in note
+          "candidates, augment.min_replaced, augment.ratio, augment.reorder "
+          f"over {chosen}") in note
   cell = grid.plan_cells(["beauty"], ["sasrec"], ["duplicate"], [0],
                          "paper")[0]
   argv = grid.cell_command(cell, str(tmp_path), args.overrides,
@@ -905,12 +906,12 @@ def test_the_trainer_takes_a_control_cells_own_fields(tmp_path, capsys):
       "m._parse_flags(sys.argv[1:])\n"
       "c = m._CONFIG.value\n"
       "print(json.dumps([c.mode, c.augment.candidates, c.augment.ratio, "
-      "c.augment.reorder]))\n")
+      "c.augment.reorder, c.augment.min_replaced]))\n")
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   r = subprocess.run([sys.executable, "-c", script, *argv], cwd=repo,
                      capture_output=True, text=True, check=True)
   assert json.loads(r.stdout.splitlines()[-1]) == ["aug", "uniform", 0.0,
-                                                   False]
+                                                   False, 0]
 
 
 def test_report_puts_the_generator_beside_the_base_rows(grid_root):
