@@ -117,23 +117,33 @@ def _is_disk_error(e: BaseException) -> bool:
 
 
 class Checkpointer:
-  """Latest + best checkpoints of one training phase."""
+  """Latest + best checkpoints of one training phase.
 
-  def __init__(self, directory: str, keep: int = KEEP_LATEST):
+  `read_only=True` is for reading another run's saves (serving, a teacher's
+  candidates): nothing is created, cleaned up or deleted there; a damaged
+  save is skipped with a warning instead of deleted.
+  """
+
+  def __init__(self, directory: str, keep: int = KEEP_LATEST,
+               read_only: bool = False):
     directory = os.path.abspath(directory)
     self.directory = directory
-    opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+    self.read_only = read_only
+    opts = ocp.CheckpointManagerOptions(max_to_keep=keep,
+                                        create=not read_only,
+                                        read_only=read_only,
                                         enable_async_checkpointing=False,
-                                        cleanup_tmp_directories=True)
+                                        cleanup_tmp_directories=not read_only)
     self._latest = ocp.CheckpointManager(os.path.join(directory, "latest"),
                                          options=opts)
     # Best saves are pruned by hand (`_prune_best`), not by max_to_keep: the
     # one a resumed run needs is the newest at or before its `latest` step.
     self._best = ocp.CheckpointManager(
         os.path.join(directory, "best"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
-                                             enable_async_checkpointing=False,
-                                             cleanup_tmp_directories=True))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=None, create=not read_only, read_only=read_only,
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=not read_only))
     self._checked = set()      # (kind, step) whose manifest matched
 
   def _folder(self, kind: str, step: int) -> str:
@@ -148,10 +158,12 @@ class Checkpointer:
       if (kind, s) not in self._checked:
         problem = check_manifest(self._folder(kind, s))
         if problem:
-          logging.warning("checkpoint %s is damaged: %s; deleting it (the "
-                          "previous save, if any, is used instead)",
-                          self._folder(kind, s), problem)
-          mgr.delete(s)
+          logging.warning("checkpoint %s is damaged: %s; %s (the previous "
+                          "save, if any, is used instead)",
+                          self._folder(kind, s), problem,
+                          "skipping it" if self.read_only else "deleting it")
+          if not self.read_only:
+            mgr.delete(s)
           continue
         self._checked.add((kind, s))
       good.append(s)
@@ -217,7 +229,7 @@ class Checkpointer:
                           "previous save", self._folder(kind, s),
                           type(e).__name__, str(e)[:300])
         continue
-      for bad in steps[:len(failed)]:
+      for bad in steps[:len(failed)] if not self.read_only else ():
         mgr.delete(bad)
       return s, out["state"], out["meta"]
     if failed:

@@ -25,6 +25,7 @@ import numpy as np
 from diff4rec_jax import data as data_lib
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
+from diff4rec_jax import rundir
 from diff4rec_jax import serving_files
 from diff4rec_jax import steps
 from diff4rec_jax.datasets import prepare
@@ -316,7 +317,8 @@ def _read_json(path: str) -> dict:
 def restore_best_params(config, ds, phase_dir: str):
   """(params, meta) of the best checkpoint of a recommender run in
   `phase_dir` (its parameter average when the run had `train.ema_decay` >
-  0). Raises FileNotFoundError when the run has no best save yet."""
+  0), read without writing there. Raises FileNotFoundError when the run
+  has no best save yet."""
   # Imported here: serving an export never loads Orbax. (A loader of a
   # run's saves, beside the drivers': `from_workdir` and the trainer's
   # 'teacher' candidates read a finished run through it.)
@@ -324,8 +326,8 @@ def restore_best_params(config, ds, phase_dir: str):
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   target = steps.init_state(model, steps.make_optimizer(config.train),
                             jax.random.key(0), config.data.max_len)
-  ckpt = checkpointing.Checkpointer(os.path.join(phase_dir, "ckpt",
-                                                 "recommender"))
+  ckpt = checkpointing.Checkpointer(
+      os.path.join(phase_dir, "ckpt", "recommender"), read_only=True)
   try:
     state, meta = ckpt.restore_best(target)
   finally:
@@ -354,13 +356,13 @@ def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
         f"{path}: the run's data cannot be read ({e}). Pass the folder "
         "holding it (--data_dir), or use an export of the run "
         "(python -m diff4rec_jax.export).") from None
-  res_path = os.path.join(path, "results.json")
-  if os.path.isfile(res_path):
-    trained = _read_json(res_path).get("dataset", {}).get("items")
-    if trained is not None and trained != ds.num_items:
-      raise RecommendError(
-          f"{ds.source}: {ds.num_items} items, but the run in {path} was "
-          f"trained on {trained}: not the run's data file.")
+  try:   # the run's data fingerprint (item ids must mean the same items)
+    rundir.check_run_data(
+        path, ds, advice="Pass the folder holding the run's own data file "
+        "(--data_dir), or use an export of the run (python -m "
+        "diff4rec_jax.export).")
+  except rundir.DataMismatch as e:
+    raise RecommendError(str(e)) from None
   try:
     params, meta = restore_best_params(config, ds, path)
   except FileNotFoundError as e:

@@ -209,9 +209,17 @@ def fingerprint(ds) -> dict:
   }
 
 
-def check_data(workdir: str, ds, write: bool = True) -> None:
+_RESUME_ADVICE = (
+    "Refusing to resume; point config.data (or $DIFF4REC_DATA_DIR) at the "
+    "original file, or use another --workdir. A moved or renamed file with "
+    "the same content is accepted.")
+
+
+def check_data(workdir: str, ds, write: bool = True,
+               advice: str = _RESUME_ADVICE) -> None:
   """Refuses data whose content differs from what the workdir was made on;
-  records the fingerprint on the first run (`write`: process 0 only)."""
+  records the fingerprint on the first run (`write`: process 0 only).
+  `advice` ends the refusal's message: what the user can do."""
   path = os.path.join(workdir, FINGERPRINT_FILE)
   now = fingerprint(ds)
   if os.path.exists(path):
@@ -229,10 +237,7 @@ def check_data(workdir: str, ds, write: bool = True) -> None:
           f"{saved.get('actions')} actions, {diff[0]} sha256 "
           f"{str(saved.get(diff[0]))[:16]}...), this run loaded "
           f"{now['source']} ({now['users']} users, {now['actions']} "
-          f"actions, {diff[0]} sha256 {now[diff[0]][:16]}...). Refusing to "
-          "resume; point config.data (or $DIFF4REC_DATA_DIR) at the "
-          "original file, or use another --workdir. A moved or renamed file "
-          "with the same content is accepted.")
+          f"actions, {diff[0]} sha256 {now[diff[0]][:16]}...). {advice}")
     if saved.get("source") != now["source"]:
       logging.info("data moved: %s -> %s (same content)", saved.get("source"),
                    now["source"])
@@ -244,20 +249,26 @@ def check_data(workdir: str, ds, write: bool = True) -> None:
     os.replace(tmp, path)
 
 
-def check_run_data(workdir: str, ds) -> None:
-  """Refuses `ds` unless the finished run in `workdir` was made on the same
-  data: its fingerprint, or for a run from before fingerprints the user,
-  action and item counts of its results.json (with a warning)."""
+def check_run_data(workdir: str, ds, advice: str = "") -> None:
+  """Refuses `ds` unless the run in `workdir` was made on the same data: its
+  fingerprint, or for a run from before fingerprints the user, action and
+  item counts of its results.json (with a warning; with neither file, a
+  warning that nothing could be checked). `advice` ends a refusal."""
   if os.path.isfile(os.path.join(workdir, FINGERPRINT_FILE)):
-    check_data(workdir, ds, write=False)
+    check_data(workdir, ds, write=False, advice=advice)
     return
-  saved = read_json(os.path.join(workdir, "results.json")).get("dataset", {})
+  results = read_json(os.path.join(workdir, "results.json"))
+  if results is None:
+    logging.warning("%s has neither %s nor results.json: its data is not "
+                    "checked", workdir, FINGERPRINT_FILE)
+    return
+  saved = results.get("dataset", {})
   now = {"users": int(ds.num_users), "actions": int(ds.items.size),
          "items": int(ds.num_items)}
   if any(saved.get(k) != v for k, v in now.items()):
     raise DataMismatch(
         f"the run in {workdir} was made on other data: its results.json "
         f"records {[saved.get(k) for k in now]} users, actions, items; "
-        f"this run has {list(now.values())}.")
+        f"this run has {list(now.values())}. {advice}".rstrip())
   logging.warning("%s has no %s: its data checked by counts only", workdir,
                   FINGERPRINT_FILE)

@@ -77,6 +77,46 @@ def test_damaged_checkpoint_falls_back_to_the_previous_good_one(tmp_path,
   ck.close()
 
 
+def _tree(folder):
+  """{path: (size, mtime_ns)} of everything under `folder`."""
+  out = {}
+  for root, dirs, files in os.walk(folder):
+    for name in dirs + files:
+      p = os.path.join(root, name)
+      st = os.stat(p)
+      out[p] = (st.st_size if name in files else 0, st.st_mtime_ns)
+  return out
+
+
+def test_reading_a_run_changes_nothing_in_it(tmp_path, caplog):
+  """A reader of another run's saves (serving, a teacher's candidates) uses
+  them read-only: a damaged newest best save is skipped with a warning, not
+  deleted, and a folder without saves gets no checkpoint folders."""
+  d = str(tmp_path / "c")
+  ck = checkpointing.Checkpointer(d)
+  for k in (1, 2):
+    ck.save_best(k, _state(k), {"epoch": k})
+    ck.save(k, _state(k), {"epoch": k})
+  ck.close()
+  fb = _biggest_file(os.path.join(d, "best", "2"))
+  open(fb, "r+b").truncate(os.path.getsize(fb) // 2)
+  before = _tree(d)
+  caplog.set_level(logging.WARNING)
+  ck = checkpointing.Checkpointer(d, read_only=True)
+  best, meta = ck.restore_best(_state(0))
+  ck.close()
+  assert meta["epoch"] == 1 and float(best["w"][0, 0]) == 1.0
+  assert "skipping it" in caplog.text
+  assert _tree(d) == before
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  ck = checkpointing.Checkpointer(str(empty / "ckpt"), read_only=True)
+  with pytest.raises(FileNotFoundError, match="no best checkpoint"):
+    ck.restore_best(_state(0))
+  ck.close()
+  assert not os.listdir(empty)
+
+
 def test_unverified_unreadable_save_falls_back(tmp_path, caplog):
   """A save without manifest (older code, or a kill before it was written)
   that Orbax cannot read gives way to an older one that it can."""
