@@ -44,14 +44,20 @@ def _biggest_file(folder):
   return max(files, key=os.path.getsize)
 
 
-def test_damaged_checkpoint_falls_back_to_the_previous_good_one(tmp_path,
-                                                                 caplog):
-  d = str(tmp_path / "c")
+def _two_saves(folder) -> str:
+  """A checkpoint folder with latest and best saves at steps 1 and 2."""
+  d = str(folder)
   ck = checkpointing.Checkpointer(d)
   for k in (1, 2):
     ck.save_best(k, _state(k), {"epoch": k})
     ck.save(k, _state(k), {"epoch": k})
   ck.close()
+  return d
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_good_one(tmp_path,
+                                                                 caplog):
+  d = _two_saves(tmp_path / "c")
   caplog.set_level(logging.WARNING)
   # A truncated data file in the newest best save (final evaluation).
   fb = _biggest_file(os.path.join(d, "best", "2"))
@@ -92,12 +98,7 @@ def test_reading_a_run_changes_nothing_in_it(tmp_path, caplog):
   """A reader of another run's saves (serving, a teacher's candidates) uses
   them read-only: a damaged newest best save is skipped with a warning, not
   deleted, and a folder without saves gets no checkpoint folders."""
-  d = str(tmp_path / "c")
-  ck = checkpointing.Checkpointer(d)
-  for k in (1, 2):
-    ck.save_best(k, _state(k), {"epoch": k})
-    ck.save(k, _state(k), {"epoch": k})
-  ck.close()
+  d = _two_saves(tmp_path / "c")
   fb = _biggest_file(os.path.join(d, "best", "2"))
   open(fb, "r+b").truncate(os.path.getsize(fb) // 2)
   before = _tree(d)
