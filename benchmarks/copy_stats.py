@@ -5,7 +5,8 @@
 For each file (`pool.build_pool`'s export: copies [U, K, L], orig [U, L],
 sim [U, K]) prints the originals' length quartiles, the share of copies that
 bring in no new item (with ratio r a copy of a sequence of N items replaces
-round_half_up(r * N) of them: none when N < 0.5 / r), and the share whose
+round_half_up(r * N) of them, none when N < 0.5 / r, unless
+`augment.min_replaced` sets a floor), and the share whose
 similarity (Eq. 11) is 1, the ones an easy-first curriculum admits first.
 """
 

@@ -19,11 +19,14 @@
 # 3. probe_min1 (Yelp): diff4rec seed 0, the cell whose lift over the
 #    duplicate control (+12.0% / +8.7%) is the one sign that generated
 #    items add something.
-# If session 19's probes are still running, this waits for them first.
+# It first waits for session 19's running probe (probe_teacher_self) to
+# end; stop benchmarks/probes_s19.sh itself before starting this, or its
+# probe_gen30 runs first. RUNS is used after a cd to the repository root:
+# give an absolute path.
 set -uo pipefail
 RUNS=${1:?usage: probes_s20.sh RUNS}
 cd "$(dirname "$0")/.."
-while pgrep -f "benchmarks/probes_s19.sh|--root=$RUNS/probe_teacher" \
+while pgrep -f -- "--root=$RUNS/probe_teacher" \
       > /dev/null; do
   sleep 60
 done

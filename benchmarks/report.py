@@ -287,7 +287,9 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
     L.append("- Augmentation of the aug and diff4rec cells (from the first "
              "one's config; per-cell changes are under *Cells*): "
              + ", ".join(f"`augment.{k}={aug_cfg.get('augment.' + k)}`"
-                         for k in fields) + ".")
+                         for k in fields)
+             + (f", `augment.min_replaced={aug_cfg['augment.min_replaced']}`"
+                if aug_cfg.get("augment.min_replaced") else "") + ".")
   L.append("- Metrics: full ranking over all items, history masked, "
            "leave-one-out (as the paper). Model selection is on validation: "
            "each run keeps the epoch with the best validation NDCG@10 and "

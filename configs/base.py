@@ -190,10 +190,11 @@ def get_config():
       # newest max_len: a shuffled copy then samples the whole history).
       copy_source="recent",
       ratio=0.2,               # fraction of a sequence replaced per copy
-      # ... at least this many items (if the sequence has them): n =
-      # max(round_half_up(ratio x N), min_replaced). Algorithm 1 leaves the
-      # rounding open; with 0, ratio 0.1 replaces nothing in a sequence of
-      # under 5 items (half of Beauty's copies: benchmarks/copy_stats.py).
+      # ... at least this many items: n = max(round_half_up(ratio x N),
+      # min(min_replaced, N)), then capped at the eligible candidates.
+      # Algorithm 1 leaves the rounding open; with 0, ratio 0.1 replaces
+      # nothing in a sequence of under 5 items (half of Beauty's copies:
+      # benchmarks/copy_stats.py).
       min_replaced=0,
       top_m=100,               # M candidates per user: must equal
                                # generator.top_m (checked by the validator)

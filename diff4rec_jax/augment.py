@@ -434,9 +434,9 @@ def augment_copies(key, seqs, lengths, cand, prob, user_ids, copy_ids, *,
   """Selected copies, one a row: copy `copy_ids[n]` of user `user_ids[n]`.
 
   Regenerates exactly `augment_batch(...)[u, r]` (same key, K, ratio,
-  min_replaced, temperature, reorder) without computing the user's other copies, so a
-  training step can rebuild the copies the curriculum samples instead of
-  keeping all U x K x L of them in memory.
+  min_replaced, temperature, reorder) without computing the user's other
+  copies, so a training step can rebuild the copies the curriculum samples
+  instead of keeping all U x K x L of them in memory.
 
   Args:
     seqs: [N, W], lengths: [N], cand: [N, M], prob: [N, M]: each row's

@@ -28,9 +28,11 @@ write); the state is any pytree of jax/numpy arrays.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
+import logging as std_logging
 import os
 from typing import Any, Optional
 
@@ -116,6 +118,19 @@ def _is_disk_error(e: BaseException) -> bool:
                                  "quota exceeded", "resource_exhausted"))
 
 
+@contextlib.contextmanager
+def _no_read_only_notice():
+  """Drops Orbax's 'Given directory is read only=...' warning, which a
+  read-only Checkpointer would print for each of its two folders."""
+  drop = lambda r: "directory is read only" not in r.getMessage()
+  logger = std_logging.getLogger("absl")
+  logger.addFilter(drop)
+  try:
+    yield
+  finally:
+    logger.removeFilter(drop)
+
+
 class Checkpointer:
   """Latest + best checkpoints of one training phase.
 
@@ -129,29 +144,34 @@ class Checkpointer:
     directory = os.path.abspath(directory)
     self.directory = directory
     self.read_only = read_only
-    opts = ocp.CheckpointManagerOptions(max_to_keep=keep,
-                                        create=not read_only,
-                                        read_only=read_only,
-                                        enable_async_checkpointing=False,
-                                        cleanup_tmp_directories=not read_only)
-    self._latest = ocp.CheckpointManager(os.path.join(directory, "latest"),
-                                         options=opts)
-    # Best saves are pruned by hand (`_prune_best`), not by max_to_keep: the
-    # one a resumed run needs is the newest at or before its `latest` step.
-    self._best = ocp.CheckpointManager(
-        os.path.join(directory, "best"),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=None, create=not read_only, read_only=read_only,
-            enable_async_checkpointing=False,
-            cleanup_tmp_directories=not read_only))
+
+    def options(max_to_keep):
+      if read_only:   # what Orbax would set itself, with a warning each
+        return ocp.CheckpointManagerOptions(
+            max_to_keep=None, save_interval_steps=0, create=False,
+            read_only=True, enable_async_checkpointing=False,
+            cleanup_tmp_directories=False)
+      return ocp.CheckpointManagerOptions(
+          max_to_keep=max_to_keep, create=True,
+          enable_async_checkpointing=False, cleanup_tmp_directories=True)
+
+    with _no_read_only_notice():
+      self._latest = ocp.CheckpointManager(
+          os.path.join(directory, "latest"), options=options(keep))
+      # Best saves are pruned by hand (`_prune_best`), not by max_to_keep:
+      # the one a resumed run needs is the newest at or before its `latest`
+      # step.
+      self._best = ocp.CheckpointManager(
+          os.path.join(directory, "best"), options=options(None))
     self._checked = set()      # (kind, step) whose manifest matched
 
   def _folder(self, kind: str, step: int) -> str:
     return os.path.join(self.directory, kind, str(step))
 
   def _good_steps(self, kind: str) -> list:
-    """Steps of `kind` ('latest'/'best'), newest first, after deleting the
-    saves whose manifest does not match (with a warning naming the file)."""
+    """Steps of `kind` ('latest'/'best'), newest first, without the saves
+    whose manifest does not match (deleted, or skipped when read-only, with
+    a warning naming the file)."""
     mgr = self._latest if kind == "latest" else self._best
     good = []
     for s in sorted(mgr.all_steps(), reverse=True):
@@ -211,8 +231,9 @@ class Checkpointer:
     """(step, state, meta) of the first of `steps` that Orbax can read.
 
     A save that fails to load while an older one loads was damaged in a way
-    its (missing) manifest could not show: it is deleted, so that its step
-    can be saved again. If none loads, the newest one's error is raised.
+    its (missing) manifest could not show: it is deleted (unless read-only),
+    so that its step can be saved again. If none loads, the newest one's
+    error is raised.
     """
     mgr = self._latest if kind == "latest" else self._best
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
@@ -277,7 +298,8 @@ class Checkpointer:
 
   def restore_best(self, target: Any):
     """(state, meta) of the newest good best save; a damaged newer one is
-    deleted with a warning (its `meta['epoch']` tells which one is used)."""
+    deleted (skipped when read-only) with a warning (its `meta['epoch']`
+    tells which one is used)."""
     newest = max(self._best.all_steps(), default=None)
     steps = self._good_steps("best")
     if not steps:
@@ -285,9 +307,10 @@ class Checkpointer:
     step, state, meta = self._restore_first("best", steps, target)
     if step != newest:
       logging.warning(
-          "%s: the newest best save (step %s) was damaged; the final "
-          "evaluation uses the previous best save (step %d, epoch %s)",
-          self.directory, newest, step, meta.get("epoch"))
+          "%s: the newest best save (step %s) was damaged; %s the previous "
+          "best save (step %d, epoch %s)", self.directory, newest,
+          "this read uses" if self.read_only else "the final evaluation uses",
+          step, meta.get("epoch"))
     return state, meta
 
   def close(self) -> None:
@@ -297,7 +320,6 @@ class Checkpointer:
 
 def quiet_orbax() -> None:
   """Orbax logs every restore at INFO; keep the command's own lines."""
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
   for handler in std_logging.getLogger().handlers:
     handler.addFilter(lambda r: "orbax" not in r.pathname or
                       r.levelno >= std_logging.WARNING)

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from diff4rec_jax import data as data_lib
+from diff4rec_jax import errors
 from diff4rec_jax import metrics as metrics_lib
 from diff4rec_jax import models
 from diff4rec_jax import rundir
@@ -359,9 +360,8 @@ def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
   try:   # the run's data fingerprint (item ids must mean the same items)
     rundir.check_run_data(
         path, ds, advice="Pass the folder holding the run's own data file "
-        "(--data_dir), or use an export of the run (python -m "
-        "diff4rec_jax.export).")
-  except rundir.DataMismatch as e:
+        "(--data_dir).")
+  except errors.UserError as e:   # DataMismatch, or an unreadable record
     raise RecommendError(str(e)) from None
   try:
     params, meta = restore_best_params(config, ds, path)

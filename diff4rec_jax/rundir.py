@@ -14,8 +14,9 @@
   the first run and compared on every rerun. `config.data.dir`,
   `config.data.path` and `$DIFF4REC_DATA_DIR` may change (moved files); the
   content may not. `check_run_data(workdir, ds)`: the same read-only check
-  of another finished run (a teacher), by counts for a run from before
-  fingerprints.
+  of another run (a teacher, a run served by `recommend`), by results.json's
+  counts for a run from before fingerprints. Both end a refusal with
+  `advice`, what the user can do.
 
 No jax: a driver (train.py) calls these with `is_chief` from sharding.
 """
@@ -227,8 +228,10 @@ def check_data(workdir: str, ds, write: bool = True,
       with open(path) as f:
         saved = json.load(f)
     except (OSError, ValueError) as e:
-      raise errors.UserError(f"{path}: unreadable ({e}); use a fresh "
-                             "workdir") from e
+      raise errors.UserError(
+          f"{path}: unreadable ({e}). " + (
+              "Use a fresh workdir." if advice == _RESUME_ADVICE else advice)
+      ) from e
     diff = [k for k in ("interactions", "split") if saved.get(k) != now[k]]
     if diff:
       raise DataMismatch(
@@ -257,11 +260,15 @@ def check_run_data(workdir: str, ds, advice: str = "") -> None:
   if os.path.isfile(os.path.join(workdir, FINGERPRINT_FILE)):
     check_data(workdir, ds, write=False, advice=advice)
     return
-  results = read_json(os.path.join(workdir, "results.json"))
-  if results is None:
+  res_path = os.path.join(workdir, "results.json")
+  if not os.path.exists(res_path):
     logging.warning("%s has neither %s nor results.json: its data is not "
                     "checked", workdir, FINGERPRINT_FILE)
     return
+  results = read_json(res_path)
+  if not isinstance(results, dict):
+    raise errors.UserError(f"{res_path}: unreadable, so the run's data "
+                           f"cannot be checked. {advice}".rstrip())
   saved = results.get("dataset", {})
   now = {"users": int(ds.num_users), "actions": int(ds.items.size),
          "items": int(ds.num_items)}

@@ -346,6 +346,31 @@ def test_load_refuses_a_changed_data_file_of_the_same_size(run):
   assert recommend.load(run["wd"]).num_items == NUM_ITEMS
 
 
+def test_load_reads_a_run_without_changing_it(run, tmp_path):
+  """Serving reads the run's saves read-only: with its newest best save
+  damaged, a copy of the run is served from the previous best save, or
+  refused when there is none, and nothing in it is created or deleted."""
+  import glob  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import recommend  # pylint: disable=g-import-not-at-top
+  wd = tmp_path / "run"
+  shutil.copytree(run["wd"], wd)
+  best = os.path.join(wd, "ckpt", "recommender", "best")
+  steps = sorted(int(s) for s in os.listdir(best) if s.isdigit())
+  files = glob.glob(os.path.join(best, str(steps[-1]), "**", "d", "*"),
+                    recursive=True)
+  biggest = max(files, key=os.path.getsize)
+  open(biggest, "r+b").truncate(os.path.getsize(biggest) // 2)
+  before = sorted((p, os.path.getsize(p)) for p in glob.glob(
+      os.path.join(wd, "**"), recursive=True))
+  if len(steps) > 1:
+    assert recommend.load(str(wd)).meta["best_epoch"] is not None
+  else:
+    with pytest.raises(recommend.RecommendError, match="no best checkpoint"):
+      recommend.load(str(wd))
+  assert sorted((p, os.path.getsize(p)) for p in glob.glob(
+      os.path.join(wd, "**"), recursive=True)) == before
+
+
 def test_generator_progress_lines(tmp_path, monkeypatch):
   """The generator's epochs show step lines too, the recommender's (one
   training loop, loop.py; PROGRESS_SECONDS = 0: after every step)."""

@@ -275,6 +275,36 @@ def test_resuming_on_other_data_is_refused_moved_data_accepted(tmp_path):
   assert str(a) in msg and str(other) in msg and "sha256" in msg
 
 
+def test_another_runs_data_check_records_and_advice(tmp_path, caplog):
+  """check_run_data: the fingerprint when there is one (the caller's advice
+  ends a refusal), else results.json's counts; an unreadable results.json
+  is an error, not a skipped check; with neither file, a warning."""
+  (tmp_path / "a.txt").write_bytes(_pairs())
+  (tmp_path / "b.txt").write_bytes(_pairs(per=9))
+  ds = data.read_interactions(str(tmp_path / "a.txt"))
+  other = data.read_interactions(str(tmp_path / "b.txt"))
+  fp = tmp_path / "fp"
+  fp.mkdir()
+  rundir.check_data(str(fp), ds)
+  rundir.check_run_data(str(fp), ds)
+  with pytest.raises(rundir.DataMismatch, match=r"sha256 .*Do this\.$"):
+    rundir.check_run_data(str(fp), other, advice="Do this.")
+  counts = tmp_path / "counts"
+  counts.mkdir()
+  (counts / "results.json").write_text(json.dumps({"dataset": {
+      "users": ds.num_users, "actions": int(ds.items.size),
+      "items": ds.num_items}}))
+  rundir.check_run_data(str(counts), ds)
+  with pytest.raises(rundir.DataMismatch, match="its results.json records"):
+    rundir.check_run_data(str(counts), other)
+  (counts / "results.json").write_text('{"dataset": ')
+  with pytest.raises(errors.UserError, match="unreadable.*Do this"):
+    rundir.check_run_data(str(counts), ds, advice="Do this.")
+  caplog.set_level(logging.WARNING)
+  rundir.check_run_data(str(tmp_path), ds)
+  assert "its data is not checked" in caplog.text
+
+
 # ----------------------------------------------------------------------------
 # 8, 10, 12. Lock, exit codes, finished reruns (CLI subprocesses)
 # ----------------------------------------------------------------------------
