@@ -16,7 +16,9 @@ does not state its ratio; 0.1 was chosen on Beauty's validation split
 the reorder, the curriculum's paced and one-pass schedules):
 results/log/tuning.md, "Beauty, paper setting". A copy of N items
 replaces round_half_up(0.1 N) of them, none when N < 5: on Beauty 51% of
-the copies and on Yelp 44% are only reordered (session 19, same file).
+the copies and on Yelp 44% are only reordered (session 19, same file);
+`--config.augment.min_replaced=1` is the other rounding (session 20's
+probes, benchmarks/probes_s20.sh).
 
 Datasets: beauty | yelp | ml1m | steam (the argument after the colon).
 """
