@@ -12,7 +12,11 @@ training interactions: their items' popularity ranks (rank 0 = the item with
 the most training interactions: each user's training prefix, counted as
 the 'popular' control counts them), and the share that falls in the 100 and the
 1,000 most popular items, plain and weighted by the candidates' sampling
-probabilities (what the augmentation draws from).
+probabilities (what the augmentation draws from). Then how personal the
+candidates are: the share of users whose validation item is among their
+own M candidates, beside the share for the previous user's M (a row of
+candidates that ignored its user would score the same on both; a
+misaligned file would score lower on its own rows).
 """
 
 import argparse
@@ -54,6 +58,14 @@ def describe(name: str, rank: np.ndarray, weights=None) -> str:
           f"{shares[0]:.3f} / {shares[1]:.3f}")
 
 
+def target_hits(items: np.ndarray, targets: np.ndarray):
+  """(own, neighbour): the share of users u whose target is in row u of
+  `items` [U, M], and in row u - 1 (row U - 1 for user 0)."""
+  own = (items == targets[:, None]).any(axis=1).mean()
+  other = (np.roll(items, 1, axis=0) == targets[:, None]).any(axis=1).mean()
+  return float(own), float(other)
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   src = p.add_mutually_exclusive_group(required=True)
@@ -85,6 +97,9 @@ def main():
   print(describe("candidates", rank[items[keep]]))
   print(describe("candidates, probability-weighted", rank[items[keep]],
                  probs[keep]))
+  own, other = target_hits(items, ds.targets("valid"))
+  print(f"validation item among the user's own candidates: {own:.4f} of "
+        f"users; among the previous user's: {other:.4f}")
 
 
 if __name__ == "__main__":

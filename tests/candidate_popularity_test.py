@@ -16,3 +16,12 @@ def test_ranks_and_weighted_shares():
   # All weight on the rank-2000 entry: every share is 0, quartiles 2000.
   text = cp.describe("x", ranks, np.array([0.0, 0.0, 0.0, 1.0]))
   assert "quartiles 2000 / 2000 / 2000" in text and "0.000 / 0.000" in text
+
+
+def test_target_hits_own_rows_against_the_previous_users():
+  items = np.array([[1, 2], [3, 4], [5, 6]])
+  # Users 0 and 2 find their target in their own row; user 1's target (2)
+  # is in user 0's row, the previous one.
+  assert cp.target_hits(items, np.array([2, 2, 6])) == (2 / 3, 1 / 3)
+  # A misaligned file: every target one row down.
+  assert cp.target_hits(items, np.array([5, 1, 3])) == (0.0, 1.0)
