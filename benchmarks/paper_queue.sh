@@ -21,7 +21,9 @@
 #    originals: the augmented training without generated items; added in
 #    session 17, after the Beauty probe put it 10.6% above base). Since
 #    session 19 its seed 0 runs before 3, and its other seeds right after
-#    3, before ML-1M: it is the control that the Yelp lift needs.
+#    3, before ML-1M: it is the control that the Yelp lift needs. Since
+#    session 20 seed 1 of diff4rec, uniform and duplicate (Yelp first) runs
+#    before the rest of 3.
 #
 # What is left, starting nothing and writing nothing: DRY_RUN=1 bash
 # benchmarks/paper_queue.sh RUNS (every grid of 3-6 through
@@ -76,6 +78,11 @@ grid() {  # datasets modes [models [seeds]]
 # cell came out +44.7% in test NDCG@10, and the control says how much of
 # that the extra passes over real sequences give without generated items.
 grid beauty,yelp duplicate sasrec 0
+# Seed 1 of the comparisons that decide the verdict first (session 20):
+# on Yelp, seed 0's diff4rec (+44.7%) sat between the duplicate control
+# (+33.3%) and the uniform control (+49.6%); a second seed gives these
+# pairs a spread before the remaining aug / popular cells run.
+grid yelp,beauty diff4rec,uniform,duplicate sasrec 1
 grid beauty,yelp aug,diff4rec,popular,uniform
 grid beauty,yelp duplicate
 grid ml-1m base

@@ -97,8 +97,10 @@ def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
   _, calls = _run(tmp_path, "paper_queue.sh", runs, dry)
   grids = [c for c in calls
            if "reproduce.py" in c and "--root=" + str(runs / "paper") in c]
-  assert len(grids) == 6
+  assert len(grids) == 7
   assert "--modes=duplicate --seeds=0 " in grids[0]
+  assert ("--datasets=yelp,beauty --models=sasrec "
+          "--modes=diff4rec,uniform,duplicate --seeds=1 ") in grids[1]
   assert all(("--dry_run" in c) == dry for c in grids)
   assert all("--config.generator.seed=0 --config.augment.ratio=0.1" in c
              for c in grids)
