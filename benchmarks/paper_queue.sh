@@ -83,8 +83,12 @@ grid beauty,yelp duplicate sasrec 0
 # (+33.3%) and the uniform control (+49.6%); a second seed gives these
 # pairs a spread before the remaining aug / popular cells run.
 grid yelp,beauty diff4rec,uniform,duplicate sasrec 1
-grid beauty,yelp aug,diff4rec,popular,uniform
-grid beauty,yelp duplicate
+# The rest of 3 and 6, in blocks that do not overlap, so that the hours
+# left that DRY_RUN=1 prints per block add up.
+grid beauty,yelp aug,diff4rec,popular,uniform sasrec 0
+grid beauty,yelp aug,popular sasrec 1
+grid beauty,yelp aug,diff4rec,popular,uniform sasrec 2
+grid beauty,yelp duplicate sasrec 2
 grid ml-1m base
 grid ml-1m aug,diff4rec,popular,uniform
 grid beauty base,diff4rec gru4rec,caser

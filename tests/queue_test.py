@@ -97,10 +97,22 @@ def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
   _, calls = _run(tmp_path, "paper_queue.sh", runs, dry)
   grids = [c for c in calls
            if "reproduce.py" in c and "--root=" + str(runs / "paper") in c]
-  assert len(grids) == 7
+  assert len(grids) == 9
   assert "--modes=duplicate --seeds=0 " in grids[0]
   assert ("--datasets=yelp,beauty --models=sasrec "
           "--modes=diff4rec,uniform,duplicate --seeds=1 ") in grids[1]
+  # The blocks do not overlap (DRY_RUN's hours left add up), and they make
+  # the paper grid with its 6 base cells, run before the queue: 63.
+  cells = []
+  for g in grids:
+    arg = dict(a.split("=", 1) for a in g.split() if a.startswith("--")
+               and "=" in a and a.split("=")[0] in ("--datasets", "--models",
+                                                    "--modes", "--seeds"))
+    cells += [(d, m, mo, sd) for d in arg["--datasets"].split(",")
+              for m in arg["--models"].split(",")
+              for mo in arg["--modes"].split(",")
+              for sd in arg["--seeds"].split(",")]
+  assert len(cells) == len(set(cells)) == 57
   assert all(("--dry_run" in c) == dry for c in grids)
   assert all("--config.generator.seed=0 --config.augment.ratio=0.1" in c
              for c in grids)
