@@ -19,11 +19,11 @@
 #    3 seeds, same choice and generator.
 # 6. The duplicate control on Beauty and Yelp (copies equal to their
 #    originals: the augmented training without generated items; added in
-#    session 17, after the Beauty probe put it 10.6% above base). Since
-#    session 19 its seed 0 runs before 3, and its other seeds right after
-#    3, before ML-1M: it is the control that the Yelp lift needs. Since
-#    session 20 seed 1 of diff4rec, uniform and duplicate (Yelp first) runs
-#    before the rest of 3.
+#    session 17, after the Beauty probe put it 10.6% above base): the
+#    control that the Yelp lift needs. The order since session 20: 6's
+#    seed 0; seed 1 of aug, diff4rec, uniform and 6 (Yelp first); the
+#    rest of 3's seed 0; seed 1's popular cells; seed 2 of 3, then of 6;
+#    then ML-1M (4) and GRU4Rec / Caser (5).
 #
 # What is left, starting nothing and writing nothing: DRY_RUN=1 bash
 # benchmarks/paper_queue.sh RUNS (every grid of 3-6 through
@@ -78,15 +78,16 @@ grid() {  # datasets modes [models [seeds]]
 # cell came out +44.7% in test NDCG@10, and the control says how much of
 # that the extra passes over real sequences give without generated items.
 grid beauty,yelp duplicate sasrec 0
-# Seed 1 of the comparisons that decide the verdict first (session 20):
-# on Yelp, seed 0's diff4rec (+44.7%) sat between the duplicate control
-# (+33.3%) and the uniform control (+49.6%); a second seed gives these
-# pairs a spread before the remaining aug / popular cells run.
-grid yelp,beauty diff4rec,uniform,duplicate sasrec 1
+# Seed 1 of the cells that most verdicts pair first (session 20): on Yelp,
+# seed 0's diff4rec (+44.7%) sat between the duplicate control (+33.3%)
+# and the uniform control (+49.6%). With aug, a second seed gives diff4rec
+# vs base, vs aug and vs uniform, and aug vs duplicate, a spread before
+# the popular cells run.
+grid yelp,beauty aug,diff4rec,uniform,duplicate sasrec 1
 # The rest of 3 and 6, in blocks that do not overlap, so that the hours
 # left that DRY_RUN=1 prints per block add up.
 grid beauty,yelp aug,diff4rec,popular,uniform sasrec 0
-grid beauty,yelp aug,popular sasrec 1
+grid beauty,yelp popular sasrec 1
 grid beauty,yelp aug,diff4rec,popular,uniform sasrec 2
 grid beauty,yelp duplicate sasrec 2
 grid ml-1m base

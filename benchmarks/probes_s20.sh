@@ -17,7 +17,7 @@
 # 2. probe_gen30: session 19's third probe (probes_s19.sh), moved here
 #    behind 1.
 # 3. probe_min1 (Yelp): diff4rec seed 0, the cell whose lift over the
-#    duplicate control (+12.0% / +8.7%) is the one sign that generated
+#    duplicate control (+11.8% / +8.5%) is the one sign that generated
 #    items add something.
 # It first waits for session 19's running probe (probe_teacher_self) to
 # end; stop benchmarks/probes_s19.sh itself before starting this, or its

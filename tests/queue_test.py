@@ -100,7 +100,7 @@ def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
   assert len(grids) == 9
   assert "--modes=duplicate --seeds=0 " in grids[0]
   assert ("--datasets=yelp,beauty --models=sasrec "
-          "--modes=diff4rec,uniform,duplicate --seeds=1 ") in grids[1]
+          "--modes=aug,diff4rec,uniform,duplicate --seeds=1 ") in grids[1]
   # The blocks do not overlap (DRY_RUN's hours left add up), and they make
   # the paper grid with its 6 base cells, run before the queue: 63.
   cells = []
