@@ -29,6 +29,7 @@ import json
 import os
 import socket
 import time
+from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -217,21 +218,22 @@ _RESUME_ADVICE = (
 
 
 def check_data(workdir: str, ds, write: bool = True,
-               advice: str = _RESUME_ADVICE) -> None:
+               advice: Optional[str] = None) -> None:
   """Refuses data whose content differs from what the workdir was made on;
   records the fingerprint on the first run (`write`: process 0 only).
-  `advice` ends the refusal's message: what the user can do."""
+  `advice` ends a refusal's message, what the user can do (default: how to
+  resume this workdir)."""
   path = os.path.join(workdir, FINGERPRINT_FILE)
   now = fingerprint(ds)
+  resume = advice is None
   if os.path.exists(path):
     try:
       with open(path) as f:
         saved = json.load(f)
     except (OSError, ValueError) as e:
       raise errors.UserError(
-          f"{path}: unreadable ({e}). " + (
-              "Use a fresh workdir." if advice == _RESUME_ADVICE else advice)
-      ) from e
+          f"{path}: unreadable ({e}). "
+          f"{'Use a fresh workdir.' if resume else advice}".rstrip()) from e
     diff = [k for k in ("interactions", "split") if saved.get(k) != now[k]]
     if diff:
       raise DataMismatch(
@@ -240,7 +242,8 @@ def check_data(workdir: str, ds, write: bool = True,
           f"{saved.get('actions')} actions, {diff[0]} sha256 "
           f"{str(saved.get(diff[0]))[:16]}...), this run loaded "
           f"{now['source']} ({now['users']} users, {now['actions']} "
-          f"actions, {diff[0]} sha256 {now[diff[0]][:16]}...). {advice}")
+          f"actions, {diff[0]} sha256 {now[diff[0]][:16]}...). "
+          f"{_RESUME_ADVICE if resume else advice}".rstrip())
     if saved.get("source") != now["source"]:
       logging.info("data moved: %s -> %s (same content)", saved.get("source"),
                    now["source"])
