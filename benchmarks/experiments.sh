@@ -16,6 +16,10 @@
 #            the paper grid's aug, diff4rec and control cells on Beauty and
 #            Yelp (their base cells are done), then ML-1M, then GRU4Rec and
 #            Caser on Beauty, then the duplicate control on Beauty and Yelp.
+# Before the queues start, the finished runs kept in the repository
+# (results/runs) are put back where RUNS has no such workdir; at a
+# session's end `python benchmarks/archive.py save $RUNS results/runs` and
+# a commit keep the new ones (benchmarks/archive.py).
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Progress: `python
 # benchmarks/grid_status.py --runs=$RUNS`. Hours left, per grid: `DRY_RUN=1
 # bash benchmarks/strong_queue.sh $RUNS` and the same for paper_queue.sh.
@@ -29,6 +33,9 @@ WT="$RUNS/wt-$COMMIT"
 DATA=${DIFF4REC_DATA_DIR:?set DIFF4REC_DATA_DIR to the staged datasets}
 DATA=$(cd "$DATA" && pwd)
 mkdir -p "$RUNS"
+# Finished runs kept in the repository (benchmarks/archive.py; a fresh
+# machine starts without /work/runs) go back where RUNS has no workdir.
+python "$REPO/benchmarks/archive.py" restore "$REPO/results/runs" "$RUNS"
 [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
 # A queue, or a grid runner of the queues' roots, still going (a probe with
 # a root of its own may run beside them).

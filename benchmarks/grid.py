@@ -364,6 +364,8 @@ def inspect_cell(cell: Cell, root: str,
                  f"{res['test'].get('NDCG@10', float('nan')):.4f}")
     if cut_by_cap(res):
       st.detail += ", cut by the epoch cap while still improving"
+    if os.path.exists(os.path.join(wd, "ARCHIVED")):
+      st.detail += " (restored from the archive: benchmarks/archive.py)"
     return st
   st.config = rundir.read_json(os.path.join(wd, "config.json"))
   if st.config is None and not os.listdir(wd):

@@ -40,6 +40,11 @@ if [[ "${DRY_RUN:-0}" == 1 ]]; then
     exit 0
   fi
   CHOICE=$(cat "$USED")
+elif [[ -f "$USED" ]]; then
+  # The grid has started: its choice is frozen, so the tuning is not
+  # needed (and on a fresh machine, with the choice restored from the
+  # archive by benchmarks/archive.py, not rerun).
+  CHOICE=$(cat "$USED")
 else
   bash benchmarks/tune_beauty_paper.sh "$RUNS/tune_beauty"
   if ! CHOICE=$(python benchmarks/tune_summary.py "$RUNS/tune_beauty" \
@@ -67,16 +72,23 @@ if ((${#DRY[@]} == 0)); then
     "$RUNS"/tune_beauty/*/beauty-sasrec-*-s0/generator/generator_topm.npz
 fi
 grid() {  # datasets modes [models [seeds]]
+  # Base cells run the config file alone, as the first ones did: the
+  # generator and augmentation fields are unused there.
+  local over="--config.generator.seed=0 ${CHOICE}"
+  [[ "$2" == base ]] && over=""
   python benchmarks/reproduce.py --setting=paper --datasets="$1" \
     --models="${3:-sasrec}" --modes="$2" --seeds="${4:-0,1,2}" \
     --root="$RUNS/paper" \
     --report="$RUNS/paper/REPORT.md" \
-    --overrides="--config.generator.seed=0 ${CHOICE}" \
+    --overrides="$over" \
     ${DRY[@]+"${DRY[@]}"}
 }
 # Seed 0 of the duplicate control first (session 19): Yelp's seed-0 diff4rec
 # cell came out +44.7% in test NDCG@10, and the control says how much of
 # that the extra passes over real sequences give without generated items.
+# The base cells, first: a fresh machine (session 21) had lost them with
+# the rest of /work/runs, and every lift pairs with them.
+grid yelp,beauty base
 grid beauty,yelp duplicate sasrec 0
 # Seed 1 of the cells that most verdicts pair first (session 20): on Yelp,
 # seed 0's diff4rec (+44.7%) sat between the duplicate control (+33.3%)

@@ -97,12 +97,13 @@ def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
   _, calls = _run(tmp_path, "paper_queue.sh", runs, dry)
   grids = [c for c in calls
            if "reproduce.py" in c and "--root=" + str(runs / "paper") in c]
-  assert len(grids) == 9
-  assert "--modes=duplicate --seeds=0 " in grids[0]
+  assert len(grids) == 10
+  assert "--datasets=yelp,beauty --models=sasrec --modes=base " in grids[0]
+  assert "--modes=duplicate --seeds=0 " in grids[1]
   assert ("--datasets=yelp,beauty --models=sasrec "
-          "--modes=aug,diff4rec,uniform,duplicate --seeds=1 ") in grids[1]
+          "--modes=aug,diff4rec,uniform,duplicate --seeds=1 ") in grids[2]
   # The blocks do not overlap (DRY_RUN's hours left add up), and they make
-  # the paper grid with its 6 base cells, run before the queue: 63.
+  # the whole paper grid: 63 cells.
   cells = []
   for g in grids:
     arg = dict(a.split("=", 1) for a in g.split() if a.startswith("--")
@@ -112,13 +113,27 @@ def test_paper_queue_dry_run_uses_the_grids_choice(tmp_path, dry):
               for m in arg["--models"].split(",")
               for mo in arg["--modes"].split(",")
               for sd in arg["--seeds"].split(",")]
-  assert len(cells) == len(set(cells)) == 57
+  assert len(cells) == len(set(cells)) == 63
   assert all(("--dry_run" in c) == dry for c in grids)
-  assert all("--config.generator.seed=0 --config.augment.ratio=0.1" in c
-             for c in grids)
+  for g in grids:
+    over = "--config.generator.seed=0 --config.augment.ratio=0.1"
+    assert (over in g) == ("--modes=base " not in g), g
+  # A started grid's choice is frozen: not the tuning's grids, not --choose.
+  assert calls == grids
   if dry:
-    # Not the tuning's grids, not --choose, no file written.
-    assert calls == grids and _files(runs) == before
+    assert _files(runs) == before     # no file written
   else:
-    assert any("tune_summary.py" in c for c in calls)
     _linked_generator(runs / "paper" / "beauty-sasrec-aug-s0", runs)
+
+
+def test_paper_queue_tunes_and_chooses_before_the_grid_starts(tmp_path):
+  runs = tmp_path / "runs"
+  runs.mkdir()
+  _, calls = _run(tmp_path, "paper_queue.sh", runs, False)
+  tuning = [c for c in calls if "--root=" + str(runs / "tune_beauty") in c]
+  choose = [i for i, c in enumerate(calls) if "tune_summary.py" in c]
+  assert len(tuning) == 7 and len(choose) == 1
+  assert calls.index(tuning[-1]) < choose[0]
+  assert (runs / "paper" / "augmentation_overrides.txt").read_text() == (
+      "--config.augment.ratio=0.1")
+  assert len(calls) == 7 + 1 + 10

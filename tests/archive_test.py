@@ -1,0 +1,94 @@
+"""Tests for benchmarks/archive.py: finished runs' small files kept in the
+repository and put back (hand-made run folders in tmp_path)."""
+
+import json
+import os
+
+from benchmarks import archive
+from benchmarks import grid
+
+
+def _write(path, text="x"):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def _run(folder, finished=True):
+  res = {"valid": {"NDCG@10": 0.02}, "test": {"NDCG@10": 0.01},
+         "best_epoch": 5, "epochs_run": 10}
+  _write(os.path.join(folder, "config.json"), json.dumps({"mode": "aug"}))
+  _write(os.path.join(folder, "metrics.jsonl"),
+         json.dumps({"epoch": 5, "valid/NDCG@10": 0.02}) + "\n")
+  _write(os.path.join(folder, "generator", "generator_metrics.jsonl"), "{}\n")
+  _write(os.path.join(folder, "ckpt", "5", "big.bin"), "0" * 1000)
+  _write(os.path.join(folder, "augmented.npz"), "0" * 1000)
+  if finished:
+    _write(os.path.join(folder, "results.json"), json.dumps(res))
+
+
+def test_save_keeps_small_files_of_finished_runs_only(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
+  _run(os.path.join(runs, "paper", "yelp-sasrec-aug-s0"))
+  _run(os.path.join(runs, "paper", "yelp-sasrec-aug-s1"), finished=False)
+  _run(os.path.join(runs, "tune", "v1", "beauty-sasrec-aug-s0"))
+  _run(os.path.join(runs, "wt-abc", "x"))            # a worktree: skipped
+  _write(os.path.join(runs, "paper", "grid_log.jsonl"), '{"cell": "a"}\n')
+  _write(os.path.join(runs, "paper", "augmentation_overrides.txt"), "--c=1")
+  os.symlink(os.path.join(runs, "paper", "yelp-sasrec-aug-s0"),
+             os.path.join(runs, "tune", "v1", "yelp-sasrec-aug-s0"))
+  counts = archive.save(runs, dest)
+  assert counts == {"runs": 2, "links": 1, "root files": 2}
+  files = sorted(os.path.relpath(os.path.join(d, f), dest)
+                 for d, _, fs in os.walk(dest) for f in fs)
+  run = ["config.json", "generator/generator_metrics.jsonl",
+         "metrics.jsonl", "results.json"]     # no fingerprint made here
+  assert files == sorted(
+      ["paper/augmentation_overrides.txt", "paper/grid_log.jsonl",
+       "tune/v1/yelp-sasrec-aug-s0/link_to"] +
+      [f"paper/yelp-sasrec-aug-s0/{f}" for f in run] +
+      [f"tune/v1/beauty-sasrec-aug-s0/{f}" for f in run])
+  with open(os.path.join(dest, "tune/v1/yelp-sasrec-aug-s0/link_to")) as f:
+    assert f.read().strip() == "paper/yelp-sasrec-aug-s0"
+
+
+def test_restore_puts_runs_back_and_leaves_existing_workdirs(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
+  _run(os.path.join(runs, "paper", "yelp-sasrec-base-s0"))
+  _run(os.path.join(runs, "paper", "yelp-sasrec-base-s1"))
+  _write(os.path.join(runs, "paper", "grid_log.jsonl"),
+         '{"cell": "a"}\n{"cell": "b"}\n')
+  os.symlink(os.path.join(runs, "paper", "yelp-sasrec-base-s0"),
+             os.path.join(runs, "paper", "link-sasrec-base-s0"))
+  archive.save(runs, dest)
+  # A fresh machine: only a rerun of s1 in progress, and a newer log.
+  new = str(tmp_path / "new")
+  _run(os.path.join(new, "paper", "yelp-sasrec-base-s1"), finished=False)
+  _write(os.path.join(new, "paper", "grid_log.jsonl"),
+         '{"cell": "b"}\n{"cell": "c"}\n')
+  counts = archive.restore(dest, new)
+  assert counts == {"runs": 1, "links": 1, "root files": 0,
+                    "log records": 1, "left alone": 1}
+  s0 = os.path.join(new, "paper", "yelp-sasrec-base-s0")
+  assert archive.is_finished(s0)
+  assert not os.path.exists(os.path.join(s0, "ckpt"))
+  assert os.path.exists(os.path.join(s0, archive.MARK_FILE))
+  assert not archive.is_finished(
+      os.path.join(new, "paper", "yelp-sasrec-base-s1"))   # left alone
+  link = os.path.join(new, "paper", "link-sasrec-base-s0")
+  assert os.path.realpath(link) == os.path.realpath(s0)
+  with open(os.path.join(new, "paper", "grid_log.jsonl")) as f:
+    assert f.read().splitlines() == ['{"cell": "b"}', '{"cell": "c"}',
+                                     '{"cell": "a"}']
+  # Restoring twice changes nothing.
+  again = archive.restore(dest, new)
+  assert again["runs"] == again["links"] == again["log records"] == 0
+  # The grid counts the restored run as finished and says where it is from.
+  cell = grid.Cell("yelp", "sasrec", "base", 0)
+  st = grid.inspect_cell(cell, os.path.join(new, "paper"))
+  assert st.status == "done" and "restored from the archive" in st.detail
+
+
+def test_cli_refuses_a_missing_source(tmp_path, capsys):
+  assert archive.main(["save", str(tmp_path / "nope"), str(tmp_path)]) == 2
+  assert "is not a folder" in capsys.readouterr().err
