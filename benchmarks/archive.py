@@ -59,9 +59,15 @@ def is_finished(workdir: str) -> bool:
 
 def _walk(runs: str) -> Iterator[tuple]:
   """(relative path, absolute path) of every folder under `runs`, links to
-  folders included but not followed, worktrees and caches left out."""
-  for dirpath, dirnames, _ in os.walk(runs):
+  folders included but not followed, worktrees and caches left out. A
+  run's workdir (it holds a config.json) is not entered: its subfolders
+  are its phases (generator/, warmup/ with results of their own) and its
+  checkpoints, parts of that run and not runs of their own."""
+  for dirpath, dirnames, filenames in os.walk(runs):
     rel_dir = os.path.relpath(dirpath, runs)
+    if rel_dir != "." and "config.json" in filenames:
+      dirnames[:] = []
+      continue
     keep = []
     for d in sorted(dirnames):
       if rel_dir == "." and d.startswith(_SKIP_PREFIXES):

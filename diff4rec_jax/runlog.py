@@ -71,6 +71,36 @@ class RunLog:
       self._tb.close()
 
 
+def code_version() -> dict:
+  """What code and libraries this process runs: the git commit of the
+  package's checkout (None outside one) and whether tracked files differ
+  from it, the jax / jaxlib / flax versions and XLA_FLAGS. results.json
+  records it, so that two runs of one config that disagree can be told
+  apart by their code (a resumed run records the code that finished it)."""
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  here = os.path.dirname(os.path.abspath(__file__))
+
+  def git(*args):
+    try:
+      out = subprocess.run(["git", "-C", here, *args], capture_output=True,
+                           text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+      return None
+    return out.stdout.strip()
+
+  commit = git("rev-parse", "HEAD")
+  dirty = git("status", "--porcelain", "--untracked-files=no")
+  out = {"commit": commit, "dirty": None if commit is None else bool(dirty),
+         "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  for lib in ("jax", "jaxlib", "flax"):
+    try:
+      out[lib] = importlib.metadata.version(lib)
+    except importlib.metadata.PackageNotFoundError:
+      out[lib] = None
+  return out
+
+
 def atomic_write(path: str, text: str) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

@@ -31,6 +31,8 @@ def test_save_keeps_small_files_of_finished_runs_only(tmp_path):
   runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
   _run(os.path.join(runs, "paper", "yelp-sasrec-aug-s0"))
   _run(os.path.join(runs, "paper", "yelp-sasrec-aug-s1"), finished=False)
+  # A phase of an unfinished cell has results of its own: not a run.
+  _run(os.path.join(runs, "paper", "yelp-sasrec-aug-s1", "warmup"))
   _run(os.path.join(runs, "tune", "v1", "beauty-sasrec-aug-s0"))
   _run(os.path.join(runs, "wt-abc", "x"))            # a worktree: skipped
   _write(os.path.join(runs, "paper", "grid_log.jsonl"), '{"cell": "a"}\n')

@@ -249,6 +249,14 @@ def test_results_files_and_numpy_metrics(straight_run):
   with open(os.path.join(wd, "results.json")) as f:
     saved = json.load(f)
   assert saved["test"] == res["test"] and saved["dataset"]["users"] == 943
+  # The code that made it: this checkout's commit (CI and sessions run in
+  # one) and the libraries' versions.
+  head = subprocess.run(["git", "-C", os.path.dirname(__file__), "rev-parse",
+                         "HEAD"], capture_output=True, text=True)
+  code = saved["code"]
+  assert code["commit"] == (head.stdout.strip() or None)
+  assert code["jax"] == jax.__version__ and code["flax"]
+  assert isinstance(code["dirty"], bool) == (code["commit"] is not None)
   lines = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
   assert [l["epoch"] for l in lines if "valid/NDCG@10" in l] == [2, 4]
 
