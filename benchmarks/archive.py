@@ -30,6 +30,7 @@ Both print what they did and neither deletes anything.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -80,6 +81,9 @@ def _walk(runs: str) -> Iterator[tuple]:
 
 
 def _copy(src: str, dst: str) -> None:
+  """Copies `src` to `dst` atomically, unless `dst` has its content."""
+  if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
+    return
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   tmp = dst + ".tmp"
   shutil.copyfile(src, tmp)

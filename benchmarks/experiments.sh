@@ -19,7 +19,9 @@
 # Before the queues start, the finished runs kept in the repository
 # (results/runs) are put back where RUNS has no such workdir; at a
 # session's end `python benchmarks/archive.py save $RUNS results/runs` and
-# a commit keep the new ones (benchmarks/archive.py).
+# a commit keep the new ones (benchmarks/archive.py;
+# benchmarks/archive_loop.sh also saves them every 10 minutes while the
+# queues run, into the main checkout's working tree).
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Progress: `python
 # benchmarks/grid_status.py --runs=$RUNS`. Hours left, per grid: `DRY_RUN=1
 # bash benchmarks/strong_queue.sh $RUNS` and the same for paper_queue.sh.
@@ -47,6 +49,7 @@ fi
 # A watcher left from an earlier start (its queues gone) would restart
 # queues of its own later.
 pkill -f "benchmarks/unpin_when_alone.sh" || true
+pkill -f "benchmarks/archive_loop.sh" || true
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
 # One persistent XLA compilation cache for every cell of both queues (the
@@ -82,4 +85,6 @@ if ((${#A[@]})); then
   nohup bash benchmarks/unpin_when_alone.sh "$PA" "$PB" \
     "$REPO/benchmarks/experiments.sh" "$COMMIT" >> "$RUNS/unpin.out" 2>&1 &
 fi
+nohup bash benchmarks/archive_loop.sh "$RUNS" "$REPO/results/runs" \
+  "$PA" "$PB" >> "$RUNS/archive.out" 2>&1 &
 echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"

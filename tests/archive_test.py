@@ -3,9 +3,12 @@ repository and put back (hand-made run folders in tmp_path)."""
 
 import json
 import os
+import subprocess
 
 from benchmarks import archive
 from benchmarks import grid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _write(path, text="x"):
@@ -94,3 +97,21 @@ def test_restore_puts_runs_back_and_leaves_existing_workdirs(tmp_path):
 def test_cli_refuses_a_missing_source(tmp_path, capsys):
   assert archive.main(["save", str(tmp_path / "nope"), str(tmp_path)]) == 2
   assert "is not a folder" in capsys.readouterr().err
+
+
+def test_loop_saves_while_a_queue_runs_and_once_after(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
+  _run(os.path.join(runs, "strong", "ml-1m-sasrec-base-s0"))
+  # The queue: a process that init reaps (a child of this test would stay
+  # a zombie, which kill -0 still finds).
+  pid = subprocess.run(["bash", "-c", "sleep 1 > /dev/null & echo $!"],
+                       capture_output=True, text=True).stdout.strip()
+  env = dict(os.environ, ARCHIVE_EVERY_S="0.2")
+  out = subprocess.run(
+      ["bash", os.path.join(REPO, "benchmarks", "archive_loop.sh"), runs,
+       dest, pid], env=env, capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0, out.stderr
+  saves = [l for l in out.stdout.splitlines() if "archive.py save" in l]
+  assert len(saves) >= 2          # at least one while running, one after
+  assert archive.is_finished(
+      os.path.join(dest, "strong", "ml-1m-sasrec-base-s0"))
