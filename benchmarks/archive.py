@@ -12,19 +12,24 @@ a run, small text files, under `results/runs/` in the same layout:
 
 `save` copies, from every finished run under RUNS (a folder holding a
 results.json with test and valid metrics), the files in RUN_FILES, and from
-every folder the root files in ROOT_FILES (a grid's log, the frozen choice
-of the paper setting's augmentation). A workdir that is a link to another
-run is kept as a `link_to` file naming its target, relative to RUNS.
-Checkpoints, augmented copies and generator files stay behind: they are
-large, and nothing that reads a finished cell needs them (a cell that would
-have reused a sibling's copies or generator builds its own).
+every other folder the root files in ROOT_FILES (a grid's log, the frozen
+choice of the paper setting's augmentation). A grid log is merged with the
+archived one (no record is dropped; records in time order); another root
+file that changed is replaced, with a line that says so. A workdir that is
+a link to another run under RUNS is kept as a `link_to` file naming its
+target, relative to RUNS. Checkpoints, augmented copies and generator files
+stay behind: they are large. What needs them refuses a restored run with a
+message (serving it, using it as a teacher: recommender.restore_best_params),
+and a cell that would have reused a sibling's copies or generator builds its
+own.
 
 `restore` puts each archived run back where RUNS has no workdir of that
 name (a workdir that exists, finished or being rerun, is left alone), with
 an ARCHIVED file in it that says so; the grid runner then skips it as
-finished, and the reports count it. A root file that RUNS lacks is copied;
-grid logs are merged (archived records that RUNS's log lacks are added).
-Both print what they did and neither deletes anything.
+finished, and the reports count it. A root file that RUNS lacks is copied.
+Grid-log records of the cells it put back, or that RUNS has no workdir for,
+are merged into RUNS's log in time order (a rerun's own records are not
+mixed with the lost machine's). Neither command deletes anything.
 """
 
 from __future__ import annotations
@@ -35,17 +40,26 @@ import json
 import os
 import shutil
 import sys
-from typing import Iterator
+import tempfile
+from typing import Iterator, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
 
 RUN_FILES = ("results.json", "config.json", "metrics.jsonl",
-             "data_fingerprint.json",
+             rundir.FINGERPRINT_FILE,
              os.path.join("generator", "generator_metrics.jsonl"))
-ROOT_FILES = ("grid_log.jsonl", "augmentation_overrides.txt",
-              "variants.tsv", "CHOICE.md")
+GRID_LOG = "grid_log.jsonl"
+ROOT_FILES = (GRID_LOG, "augmentation_overrides.txt", "variants.tsv",
+              "CHOICE.md")
 LINK_FILE = "link_to"
-MARK_FILE = "ARCHIVED"
+MARK_FILE = rundir.ARCHIVED_FILE
 # Folders under RUNS that hold no runs: pinned worktrees, the XLA cache.
 _SKIP_PREFIXES = ("wt-", "jit_cache")
+_PARTIAL = ".restoring"      # a restore's folder before it is complete
 
 
 def is_finished(workdir: str) -> bool:
@@ -71,7 +85,8 @@ def _walk(runs: str) -> Iterator[tuple]:
       continue
     keep = []
     for d in sorted(dirnames):
-      if rel_dir == "." and d.startswith(_SKIP_PREFIXES):
+      if ((rel_dir == "." and d.startswith(_SKIP_PREFIXES))
+          or d.endswith(_PARTIAL)):
         continue
       path = os.path.join(dirpath, d)
       yield os.path.normpath(os.path.join(rel_dir, d)), path
@@ -80,58 +95,114 @@ def _walk(runs: str) -> Iterator[tuple]:
     dirnames[:] = keep
 
 
-def _copy(src: str, dst: str) -> None:
-  """Copies `src` to `dst` atomically, unless `dst` has its content."""
-  if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
-    return
+def _write(dst: str, write) -> None:
+  """Writes `dst` through a temporary file of its own, atomically."""
   os.makedirs(os.path.dirname(dst), exist_ok=True)
-  tmp = dst + ".tmp"
-  shutil.copyfile(src, tmp)
-  os.replace(tmp, dst)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst),
+                             prefix="." + os.path.basename(dst), suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w") as f:
+      write(f)
+    os.replace(tmp, dst)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
 
 
-def save(runs: str, dest: str) -> dict:
+def _copy(src: str, dst: str) -> bool:
+  """Copies `src` to `dst` unless `dst` has its content; True if copied."""
+  if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
+    return False
+  with open(src) as f:
+    text = f.read()
+  _write(dst, lambda out: out.write(text))
+  return True
+
+
+def _records(path: str) -> list:
+  """The lines of a grid log (blank ones left out)."""
+  if not os.path.isfile(path):
+    return []
+  with open(path) as f:
+    return [l for l in f.read().splitlines() if l.strip()]
+
+
+def _time(line: str) -> str:
+  try:
+    return str(json.loads(line).get("time", ""))
+  except (ValueError, AttributeError):
+    return ""
+
+
+def _merge_log(lines: list, dst: str) -> int:
+  """Writes `dst` as its records plus those of `lines` it lacks, in time
+  order (stable; ISO times); returns how many were added."""
+  have = _records(dst)
+  seen = set(have)
+  new = [l for l in lines if l not in seen]
+  if new:
+    merged = sorted(have + list(dict.fromkeys(new)), key=_time)
+    _write(dst, lambda out: out.write("".join(l + "\n" for l in merged)))
+  return len(set(new))
+
+
+def _clear(folder: str, names) -> None:
+  """Removes the files `names` from `folder`, and subfolders left empty."""
+  for name in names:
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+      os.unlink(path)
+      sub = os.path.dirname(path)
+      if sub != folder and not os.listdir(sub):
+        os.rmdir(sub)
+
+
+def save(runs: str, dest: str, out=sys.stdout) -> dict:
   """Copies the finished runs' small files from `runs` to `dest`."""
-  runs = os.path.abspath(runs)
-  counts = {"runs": 0, "links": 0, "root files": 0}
+  runs = os.path.realpath(runs)
+  counts = {"runs": 0, "links": 0, "root files": 0, "log records": 0}
   for folder in [runs] + [p for _, p in _walk(runs)
                           if not os.path.islink(p)]:
     for name in ROOT_FILES:
       src = os.path.join(folder, name)
-      if os.path.isfile(src):
-        _copy(src, os.path.join(dest, os.path.relpath(src, runs)))
-        counts["root files"] += 1
+      if not os.path.isfile(src):
+        continue
+      dst = os.path.join(dest, os.path.relpath(src, runs))
+      if name == GRID_LOG:
+        counts["log records"] += _merge_log(_records(src), dst)
+        continue
+      if os.path.isfile(dst) and not filecmp.cmp(src, dst, shallow=False):
+        print(f"archive.py: {os.path.relpath(src, runs)} changed; the "
+              "archive takes the new one", file=out)
+      counts["root files"] += _copy(src, dst)
   for rel, path in _walk(runs):
     if not is_finished(path):
       continue
-    out = os.path.join(dest, rel)
+    arch = os.path.join(dest, rel)
     if os.path.islink(path):
       target = os.path.relpath(os.path.realpath(path), runs)
       if target.startswith(os.pardir):
         continue            # a run outside RUNS: not ours to keep
-      os.makedirs(out, exist_ok=True)
-      with open(os.path.join(out, LINK_FILE), "w") as f:
-        f.write(target + "\n")
+      _clear(arch, RUN_FILES)           # it was a run of its own before
+      _write(os.path.join(arch, LINK_FILE),
+             lambda f, t=target: f.write(t + "\n"))
       counts["links"] += 1
       continue
+    _clear(arch, (LINK_FILE,))          # it was a link before
     for name in RUN_FILES:
       src = os.path.join(path, name)
       if os.path.isfile(src):
-        _copy(src, os.path.join(out, name))
+        _copy(src, os.path.join(arch, name))
     counts["runs"] += 1
   return counts
 
 
-def _merge_log(src: str, dst: str) -> int:
-  """Appends the lines of `src` that `dst` lacks; returns how many."""
-  with open(dst) as f:
-    have = set(f.read().splitlines())
-  with open(src) as f:
-    new = [l for l in f.read().splitlines() if l.strip() and l not in have]
-  if new:
-    with open(dst, "a") as f:
-      f.write("".join(l + "\n" for l in new))
-  return len(new)
+def _cell_of(line: str) -> Optional[str]:
+  try:
+    return json.loads(line).get("cell")
+  except (ValueError, AttributeError):
+    return None
 
 
 def restore(archive: str, runs: str) -> dict:
@@ -139,17 +210,7 @@ def restore(archive: str, runs: str) -> dict:
   archive = os.path.abspath(archive)
   counts = {"runs": 0, "links": 0, "root files": 0, "log records": 0,
             "left alone": 0}
-  for dirpath, _, filenames in os.walk(archive):
-    rel = os.path.relpath(dirpath, archive)
-    for name in filenames:
-      if name not in ROOT_FILES or rel.startswith(os.pardir):
-        continue
-      dst = os.path.join(runs, rel, name)
-      if not os.path.exists(dst):
-        _copy(os.path.join(dirpath, name), dst)
-        counts["root files"] += 1
-      elif name == "grid_log.jsonl":
-        counts["log records"] += _merge_log(os.path.join(dirpath, name), dst)
+  left_alone = set()            # relative workdirs that RUNS already had
   for dirpath, _, filenames in sorted(os.walk(archive)):
     rel = os.path.relpath(dirpath, archive)
     is_run = "results.json" in filenames or LINK_FILE in filenames
@@ -158,25 +219,38 @@ def restore(archive: str, runs: str) -> dict:
     dst = os.path.join(runs, rel)
     if os.path.lexists(dst):
       counts["left alone"] += 1
+      left_alone.add(rel)
       continue
     os.makedirs(os.path.dirname(dst), exist_ok=True)
-    if LINK_FILE in filenames:
+    if "results.json" not in filenames:
       with open(os.path.join(dirpath, LINK_FILE)) as f:
         target = os.path.join(os.path.abspath(runs), f.read().strip())
       os.symlink(target, dst)
       counts["links"] += 1
       continue
-    tmp = dst + ".restoring"
+    tmp = dst + _PARTIAL
     shutil.rmtree(tmp, ignore_errors=True)
     for name in RUN_FILES:
       src = os.path.join(dirpath, name)
       if os.path.isfile(src):
         _copy(src, os.path.join(tmp, name))
     with open(os.path.join(tmp, MARK_FILE), "w") as f:
-      f.write(f"restored from {archive}; checkpoints, copies and "
-              "generator files were not archived\n")
+      f.write(f"restored from {archive}; checkpoints, copies and generator "
+              "files were not archived\n")
     os.replace(tmp, dst)        # the run's files appear all at once
     counts["runs"] += 1
+  for dirpath, _, filenames in os.walk(archive):
+    rel = os.path.relpath(dirpath, archive)
+    for name in filenames:
+      if name not in ROOT_FILES:
+        continue
+      src, dst = os.path.join(dirpath, name), os.path.join(runs, rel, name)
+      if name == GRID_LOG:
+        lines = [l for l in _records(src) if os.path.normpath(
+            os.path.join(rel, str(_cell_of(l)))) not in left_alone]
+        counts["log records"] += _merge_log(lines, dst)
+      elif not os.path.exists(dst):
+        counts["root files"] += _copy(src, dst)
   return counts
 
 

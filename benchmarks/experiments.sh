@@ -11,11 +11,11 @@
 #   queue A: benchmarks/strong_queue.sh: the strong-setting grid (Beauty
 #            and Yelp with sampled CE, ML-1M with full CE; base, aug,
 #            diff4rec, 3 seeds), then the last sampled-vs-full CE checks.
-#   queue B: benchmarks/paper_queue.sh: the Beauty validation probes,
-#            the choice of the paper setting's augmentation on them, then
-#            the paper grid's aug, diff4rec and control cells on Beauty and
-#            Yelp (their base cells are done), then ML-1M, then GRU4Rec and
-#            Caser on Beauty, then the duplicate control on Beauty and Yelp.
+#   queue B: benchmarks/paper_queue.sh: the Beauty validation probes and
+#            the choice of the paper setting's augmentation on them (skipped
+#            once the grid has started: its choice is frozen), then the
+#            paper grid: Beauty and Yelp base, aug, diff4rec and control
+#            cells, then ML-1M, then GRU4Rec and Caser on Beauty.
 # Before the queues start, the finished runs kept in the repository
 # (results/runs) are put back where RUNS has no such workdir; at a
 # session's end `python benchmarks/archive.py save $RUNS results/runs` and
@@ -35,9 +35,6 @@ WT="$RUNS/wt-$COMMIT"
 DATA=${DIFF4REC_DATA_DIR:?set DIFF4REC_DATA_DIR to the staged datasets}
 DATA=$(cd "$DATA" && pwd)
 mkdir -p "$RUNS"
-# Finished runs kept in the repository (benchmarks/archive.py; a fresh
-# machine starts without /work/runs) go back where RUNS has no workdir.
-python "$REPO/benchmarks/archive.py" restore "$REPO/results/runs" "$RUNS"
 [ -d "$WT" ] || git -C "$REPO" worktree add --detach "$WT" "$COMMIT"
 # A queue, or a grid runner of the queues' roots, still going (a probe with
 # a root of its own may run beside them).
@@ -49,7 +46,13 @@ fi
 # A watcher left from an earlier start (its queues gone) would restart
 # queues of its own later.
 pkill -f "benchmarks/unpin_when_alone.sh" || true
-pkill -f "benchmarks/archive_loop.sh" || true
+# So would an archive loop left from it (benchmarks/archive_loop.sh).
+if [[ -f "$RUNS/archive_loop.pid" ]]; then
+  kill "$(cat "$RUNS/archive_loop.pid")" 2> /dev/null || true
+fi
+# Finished runs kept in the repository (benchmarks/archive.py; a fresh
+# machine starts without /work/runs) go back where RUNS has no workdir.
+python "$REPO/benchmarks/archive.py" restore "$REPO/results/runs" "$RUNS"
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
 # One persistent XLA compilation cache for every cell of both queues (the
@@ -85,6 +88,8 @@ if ((${#A[@]})); then
   nohup bash benchmarks/unpin_when_alone.sh "$PA" "$PB" \
     "$REPO/benchmarks/experiments.sh" "$COMMIT" >> "$RUNS/unpin.out" 2>&1 &
 fi
-nohup bash benchmarks/archive_loop.sh "$RUNS" "$REPO/results/runs" \
+# The main checkout's copy: it writes there, whatever the pinned commit.
+nohup bash "$REPO/benchmarks/archive_loop.sh" "$RUNS" "$REPO/results/runs" \
   "$PA" "$PB" >> "$RUNS/archive.out" 2>&1 &
+echo $! > "$RUNS/archive_loop.pid"
 echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"

@@ -10,7 +10,10 @@
 #    variant with the best validation NDCG@10 (written to
 #    RUNS/tune_beauty/CHOICE.md), with a doubled epoch cap if the chosen
 #    variant's run was stopped by the cap while still improving. Nothing
-#    below runs until it exists.
+#    below runs until it exists. Once the grid has started, its choice is
+#    frozen in RUNS/paper/augmentation_overrides.txt and 1-2 are skipped
+#    (the file is archived in results/runs: a fresh machine does not
+#    retune, session 21).
 # 3. The paper grid on Beauty and Yelp with the chosen augmentation: aug,
 #    diff4rec and the popular / uniform controls, 3 seeds, one generator
 #    per dataset (generator.seed=0), in RUNS/paper beside the base cells.
@@ -20,9 +23,10 @@
 # 6. The duplicate control on Beauty and Yelp (copies equal to their
 #    originals: the augmented training without generated items; added in
 #    session 17, after the Beauty probe put it 10.6% above base): the
-#    control that the Yelp lift needs. The order since session 20: 6's
-#    seed 0; seed 1 of aug, diff4rec, uniform and 6 (Yelp first); the
-#    rest of 3's seed 0; seed 1's popular cells; seed 2 of 3, then of 6;
+#    control that the Yelp lift needs. The order since session 20 (with
+#    the Beauty and Yelp base cells first since session 21): 6's seed 0;
+#    seed 1 of aug, diff4rec, uniform and 6 (Yelp first); the rest of 3's
+#    seed 0; seed 1's popular cells; seed 2 of 3, then of 6;
 #    then ML-1M (4) and GRU4Rec / Caser (5).
 #
 # What is left, starting nothing and writing nothing: DRY_RUN=1 bash

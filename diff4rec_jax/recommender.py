@@ -319,11 +319,18 @@ def restore_best_params(config, ds, phase_dir: str):
   """(params, meta) of the best checkpoint of a recommender run in
   `phase_dir` (its parameter average when the run had `train.ema_decay` >
   0), read without writing there. Raises FileNotFoundError when the run
-  has no best save yet."""
+  has no best save yet, errors.UserError when it was put back from the
+  archive without its checkpoints."""
   # Imported here: serving an export never loads Orbax. (A loader of a
   # run's saves, beside the drivers': `from_workdir` and the trainer's
   # 'teacher' candidates read a finished run through it.)
   from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  if os.path.exists(os.path.join(phase_dir, rundir.ARCHIVED_FILE)):
+    raise errors.UserError(
+        f"{phase_dir}: this run was put back from the repository's archive "
+        "(benchmarks/archive.py) with its results but without its "
+        "checkpoints, so it has no model to read; move the folder away and "
+        "run its command again.")
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   target = steps.init_state(model, steps.make_optimizer(config.train),
                             jax.random.key(0), config.data.max_len)
@@ -369,6 +376,8 @@ def from_workdir(path: str, data_dir: Optional[str] = None) -> Recommender:
     raise RecommendError(
         f"{path}: no best checkpoint yet ({e}); the run has not finished a "
         "validation.") from None
+  except errors.UserError as e:    # put back from the archive
+    raise RecommendError(str(e)) from None
   maps = find_id_maps(ds.source, ds.name)
   item_raw = (read_id_map(maps["item"], ds.num_items) if maps["item"]
               else None)

@@ -38,6 +38,9 @@ from diff4rec_jax import errors
 
 LOCK_FILE = "run.lock"
 FINGERPRINT_FILE = "data_fingerprint.json"
+# In a finished run put back from the repository's archive
+# (benchmarks/archive.py): its results and logs without its checkpoints.
+ARCHIVED_FILE = "ARCHIVED"
 
 
 class WorkdirLocked(errors.UserError):

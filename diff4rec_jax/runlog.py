@@ -73,24 +73,28 @@ class RunLog:
 
 def code_version() -> dict:
   """What code and libraries this process runs: the git commit of the
-  package's checkout (None outside one) and whether tracked files differ
-  from it, the jax / jaxlib / flax versions and XLA_FLAGS. results.json
+  package's checkout (None outside one) and whether its tracked code
+  (diff4rec_jax/, configs/, benchmarks/) differs from it, the jax / jaxlib / flax versions and XLA_FLAGS. results.json
   records it, so that two runs of one config that disagree can be told
   apart by their code (a resumed run records the code that finished it)."""
   import importlib.metadata  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
-  here = os.path.dirname(os.path.abspath(__file__))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  # No index lock taken: a session's own git commands may run meanwhile.
+  env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
 
   def git(*args):
     try:
-      out = subprocess.run(["git", "-C", here, *args], capture_output=True,
-                           text=True, timeout=10, check=True)
+      out = subprocess.run(["git", "-C", root, *args], capture_output=True,
+                           text=True, timeout=10, check=True, env=env)
     except (OSError, subprocess.SubprocessError):
       return None
     return out.stdout.strip()
 
   commit = git("rev-parse", "HEAD")
-  dirty = git("status", "--porcelain", "--untracked-files=no")
+  # The code only: results files under results/ change while runs go on.
+  dirty = git("status", "--porcelain", "--untracked-files=no", "--",
+              "diff4rec_jax", "configs", "benchmarks")
   out = {"commit": commit, "dirty": None if commit is None else bool(dirty),
          "xla_flags": os.environ.get("XLA_FLAGS", "")}
   for lib in ("jax", "jaxlib", "flax"):

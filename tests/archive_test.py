@@ -3,7 +3,10 @@ repository and put back (hand-made run folders in tmp_path)."""
 
 import json
 import os
+import shutil
 import subprocess
+
+import pytest
 
 from benchmarks import archive
 from benchmarks import grid
@@ -43,7 +46,8 @@ def test_save_keeps_small_files_of_finished_runs_only(tmp_path):
   os.symlink(os.path.join(runs, "paper", "yelp-sasrec-aug-s0"),
              os.path.join(runs, "tune", "v1", "yelp-sasrec-aug-s0"))
   counts = archive.save(runs, dest)
-  assert counts == {"runs": 2, "links": 1, "root files": 2}
+  assert counts == {"runs": 2, "links": 1, "root files": 1,
+                    "log records": 1}
   files = sorted(os.path.relpath(os.path.join(d, f), dest)
                  for d, _, fs in os.walk(dest) for f in fs)
   run = ["config.json", "generator/generator_metrics.jsonl",
@@ -115,3 +119,79 @@ def test_loop_saves_while_a_queue_runs_and_once_after(tmp_path):
   assert len(saves) >= 2          # at least one while running, one after
   assert archive.is_finished(
       os.path.join(dest, "strong", "ml-1m-sasrec-base-s0"))
+
+
+def _log(records):
+  return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def test_save_merges_logs_and_switches_between_link_and_run(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
+  _run(os.path.join(runs, "strong", "b-sasrec-base-s0"))
+  os.makedirs(os.path.join(runs, "paper"))
+  os.symlink(os.path.join(runs, "strong", "b-sasrec-base-s0"),
+             os.path.join(runs, "paper", "b-sasrec-base-s0"))
+  old = {"cell": "x", "time": "2026-12-01T00:00:00"}
+  new = {"cell": "y", "time": "2026-12-08T00:00:00"}
+  _write(os.path.join(dest, "paper", "grid_log.jsonl"), _log([old]))
+  _write(os.path.join(runs, "paper", "grid_log.jsonl"), _log([new]))
+  # RUNS given through a link: the run links are still recognised.
+  via = str(tmp_path / "via")
+  os.symlink(runs, via)
+  assert archive.save(via, dest)["links"] == 1
+  with open(os.path.join(dest, "paper", "grid_log.jsonl")) as f:
+    assert f.read() == _log([old, new])       # nothing dropped, in time
+  # The link becomes a run of its own: the archive keeps the run only.
+  link = os.path.join(runs, "paper", "b-sasrec-base-s0")
+  os.unlink(link)
+  _run(link)
+  assert archive.save(runs, dest) == {"runs": 2, "links": 0,
+                                      "root files": 0, "log records": 0}
+  assert sorted(os.listdir(os.path.join(dest, "paper", "b-sasrec-base-s0"))
+                ) == ["config.json", "generator", "metrics.jsonl",
+                      "results.json"]
+  new_runs = str(tmp_path / "new")
+  archive.restore(dest, new_runs)
+  assert not os.path.islink(os.path.join(new_runs, "paper",
+                                         "b-sasrec-base-s0"))
+  # And back to a link: the run's files go.
+  shutil.rmtree(link)
+  os.symlink(os.path.join(runs, "strong", "b-sasrec-base-s0"), link)
+  archive.save(runs, dest)
+  assert os.listdir(os.path.join(dest, "paper", "b-sasrec-base-s0")) == [
+      "link_to"]
+
+
+def test_restore_keeps_a_reruns_log_apart_from_the_lost_machines(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
+  _run(os.path.join(runs, "paper", "y-sasrec-base-s0"))
+  _run(os.path.join(runs, "paper", "y-sasrec-base-s1"))
+  lost = [{"cell": "y-sasrec-base-s0", "time": "2026-12-01T00:00:00",
+           "rc": 0},
+          {"cell": "y-sasrec-base-s1", "time": "2026-12-02T00:00:00",
+           "rc": 1, "error": "old failure"}]
+  _write(os.path.join(runs, "paper", "grid_log.jsonl"), _log(lost))
+  archive.save(runs, dest)
+  new = str(tmp_path / "new")
+  _run(os.path.join(new, "paper", "y-sasrec-base-s1"), finished=False)
+  mine = {"cell": "y-sasrec-base-s1", "time": "2026-12-08T00:00:00",
+          "rc": 0, "stopped": "time limit"}
+  _write(os.path.join(new, "paper", "grid_log.jsonl"), _log([mine]))
+  archive.restore(dest, new)
+  # s0 came back with its record, before the rerun's; the lost machine's
+  # attempt of s1 (being rerun here) stays out.
+  with open(os.path.join(new, "paper", "grid_log.jsonl")) as f:
+    assert f.read() == _log([lost[0], mine])
+
+
+def test_a_restored_run_has_no_model_to_serve_or_teach(tmp_path):
+  from diff4rec_jax import errors           # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import recommender      # pylint: disable=g-import-not-at-top
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "archive")
+  _run(os.path.join(runs, "paper", "y-sasrec-base-s0"))
+  archive.save(runs, dest)
+  new = str(tmp_path / "new")
+  archive.restore(dest, new)
+  wd = os.path.join(new, "paper", "y-sasrec-base-s0")
+  with pytest.raises(errors.UserError, match="without its checkpoints"):
+    recommender.restore_best_params(None, None, wd)
