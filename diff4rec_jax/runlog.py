@@ -105,6 +105,32 @@ def code_version() -> dict:
   return out
 
 
+# Instruction sets that change XLA's CPU code (vector width, bfloat16 dot
+# products), and so the rounding of a run's sums.
+_ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def machine_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
+  """The host's CPU as results.json records it: model name, cores and which
+  of _ISA it has (None each where /proc/cpuinfo cannot be read). Two runs of
+  one config and code on CPUs with other instruction sets may round
+  differently and drift apart over the epochs (session 21: same model
+  name, 'AMD EPYC', other results)."""
+  model, flags = None, None
+  try:
+    with open(cpuinfo) as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+          model = value.strip()
+        elif key.strip() == "flags" and flags is None:
+          flags = set(value.split())
+  except OSError:
+    pass
+  return {"cpu": model, "cores": os.cpu_count(),
+          "isa": None if flags is None else [f for f in _ISA if f in flags]}
+
+
 def atomic_write(path: str, text: str) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w") as f:

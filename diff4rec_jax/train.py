@@ -11,7 +11,8 @@ and writes the run's files:
   workdir/metrics.jsonl   one JSON object per epoch / evaluation
   workdir/results.json    final: config, data statistics, best epoch,
                           validation and test metrics, wall time,
-                          devices, code (runlog.code_version)
+                          devices, code and machine
+                          (runlog.code_version, runlog.machine_info)
   workdir/tb/             TensorBoard event files (tensorboardX)
   workdir/ckpt/...        Orbax checkpoints (see checkpointing.py)
 
@@ -387,6 +388,7 @@ def _run(config, workdir: str, stop_after_epochs: Optional[int]) -> dict:
       "dataset": {"name": ds.name, "source": ds.source, **ds.stats()},
       "devices": [str(d) for d in jax.devices()],
       "code": runlog.code_version(),
+      "machine": runlog.machine_info(),
       "wall_seconds_this_process": round(time.time() - t0, 2),
   })
   runlog.write_json(os.path.join(workdir, "results.json"), results)

@@ -39,3 +39,16 @@ def test_steal_summary_medians_only_quiet_repeats():
   assert "median of the 2 quiet repeat(s)" in text and ": 850 seq/s" in text
   assert "no quiet repeat" in train_speed.steal_summary([1.0], [0.5], " s")
   assert train_speed.steal_summary([1.0], [None], " s") == ""
+
+
+def test_results_record_the_cpus_instruction_sets(tmp_path):
+  from diff4rec_jax import runlog  # pylint: disable=g-import-not-at-top
+  info = tmp_path / "cpuinfo"
+  info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\n"
+                  "flags\t\t: fpu sse avx2 fma avx512f avx512bw\n\n"
+                  "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+  got = runlog.machine_info(str(info))
+  assert got["cpu"] == "AMD EPYC"
+  assert got["isa"] == ["avx2", "fma", "avx512f"]
+  none = runlog.machine_info(str(tmp_path / "missing"))
+  assert none["cpu"] is None and none["isa"] is None

@@ -257,6 +257,7 @@ def test_results_files_and_numpy_metrics(straight_run):
   assert code["commit"] == (head.stdout.strip() or None)
   assert code["jax"] == jax.__version__ and code["flax"]
   assert isinstance(code["dirty"], bool) == (code["commit"] is not None)
+  assert saved["machine"]["cores"] == os.cpu_count()
   lines = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
   assert [l["epoch"] for l in lines if "valid/NDCG@10" in l] == [2, 4]
 
