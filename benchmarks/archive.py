@@ -27,9 +27,11 @@ own.
 name (a workdir that exists, finished or being rerun, is left alone), with
 an ARCHIVED file in it that says so; the grid runner then skips it as
 finished, and the reports count it. A root file that RUNS lacks is copied.
-Grid-log records of the cells it put back, or that RUNS has no workdir for,
-are merged into RUNS's log in time order (a rerun's own records are not
-mixed with the lost machine's). Neither command deletes anything.
+Only the grid-log records of the cells it put back are merged into RUNS's
+log, in time order: the lost machine's attempts of a cell that was not
+finished there would add to the time of its rerun here. A missing archive
+is an empty one. Neither command deletes anything. `save` leaves out runs
+that `restore` put back (the archive has them).
 """
 
 from __future__ import annotations
@@ -101,8 +103,9 @@ def _write(dst: str, write) -> None:
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst),
                              prefix="." + os.path.basename(dst), suffix=".tmp")
   try:
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "wb") as f:
       write(f)
+    os.chmod(tmp, 0o644)           # mkstemp's 0600 is for secrets
     os.replace(tmp, dst)
   except BaseException:
     if os.path.exists(tmp):
@@ -114,9 +117,9 @@ def _copy(src: str, dst: str) -> bool:
   """Copies `src` to `dst` unless `dst` has its content; True if copied."""
   if os.path.isfile(dst) and filecmp.cmp(src, dst, shallow=False):
     return False
-  with open(src) as f:
-    text = f.read()
-  _write(dst, lambda out: out.write(text))
+  with open(src, "rb") as f:
+    data = f.read()
+  _write(dst, lambda out: out.write(data))
   return True
 
 
@@ -143,7 +146,8 @@ def _merge_log(lines: list, dst: str) -> int:
   new = [l for l in lines if l not in seen]
   if new:
     merged = sorted(have + list(dict.fromkeys(new)), key=_time)
-    _write(dst, lambda out: out.write("".join(l + "\n" for l in merged)))
+    text = "".join(l + "\n" for l in merged)
+    _write(dst, lambda out: out.write(text.encode()))
   return len(set(new))
 
 
@@ -177,7 +181,10 @@ def save(runs: str, dest: str, out=sys.stdout) -> dict:
               "archive takes the new one", file=out)
       counts["root files"] += _copy(src, dst)
   for rel, path in _walk(runs):
-    if not is_finished(path):
+    # A run put back by `restore` is the archive's already (and one moved
+    # elsewhere in RUNS must not come back as a new run).
+    if not is_finished(path) or os.path.exists(os.path.join(path,
+                                                            MARK_FILE)):
       continue
     arch = os.path.join(dest, rel)
     if os.path.islink(path):
@@ -186,7 +193,7 @@ def save(runs: str, dest: str, out=sys.stdout) -> dict:
         continue            # a run outside RUNS: not ours to keep
       _clear(arch, RUN_FILES)           # it was a run of its own before
       _write(os.path.join(arch, LINK_FILE),
-             lambda f, t=target: f.write(t + "\n"))
+             lambda f, t=target: f.write((t + "\n").encode()))
       counts["links"] += 1
       continue
     _clear(arch, (LINK_FILE,))          # it was a link before
@@ -210,7 +217,10 @@ def restore(archive: str, runs: str) -> dict:
   archive = os.path.abspath(archive)
   counts = {"runs": 0, "links": 0, "root files": 0, "log records": 0,
             "left alone": 0}
-  left_alone = set()            # relative workdirs that RUNS already had
+  restored = set()              # relative workdirs put back by this call
+  if not os.path.isdir(archive):
+    print(f"archive.py: no archive at {archive}; nothing to restore")
+    return counts
   for dirpath, _, filenames in sorted(os.walk(archive)):
     rel = os.path.relpath(dirpath, archive)
     is_run = "results.json" in filenames or LINK_FILE in filenames
@@ -219,9 +229,9 @@ def restore(archive: str, runs: str) -> dict:
     dst = os.path.join(runs, rel)
     if os.path.lexists(dst):
       counts["left alone"] += 1
-      left_alone.add(rel)
       continue
     os.makedirs(os.path.dirname(dst), exist_ok=True)
+    restored.add(rel)
     if "results.json" not in filenames:
       with open(os.path.join(dirpath, LINK_FILE)) as f:
         target = os.path.join(os.path.abspath(runs), f.read().strip())
@@ -247,7 +257,7 @@ def restore(archive: str, runs: str) -> dict:
       src, dst = os.path.join(dirpath, name), os.path.join(runs, rel, name)
       if name == GRID_LOG:
         lines = [l for l in _records(src) if os.path.normpath(
-            os.path.join(rel, str(_cell_of(l)))) not in left_alone]
+            os.path.join(rel, str(_cell_of(l)))) in restored]
         counts["log records"] += _merge_log(lines, dst)
       elif not os.path.exists(dst):
         counts["root files"] += _copy(src, dst)
@@ -260,7 +270,7 @@ def main(argv=None) -> int:
   p.add_argument("src", help="save: RUNS; restore: the archive")
   p.add_argument("dst", help="save: the archive; restore: RUNS")
   a = p.parse_args(argv)
-  if not os.path.isdir(a.src):
+  if a.command == "save" and not os.path.isdir(a.src):
     print(f"archive.py: {a.src} is not a folder", file=sys.stderr)
     return 2
   counts = save(a.src, a.dst) if a.command == "save" else restore(a.src,

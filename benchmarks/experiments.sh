@@ -47,8 +47,8 @@ fi
 # queues of its own later.
 pkill -f "benchmarks/unpin_when_alone.sh" || true
 # So would an archive loop left from it (benchmarks/archive_loop.sh).
-if [[ -f "$RUNS/archive_loop.pid" ]]; then
-  kill "$(cat "$RUNS/archive_loop.pid")" 2> /dev/null || true
+if [[ -f "$RUNS/archive_loop.pid" ]]; then   # only if that pid is one
+  pkill -F "$RUNS/archive_loop.pid" -f "benchmarks/archive_loop.sh" || true
 fi
 # Finished runs kept in the repository (benchmarks/archive.py; a fresh
 # machine starts without /work/runs) go back where RUNS has no workdir.

@@ -329,8 +329,10 @@ def restore_best_params(config, ds, phase_dir: str):
     raise errors.UserError(
         f"{phase_dir}: this run was put back from the repository's archive "
         "(benchmarks/archive.py) with its results but without its "
-        "checkpoints, so it has no model to read; move the folder away and "
-        "run its command again.")
+        "checkpoints, so it has no model to read. To get one, rerun it: "
+        "remove the folder (and its copy under results/runs, which "
+        "benchmarks/experiments.sh would put back) and run its command "
+        "again.")
   model = models.get_model(config.model, ds.num_items, config.data.max_len)
   target = steps.init_state(model, steps.make_optimizer(config.train),
                             jax.random.key(0), config.data.max_len)

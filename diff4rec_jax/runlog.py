@@ -111,8 +111,10 @@ _ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
 
 
 def machine_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
-  """The host's CPU as results.json records it: model name, cores and which
-  of _ISA it has (None each where /proc/cpuinfo cannot be read). Two runs of
+  """The host's CPU as results.json records it: model name, the machine's
+  cores and those this process may use (a pinned queue: 1), and which of
+  _ISA it has (None each where /proc/cpuinfo cannot be read; ARM lists
+  'Features', with none of _ISA). Two runs of
   one config and code on CPUs with other instruction sets may round
   differently and drift apart over the epochs (session 21: same model
   name, 'AMD EPYC', other results)."""
@@ -123,11 +125,15 @@ def machine_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
         key, _, value = line.partition(":")
         if key.strip() == "model name" and model is None:
           model = value.strip()
-        elif key.strip() == "flags" and flags is None:
+        elif key.strip() in ("flags", "Features") and flags is None:
           flags = set(value.split())
   except OSError:
     pass
-  return {"cpu": model, "cores": os.cpu_count(),
+  try:
+    usable = len(os.sched_getaffinity(0))
+  except (AttributeError, OSError):     # not Linux
+    usable = os.cpu_count()
+  return {"cpu": model, "cores": os.cpu_count(), "cores_usable": usable,
           "isa": None if flags is None else [f for f in _ISA if f in flags]}
 
 

@@ -66,7 +66,7 @@ def test_restore_puts_runs_back_and_leaves_existing_workdirs(tmp_path):
   _run(os.path.join(runs, "paper", "yelp-sasrec-base-s0"))
   _run(os.path.join(runs, "paper", "yelp-sasrec-base-s1"))
   _write(os.path.join(runs, "paper", "grid_log.jsonl"),
-         '{"cell": "a"}\n{"cell": "b"}\n')
+         '{"cell": "yelp-sasrec-base-s0"}\n{"cell": "yelp-sasrec-base-s1"}\n')
   os.symlink(os.path.join(runs, "paper", "yelp-sasrec-base-s0"),
              os.path.join(runs, "paper", "link-sasrec-base-s0"))
   archive.save(runs, dest)
@@ -74,7 +74,7 @@ def test_restore_puts_runs_back_and_leaves_existing_workdirs(tmp_path):
   new = str(tmp_path / "new")
   _run(os.path.join(new, "paper", "yelp-sasrec-base-s1"), finished=False)
   _write(os.path.join(new, "paper", "grid_log.jsonl"),
-         '{"cell": "b"}\n{"cell": "c"}\n')
+         '{"cell": "yelp-sasrec-base-s1"}\n{"cell": "c"}\n')
   counts = archive.restore(dest, new)
   assert counts == {"runs": 1, "links": 1, "root files": 0,
                     "log records": 1, "left alone": 1}
@@ -87,8 +87,9 @@ def test_restore_puts_runs_back_and_leaves_existing_workdirs(tmp_path):
   link = os.path.join(new, "paper", "link-sasrec-base-s0")
   assert os.path.realpath(link) == os.path.realpath(s0)
   with open(os.path.join(new, "paper", "grid_log.jsonl")) as f:
-    assert f.read().splitlines() == ['{"cell": "b"}', '{"cell": "c"}',
-                                     '{"cell": "a"}']
+    assert f.read().splitlines() == ['{"cell": "yelp-sasrec-base-s1"}',
+                                     '{"cell": "c"}',
+                                     '{"cell": "yelp-sasrec-base-s0"}']
   # Restoring twice changes nothing.
   again = archive.restore(dest, new)
   assert again["runs"] == again["links"] == again["log records"] == 0
@@ -169,7 +170,9 @@ def test_restore_keeps_a_reruns_log_apart_from_the_lost_machines(tmp_path):
   lost = [{"cell": "y-sasrec-base-s0", "time": "2026-12-01T00:00:00",
            "rc": 0},
           {"cell": "y-sasrec-base-s1", "time": "2026-12-02T00:00:00",
-           "rc": 1, "error": "old failure"}]
+           "rc": 1, "error": "old failure"},
+          {"cell": "y-sasrec-base-s2", "time": "2026-12-03T00:00:00",
+           "rc": 143, "seconds": 1000}]
   _write(os.path.join(runs, "paper", "grid_log.jsonl"), _log(lost))
   archive.save(runs, dest)
   new = str(tmp_path / "new")
@@ -179,9 +182,23 @@ def test_restore_keeps_a_reruns_log_apart_from_the_lost_machines(tmp_path):
   _write(os.path.join(new, "paper", "grid_log.jsonl"), _log([mine]))
   archive.restore(dest, new)
   # s0 came back with its record, before the rerun's; the lost machine's
-  # attempt of s1 (being rerun here) stays out.
+  # attempts of s1 (being rerun here) and of s2 (unfinished there, not
+  # started here) stay out.
   with open(os.path.join(new, "paper", "grid_log.jsonl")) as f:
     assert f.read() == _log([lost[0], mine])
+  # Restored runs are the archive's already: save leaves them out, so one
+  # moved within RUNS does not come back as a new run.
+  os.rename(os.path.join(new, "paper", "y-sasrec-base-s0"),
+            os.path.join(new, "paper", "old-sasrec-base-s0"))
+  assert archive.save(new, dest)["runs"] == 0
+  assert not os.path.exists(os.path.join(dest, "paper", "old-sasrec-base-s0"))
+
+
+def test_restore_from_a_missing_archive_changes_nothing(tmp_path, capsys):
+  assert archive.main(["restore", str(tmp_path / "none"),
+                       str(tmp_path / "runs")]) == 0
+  assert not os.path.exists(tmp_path / "runs")
+  assert "nothing to restore" in capsys.readouterr().out
 
 
 def test_a_restored_run_has_no_model_to_serve_or_teach(tmp_path):

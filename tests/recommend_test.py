@@ -455,3 +455,21 @@ def test_serving_does_not_import_the_training_modules():
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True,
                        capture_output=True, text=True).stdout
   assert out.strip() == "[]"
+
+
+def test_load_refuses_a_run_restored_from_the_archive(run, tmp_path):
+  """A run put back by benchmarks/archive.py has results but no
+  checkpoints: serving it says so and how to get a model, not 'no best
+  checkpoint yet'."""
+  from benchmarks import archive  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import recommend  # pylint: disable=g-import-not-at-top
+  runs = tmp_path / "runs"
+  runs.mkdir()
+  os.symlink(run["wd"], runs / "toys-sasrec-base-s0")
+  shutil.copytree(run["wd"], runs / "copy-sasrec-base-s0")
+  archive.save(str(runs), str(tmp_path / "archive"))
+  new = tmp_path / "new"
+  archive.restore(str(tmp_path / "archive"), str(new))
+  with pytest.raises(recommend.RecommendError,
+                     match=r"without its checkpoints.*run its command again"):
+    recommend.load(str(new / "copy-sasrec-base-s0"))

@@ -258,6 +258,8 @@ def test_results_files_and_numpy_metrics(straight_run):
   assert code["jax"] == jax.__version__ and code["flax"]
   assert isinstance(code["dirty"], bool) == (code["commit"] is not None)
   assert saved["machine"]["cores"] == os.cpu_count()
+  if os.path.exists("/proc/cpuinfo"):
+    assert saved["machine"]["isa"] is not None
   lines = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
   assert [l["epoch"] for l in lines if "valid/NDCG@10" in l] == [2, 4]
 
