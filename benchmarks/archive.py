@@ -49,6 +49,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
+from benchmarks import grid  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
 
 RUN_FILES = ("results.json", "config.json", "metrics.jsonl",
@@ -65,13 +66,9 @@ _PARTIAL = ".restoring"      # a restore's folder before it is complete
 
 
 def is_finished(workdir: str) -> bool:
-  """Whether `workdir` holds a finished run's results.json."""
-  try:
-    with open(os.path.join(workdir, "results.json")) as f:
-      res = json.load(f)
-  except (OSError, ValueError):
-    return False
-  return isinstance(res, dict) and "test" in res and "valid" in res
+  """Whether `workdir` holds a finished run's results.json (the grid's
+  rule: grid.finished_results)."""
+  return grid.finished_results(workdir) is not None
 
 
 def _walk(runs: str) -> Iterator[tuple]:

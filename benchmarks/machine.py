@@ -2,18 +2,20 @@
 
 import os
 import platform
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+from diff4rec_jax import runlog  # pylint: disable=g-import-not-at-top
 
 
 def cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo (else platform's guess)."""
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f
-                 if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  return cpu
+  """The CPU's model name from /proc/cpuinfo, as results.json records it
+  (runlog.machine_info), else platform's guess."""
+  return (runlog.machine_info()["cpu"] or platform.processor()
+          or platform.machine())
 
 
 def cpu_description() -> str:
