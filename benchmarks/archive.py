@@ -8,7 +8,9 @@ keeps what the reports, the grid's status and its time estimates read from
 a run, small text files, under `results/runs/` in the same layout:
 
   python benchmarks/archive.py save /work/runs results/runs     # then commit
-  python benchmarks/archive.py restore results/runs /work/runs
+  python benchmarks/archive.py carry /work/runs results/inflight  # never commit
+  python benchmarks/archive.py restore results/runs /work/runs \
+      --inflight=results/inflight
 
 `save` copies, from every finished run under RUNS (a folder holding a
 results.json with test and valid metrics), the files in RUN_FILES, and from
@@ -32,6 +34,26 @@ log, in time order: the lost machine's attempts of a cell that was not
 finished there would add to the time of its rerun here. A missing archive
 is an empty one. Neither command deletes anything. `save` leaves out runs
 that `restore` put back (the archive has them).
+
+`carry` is for the cells still running. A session stops at a fixed time,
+and the next one may start on a fresh machine: a cell not finished by then
+was started over, and a cell longer than a session (a full-CE ML-1M cell
+is about 2 hours here) could never finish. `carry` packs each unfinished
+workdir under RUNS (copies, generator, and of each checkpoint folder the
+saves a resume reads: the newest complete latest save and the newest best
+save at or before it, of a finished phase such as warmup/ or generator/
+its best save alone; not its event files nor its lock; not a checkpoint
+folder over MAX_CKPT_MB, whose phase starts over) into DEST/<workdir>.tar.gz, 40 MB for a paper-setting
+Yelp cell; a workdir unchanged since its pack is not packed again, and the
+pack of a cell that has finished since is removed (the archive has it).
+Packs go into the main checkout's working tree and are never committed:
+they are what an earlier session's uncommitted work brings to the next
+one, where a machine's files do not. `restore --inflight=DEST` unpacks
+each where RUNS has no such workdir after the finished runs are put back
+(a cell finished after its last pack is the archive's), and merges its
+grid-log records like theirs; the cell then resumes
+from its last good checkpoint (checkpointing.py checks each against its
+manifest, so a pack taken while a checkpoint was being written is safe).
 """
 
 from __future__ import annotations
@@ -42,7 +64,9 @@ import json
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
+import time
 from typing import Iterator, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +74,8 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 from benchmarks import grid  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
 
 RUN_FILES = ("results.json", "config.json", "metrics.jsonl",
@@ -63,6 +89,16 @@ MARK_FILE = rundir.ARCHIVED_FILE
 # Folders under RUNS that hold no runs: pinned worktrees, the XLA cache.
 _SKIP_PREFIXES = ("wt-", "jit_cache")
 _PARTIAL = ".restoring"      # a restore's folder before it is complete
+PACK_SUFFIX = ".tar.gz"
+# Left out of a pack: the event files and the lock of the process that
+# was running, and Orbax's checkpoints still being written.
+_UNPACKED = ("tb", "run.lock")
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+# A checkpoint folder whose kept saves are larger is left out of a pack,
+# and its phase starts over: the generator of a strong-setting Beauty cell
+# saves 200 MB (VAE and Adam state over 12,101 items) and trains in about
+# 10 minutes; a SASRec save is 12 MB.
+MAX_CKPT_MB = 60
 
 
 def is_finished(workdir: str) -> bool:
@@ -159,8 +195,9 @@ def _clear(folder: str, names) -> None:
         os.rmdir(sub)
 
 
-def save(runs: str, dest: str, out=sys.stdout) -> dict:
+def save(runs: str, dest: str, out=None) -> dict:
   """Copies the finished runs' small files from `runs` to `dest`."""
+  out = out or sys.stdout
   runs = os.path.realpath(runs)
   counts = {"runs": 0, "links": 0, "root files": 0, "log records": 0}
   for folder in [runs] + [p for _, p in _walk(runs)
@@ -209,14 +246,19 @@ def _cell_of(line: str) -> Optional[str]:
     return None
 
 
-def restore(archive: str, runs: str) -> dict:
-  """Puts the archived runs back into `runs` where it has no such workdir."""
+def restore(archive: str, runs: str, inflight: Optional[str] = None) -> dict:
+  """Puts the archived runs back into `runs` where it has no such workdir,
+  then the unfinished ones packed in `inflight` (`carry`)."""
   archive = os.path.abspath(archive)
   counts = {"runs": 0, "links": 0, "root files": 0, "log records": 0,
             "left alone": 0}
+  if inflight is not None:
+    counts["unfinished runs"] = 0
   restored = set()              # relative workdirs put back by this call
   if not os.path.isdir(archive):
     print(f"archive.py: no archive at {archive}; nothing to restore")
+    if inflight is not None:
+      counts["unfinished runs"] = len(restore_inflight(inflight, runs))
     return counts
   for dirpath, _, filenames in sorted(os.walk(archive)):
     rel = os.path.relpath(dirpath, archive)
@@ -246,6 +288,10 @@ def restore(archive: str, runs: str) -> dict:
               "files were not archived\n")
     os.replace(tmp, dst)        # the run's files appear all at once
     counts["runs"] += 1
+  if inflight is not None:
+    unfinished = restore_inflight(inflight, runs)
+    counts["unfinished runs"] = len(unfinished)
+    restored |= unfinished
   for dirpath, _, filenames in os.walk(archive):
     rel = os.path.relpath(dirpath, archive)
     for name in filenames:
@@ -261,17 +307,189 @@ def restore(archive: str, runs: str) -> dict:
   return counts
 
 
+def _saved_steps(folder: str) -> list:
+  """The steps saved in a checkpoint folder (latest/ or best/) whose
+  manifest is written (checkpointing.write_manifest: the save is
+  complete), newest first."""
+  if not os.path.isdir(folder):
+    return []
+  return sorted((int(d) for d in os.listdir(folder) if d.isdigit() and
+                 os.path.isfile(os.path.join(folder, d,
+                                             checkpointing.MANIFEST))),
+                reverse=True)
+
+
+def _kept_steps(ckpt: str, finished: bool) -> dict:
+  """{'latest': steps, 'best': steps} a pack keeps of one checkpointer's
+  folder `ckpt` (holding latest/ and best/): the newest complete latest
+  save and the newest best save at or before it, which is what a resume
+  reads (checkpointing.Checkpointer.restore); of a finished phase (a
+  warm-up, read through restore_best) its newest best save alone."""
+  latest = [] if finished else _saved_steps(os.path.join(ckpt, "latest"))[:1]
+  best = [s for s in _saved_steps(os.path.join(ckpt, "best"))
+          if not latest or s <= latest[0]][:1]
+  return {"latest": latest, "best": best}
+
+
+def _size(ckpt: str, steps: dict) -> int:
+  """Bytes of the saves `steps` ({'latest': [...], 'best': [...]})."""
+  total = 0
+  for kind, kind_steps in steps.items():
+    for s in kind_steps:
+      for dirpath, _, filenames in os.walk(os.path.join(ckpt, kind, str(s))):
+        for name in filenames:
+          try:
+            total += os.path.getsize(os.path.join(dirpath, name))
+          except OSError:
+            pass
+  return total
+
+
+def _pack_members(workdir: str, max_ckpt_mb: float = MAX_CKPT_MB,
+                  left_out: Optional[list] = None) -> list:
+  """(path, name in the pack) of every file of `workdir` that a pack
+  keeps, in a stable order. Checkpoint folders whose kept saves exceed
+  `max_ckpt_mb` are left out (named in `left_out`)."""
+  left_out = [] if left_out is None else left_out
+  members = []
+  finished = []                   # phases (warmup/...) with results.json
+  kept = {}                       # a checkpointer's folder -> _kept_steps
+  for dirpath, dirnames, filenames in os.walk(workdir):
+    if dirpath != workdir and ({"results.json", generator.TOPM_FILE}
+                               & set(filenames)):
+      finished.append(dirpath + os.sep)
+    if {"latest", "best"} & set(dirnames):        # a checkpointer's folder
+      kept[dirpath] = _kept_steps(dirpath, any(dirpath.startswith(f)
+                                               for f in finished))
+      if _size(dirpath, kept[dirpath]) > max_ckpt_mb * 2**20:
+        left_out.append(os.path.relpath(dirpath, workdir))
+        kept[dirpath] = {"latest": [], "best": []}
+    parent, kind = os.path.split(dirpath)
+    keep_steps = kept.get(parent, {}).get(kind)
+    dirnames[:] = sorted(
+        d for d in dirnames if d not in _UNPACKED and _ORBAX_TMP not in d
+        and (keep_steps is None or not d.isdigit()
+             or int(d) in keep_steps))
+    for name in sorted(filenames):
+      if name in _UNPACKED or _ORBAX_TMP in name:
+        continue
+      path = os.path.join(dirpath, name)
+      if os.path.isfile(path) and not os.path.islink(path):
+        members.append((path, os.path.relpath(path, workdir)))
+  return members
+
+
+def _newest(members: list) -> float:
+  newest = 0.0
+  for path, _ in members:
+    try:
+      newest = max(newest, os.path.getmtime(path))
+    except OSError:
+      pass                          # removed since (an old checkpoint)
+  return newest
+
+
+def carry(runs: str, dest: str, out=None) -> dict:
+  """Packs each unfinished workdir under `runs` into `dest`."""
+  out = out or sys.stdout
+  runs = os.path.realpath(runs)
+  counts = {"packed": 0, "unchanged": 0, "removed": 0, "MB": 0.0}
+  for rel, path in _walk(runs):
+    if os.path.islink(path) or not os.path.isfile(
+        os.path.join(path, "config.json")):
+      continue
+    pack = os.path.join(dest, rel + PACK_SUFFIX)
+    if is_finished(path) or os.path.exists(os.path.join(path, MARK_FILE)):
+      if os.path.isfile(pack):        # it finished: the archive has it
+        os.unlink(pack)
+        counts["removed"] += 1
+      continue
+    left_out = []
+    members = _pack_members(path, left_out=left_out)
+    for folder in left_out:
+      print(f"archive.py: {rel}/{folder} left out of the pack (its saves "
+            f"exceed {MAX_CKPT_MB} MB): that phase starts over", file=out)
+    if (os.path.isfile(pack)
+        and os.path.getmtime(pack) >= _newest(members)):
+      counts["unchanged"] += 1
+      continue
+
+    start = time.time()     # a file changed after this is packed again
+
+    def write(f, members=members):
+      with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
+        for src, name in members:
+          try:
+            tar.add(src, arcname=name, recursive=False)
+          except FileNotFoundError:
+            pass                      # an old checkpoint pruned meanwhile
+    _write(pack, write)
+    os.utime(pack, (start, start))
+    counts["packed"] += 1
+    counts["MB"] = round(counts["MB"] + os.path.getsize(pack) / 2**20, 1)
+  return counts
+
+
+def _unpack(pack: str, dst: str) -> None:
+  """Unpacks `pack` into the new workdir `dst`, all at once."""
+  tmp = dst + _PARTIAL
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  with tarfile.open(pack, "r:gz") as tar:
+    if hasattr(tarfile, "data_filter"):
+      tar.extractall(tmp, filter="data")
+    else:                             # Python < 3.11.4: names checked here
+      for m in tar.getmembers():
+        if os.path.isabs(m.name) or os.pardir in m.name.split("/"):
+          raise ValueError(f"{pack}: {m.name} is outside the workdir")
+      tar.extractall(tmp)               # nosec: names checked above
+  os.replace(tmp, dst)
+
+
+def restore_inflight(inflight: str, runs: str) -> set:
+  """Unpacks the packs of `carry` where `runs` has no such workdir; returns
+  the workdirs put back, relative to `runs`."""
+  restored = set()
+  if not os.path.isdir(inflight):
+    return restored
+  for dirpath, _, filenames in sorted(os.walk(inflight)):
+    for name in sorted(filenames):
+      if not name.endswith(PACK_SUFFIX):
+        continue
+      rel = os.path.normpath(os.path.relpath(
+          os.path.join(dirpath, name[:-len(PACK_SUFFIX)]), inflight))
+      dst = os.path.join(runs, rel)
+      if os.path.lexists(dst):
+        continue
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      try:
+        _unpack(os.path.join(dirpath, name), dst)
+      except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        print(f"archive.py: {os.path.join(dirpath, name)} could not be "
+              f"unpacked ({e}); that cell starts over")
+        shutil.rmtree(dst + _PARTIAL, ignore_errors=True)
+        continue
+      restored.add(rel)
+  return restored
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("command", choices=("save", "restore"))
-  p.add_argument("src", help="save: RUNS; restore: the archive")
-  p.add_argument("dst", help="save: the archive; restore: RUNS")
+  p.add_argument("command", choices=("save", "restore", "carry"))
+  p.add_argument("src", help="save, carry: RUNS; restore: the archive")
+  p.add_argument("dst", help="save: the archive; carry: the packs' folder; "
+                 "restore: RUNS")
+  p.add_argument("--inflight", help="restore: the packs' folder (carry's)")
   a = p.parse_args(argv)
-  if a.command == "save" and not os.path.isdir(a.src):
+  if a.command in ("save", "carry") and not os.path.isdir(a.src):
     print(f"archive.py: {a.src} is not a folder", file=sys.stderr)
     return 2
-  counts = save(a.src, a.dst) if a.command == "save" else restore(a.src,
-                                                                    a.dst)
+  if a.command == "save":
+    counts = save(a.src, a.dst)
+  elif a.command == "carry":
+    counts = carry(a.src, a.dst)
+  else:
+    counts = restore(a.src, a.dst, a.inflight)
   print(f"archive.py {a.command} {a.src} -> {a.dst}: " +
         ", ".join(f"{v} {k}" for k, v in counts.items()))
   return 0

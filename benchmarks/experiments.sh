@@ -21,7 +21,9 @@
 # session's end `python benchmarks/archive.py save $RUNS results/runs` and
 # a commit keep the new ones (benchmarks/archive.py;
 # benchmarks/archive_loop.sh also saves them every 10 minutes while the
-# queues run, into the main checkout's working tree).
+# queues run, into the main checkout's working tree, and packs the
+# unfinished runs into results/inflight, never committed, which a fresh
+# machine's start unpacks so they resume).
 # Logs: $RUNS/queue_a.out, $RUNS/queue_b.out. Progress: `python
 # benchmarks/grid_status.py --runs=$RUNS`. Hours left, per grid: `DRY_RUN=1
 # bash benchmarks/strong_queue.sh $RUNS` and the same for paper_queue.sh.
@@ -52,7 +54,10 @@ if [[ -f "$RUNS/archive_loop.pid" ]]; then   # only if that pid is one
 fi
 # Finished runs kept in the repository (benchmarks/archive.py; a fresh
 # machine starts without /work/runs) go back where RUNS has no workdir.
-python "$REPO/benchmarks/archive.py" restore "$REPO/results/runs" "$RUNS"
+# So do the unfinished ones the last machine packed (archive.py carry):
+# they resume from their last checkpoints.
+python "$REPO/benchmarks/archive.py" restore "$REPO/results/runs" "$RUNS" \
+  --inflight="$REPO/results/inflight"
 cd "$WT"
 export DIFF4REC_DATA_DIR="$DATA"
 # One persistent XLA compilation cache for every cell of both queues (the
@@ -89,7 +94,9 @@ if ((${#A[@]})); then
     "$REPO/benchmarks/experiments.sh" "$COMMIT" >> "$RUNS/unpin.out" 2>&1 &
 fi
 # The main checkout's copy: it writes there, whatever the pinned commit.
-nohup bash "$REPO/benchmarks/archive_loop.sh" "$RUNS" "$REPO/results/runs" \
+# results/inflight holds packs of unfinished runs: never commit it.
+INFLIGHT="$REPO/results/inflight" nohup bash \
+  "$REPO/benchmarks/archive_loop.sh" "$RUNS" "$REPO/results/runs" \
   "$PA" "$PB" >> "$RUNS/archive.out" 2>&1 &
 echo $! > "$RUNS/archive_loop.pid"
 echo "started from $WT; logs $RUNS/queue_a.out, $RUNS/queue_b.out"

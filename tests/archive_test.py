@@ -111,7 +111,9 @@ def test_loop_saves_while_a_queue_runs_and_once_after(tmp_path):
   # a zombie, which kill -0 still finds).
   pid = subprocess.run(["bash", "-c", "sleep 1 > /dev/null & echo $!"],
                        capture_output=True, text=True).stdout.strip()
-  env = dict(os.environ, ARCHIVE_EVERY_S="0.2")
+  _run(os.path.join(runs, "strong", "ml-1m-sasrec-base-s1"), finished=False)
+  inflight = str(tmp_path / "inflight")
+  env = dict(os.environ, ARCHIVE_EVERY_S="0.2", INFLIGHT=inflight)
   out = subprocess.run(
       ["bash", os.path.join(REPO, "benchmarks", "archive_loop.sh"), runs,
        dest, pid], env=env, capture_output=True, text=True, timeout=60)
@@ -120,6 +122,18 @@ def test_loop_saves_while_a_queue_runs_and_once_after(tmp_path):
   assert len(saves) >= 2          # at least one while running, one after
   assert archive.is_finished(
       os.path.join(dest, "strong", "ml-1m-sasrec-base-s0"))
+  assert os.listdir(os.path.join(inflight, "strong")) == [
+      "ml-1m-sasrec-base-s1" + archive.PACK_SUFFIX]
+
+
+def test_no_pack_of_an_unfinished_run_is_committed():
+  """results/inflight (archive.py carry) is for the next session's machine,
+  not for the repository: 40 MB of checkpoints a cell."""
+  if not os.path.isdir(os.path.join(REPO, ".git")):
+    pytest.skip("not a git checkout")
+  out = subprocess.run(["git", "-C", REPO, "ls-files", "results/inflight"],
+                       capture_output=True, text=True, check=True)
+  assert out.stdout == ""
 
 
 def _log(records):
@@ -212,3 +226,140 @@ def test_a_restored_run_has_no_model_to_serve_or_teach(tmp_path):
   wd = os.path.join(new, "paper", "y-sasrec-base-s0")
   with pytest.raises(errors.UserError, match="without its checkpoints"):
     recommender.restore_best_params(None, None, wd)
+
+
+# -- carry: unfinished runs packed for the next machine ----------------------
+def _save(ckpt, kind, step, size=100, manifest=True):
+  """A hand-made checkpoint save: one data file (and its manifest)."""
+  folder = os.path.join(ckpt, kind, str(step))
+  _write(os.path.join(folder, "state", "data"), "0" * size)
+  if manifest:
+    _write(os.path.join(folder, "diff4rec_manifest.json"), "{}")
+
+
+def _packed(pack):
+  import tarfile  # pylint: disable=g-import-not-at-top
+  with tarfile.open(pack) as tar:
+    return sorted(tar.getnames())
+
+
+def test_carry_packs_what_a_resume_reads(tmp_path, capsys):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  wd = os.path.join(runs, "paper", "y-sasrec-aug-s0")
+  _run(wd, finished=False)
+  shutil.rmtree(os.path.join(wd, "ckpt"))
+  rec = os.path.join(wd, "ckpt", "recommender")
+  _save(rec, "latest", 10)
+  _save(rec, "latest", 20)
+  _save(rec, "latest", 30, manifest=False)     # being written: not complete
+  _save(rec, "best", 5)
+  _save(rec, "best", 15)
+  _save(rec, "best", 25)                      # after the resume's step 20
+  _write(os.path.join(rec, "latest", "40.orbax-checkpoint-tmp-1", "x"))
+  # A finished warm-up is read through its newest best save alone.
+  warm = os.path.join(wd, "warmup")
+  _write(os.path.join(warm, "results.json"), "{}")
+  _save(os.path.join(warm, "ckpt", "recommender"), "latest", 8)
+  _save(os.path.join(warm, "ckpt", "recommender"), "best", 4)
+  _save(os.path.join(warm, "ckpt", "recommender"), "best", 8)
+  # A generator still training whose saves are too big to carry.
+  gen = os.path.join(wd, "generator")
+  _save(os.path.join(gen, "ckpt", "generator"), "latest", 3,
+        size=archive.MAX_CKPT_MB * 2**20 + 1)
+  _write(os.path.join(wd, "tb", "events"), "e")
+  _write(os.path.join(wd, "run.lock"), "pid")
+  _run(os.path.join(runs, "paper", "y-sasrec-aug-s1"))      # finished
+  counts = archive.carry(runs, dest)
+  assert counts["packed"] == 1 and counts["removed"] == 0
+  assert "generator/ckpt/generator left out" in capsys.readouterr().out
+  assert os.listdir(os.path.join(dest, "paper")) == [
+      "y-sasrec-aug-s0" + archive.PACK_SUFFIX]
+  pack = os.path.join(dest, "paper", "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
+  assert _packed(pack) == sorted([
+      "augmented.npz", "config.json", "metrics.jsonl",
+      "generator/generator_metrics.jsonl",
+      "ckpt/recommender/latest/20/state/data",
+      "ckpt/recommender/latest/20/diff4rec_manifest.json",
+      "ckpt/recommender/best/15/state/data",
+      "ckpt/recommender/best/15/diff4rec_manifest.json",
+      "warmup/results.json",
+      "warmup/ckpt/recommender/best/8/state/data",
+      "warmup/ckpt/recommender/best/8/diff4rec_manifest.json"])
+  # Unchanged: not packed again; changed: packed again; finished: the
+  # archive has it, and its pack goes.
+  assert archive.carry(runs, dest)["unchanged"] == 1
+  with open(os.path.join(wd, "metrics.jsonl"), "a") as f:
+    f.write("{}\n")
+  assert archive.carry(runs, dest)["packed"] == 1
+  _write(os.path.join(wd, "results.json"),
+         json.dumps({"valid": {"NDCG@10": 0.1}, "test": {"NDCG@10": 0.1}}))
+  assert archive.carry(runs, dest)["removed"] == 1
+  assert not os.path.exists(pack)
+
+
+def test_restore_unpacks_unfinished_runs_after_finished_ones(tmp_path,
+                                                             capsys):
+  runs, arch = str(tmp_path / "runs"), str(tmp_path / "archive")
+  inflight = str(tmp_path / "inflight")
+  for cell in ("y-sasrec-aug-s0", "y-sasrec-aug-s1", "y-sasrec-aug-s2"):
+    _run(os.path.join(runs, "paper", cell), finished=False)
+  log = [{"cell": c, "time": f"2026-12-0{i + 1}T00:00:00", "rc": 143}
+         for i, c in enumerate(("y-sasrec-aug-s0", "y-sasrec-aug-s1",
+                                "y-sasrec-aug-s2"))]
+  _write(os.path.join(runs, "paper", "grid_log.jsonl"), _log(log))
+  archive.carry(runs, inflight)
+  archive.save(runs, arch)
+  # s2 finished after its last pack: the archive's finished run wins.
+  _run(os.path.join(runs, "paper", "y-sasrec-aug-s2"))
+  archive.save(runs, arch)
+  with open(os.path.join(inflight, "paper",
+                         "y-sasrec-aug-s1" + archive.PACK_SUFFIX), "wb") as f:
+    f.write(b"not a pack")
+  new = str(tmp_path / "new")
+  _run(os.path.join(new, "paper", "y-sasrec-aug-s0"), finished=False)
+  counts = archive.restore(arch, new, inflight)
+  assert "y-sasrec-aug-s1.tar.gz could not be unpacked" in (
+      capsys.readouterr().out)
+  assert counts["runs"] == 1 and counts["unfinished runs"] == 0
+  assert archive.is_finished(os.path.join(new, "paper", "y-sasrec-aug-s2"))
+  assert not os.path.exists(os.path.join(new, "paper", "y-sasrec-aug-s1"))
+  assert not [d for d in os.listdir(os.path.join(new, "paper"))
+              if d.endswith(".restoring")]
+  # With a good pack, the unfinished run comes back as it was, with the
+  # lost machine's attempts of it in the log (its time so far).
+  shutil.rmtree(new)
+  os.unlink(os.path.join(inflight, "paper",
+                         "y-sasrec-aug-s1" + archive.PACK_SUFFIX))
+  archive.carry(runs, inflight)
+  counts = archive.restore(arch, new, inflight)
+  assert counts["unfinished runs"] == 2 and counts["runs"] == 1
+  wd = os.path.join(new, "paper", "y-sasrec-aug-s1")
+  assert not archive.is_finished(wd)
+  assert not os.path.exists(os.path.join(wd, archive.MARK_FILE))
+  with open(os.path.join(wd, "ckpt", "5", "big.bin")) as f:
+    assert f.read() == "0" * 1000
+  with open(os.path.join(new, "paper", "grid_log.jsonl")) as f:
+    assert f.read() == _log(log)
+
+
+def test_a_carried_run_resumes_to_the_same_results(straight_run, tmp_path):
+  from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import runlog  # pylint: disable=g-import-not-at-top
+  from diff4rec_jax import train  # pylint: disable=g-import-not-at-top
+  c, _, res = straight_run
+  runs, inflight = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  wd = os.path.join(runs, "grid", "tiny-sasrec-base-s0")
+  with pytest.raises(runlog.Interrupted):
+    train.train_and_evaluate(c, wd, stop_after_epochs=2)
+  ckpt_dir = os.path.join(wd, "ckpt", "recommender")
+  stopped_at = checkpointing.Checkpointer(ckpt_dir).latest_step()
+  assert stopped_at
+  assert archive.carry(runs, inflight)["packed"] == 1
+  shutil.rmtree(runs)                          # the machine is gone
+  counts = archive.restore(str(tmp_path / "no_archive"), runs, inflight)
+  assert counts["unfinished runs"] == 1
+  # It resumes from where it stopped, not from the start.
+  assert checkpointing.Checkpointer(ckpt_dir).latest_step() == stopped_at
+  res2 = train.train_and_evaluate(c, wd)
+  assert res2["best_epoch"] == res["best_epoch"]
+  assert res2["valid"] == res["valid"] and res2["test"] == res["test"]
