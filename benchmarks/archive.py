@@ -39,21 +39,23 @@ that `restore` put back (the archive has them).
 and the next one may start on a fresh machine: a cell not finished by then
 was started over, and a cell longer than a session (a full-CE ML-1M cell
 is about 2 hours here) could never finish. `carry` packs each unfinished
-workdir under RUNS (copies, generator, and of each checkpoint folder the
-saves a resume reads: the newest complete latest save and the newest best
-save at or before it, of a finished phase such as warmup/ or generator/
-its best save alone; not its event files nor its lock; not a checkpoint
-folder over MAX_CKPT_MB, whose phase starts over) into DEST/<workdir>.tar.gz, 40 MB for a paper-setting
-Yelp cell; a workdir unchanged since its pack is not packed again, and the
-pack of a cell that has finished since is removed (the archive has it).
+workdir under RUNS into DEST/<workdir>.tar.gz (40 MB for a paper-setting
+Yelp cell): its copies and candidates, and of each checkpoint folder the
+saves a resume reads, the newest complete latest save and the newest best
+save at or before it (of a finished phase such as warmup/ or generator/,
+its best save alone); not its event files nor its lock; not a checkpoint
+folder over MAX_CKPT_MB, whose phase starts over. A workdir unchanged since
+its pack is not packed again; a pack cut by a file that changed while it
+was written is dropped and the previous one kept; the pack of a cell that
+has finished is removed once the archive (--archive) has the cell, and
+the pack of a workdir deleted from RUNS is removed.
 Packs go into the main checkout's working tree and are never committed:
 they are what an earlier session's uncommitted work brings to the next
 one, where a machine's files do not. `restore --inflight=DEST` unpacks
-each where RUNS has no such workdir after the finished runs are put back
+each where RUNS has no such workdir, after the finished runs are put back
 (a cell finished after its last pack is the archive's), and merges its
-grid-log records like theirs; the cell then resumes
-from its last good checkpoint (checkpointing.py checks each against its
-manifest, so a pack taken while a checkpoint was being written is safe).
+grid-log records like theirs; the cell then resumes from its last good
+checkpoint (checkpointing.py checks each against its manifest).
 """
 
 from __future__ import annotations
@@ -353,6 +355,7 @@ def _pack_members(workdir: str, max_ckpt_mb: float = MAX_CKPT_MB,
   left_out = [] if left_out is None else left_out
   members = []
   finished = []                   # phases (warmup/...) with results.json
+  unfinish = []                   # ... whose checkpoint is left out
   kept = {}                       # a checkpointer's folder -> _kept_steps
   for dirpath, dirnames, filenames in os.walk(workdir):
     if dirpath != workdir and ({"results.json", generator.TOPM_FILE}
@@ -364,6 +367,8 @@ def _pack_members(workdir: str, max_ckpt_mb: float = MAX_CKPT_MB,
       if _size(dirpath, kept[dirpath]) > max_ckpt_mb * 2**20:
         left_out.append(os.path.relpath(dirpath, workdir))
         kept[dirpath] = {"latest": [], "best": []}
+        # A finished phase without its checkpoint is not finished.
+        unfinish.extend(f for f in finished if dirpath.startswith(f))
     parent, kind = os.path.split(dirpath)
     keep_steps = kept.get(parent, {}).get(kind)
     dirnames[:] = sorted(
@@ -376,7 +381,10 @@ def _pack_members(workdir: str, max_ckpt_mb: float = MAX_CKPT_MB,
       path = os.path.join(dirpath, name)
       if os.path.isfile(path) and not os.path.islink(path):
         members.append((path, os.path.relpath(path, workdir)))
-  return members
+  done_marks = ("results.json", generator.TOPM_FILE)
+  return [(p, n) for p, n in members
+          if not (os.path.basename(p) in done_marks
+                  and os.path.dirname(p) + os.sep in unfinish)]
 
 
 def _newest(members: list) -> float:
@@ -389,21 +397,50 @@ def _newest(members: list) -> float:
   return newest
 
 
-def carry(runs: str, dest: str, out=None) -> dict:
-  """Packs each unfinished workdir under `runs` into `dest`."""
+class _Changed(Exception):
+  """A file of a pack changed or went while it was being packed."""
+
+
+def _clean_tmp(dest: str, older_than_s: float = 3600) -> None:
+  """Removes the temporary files of packs cut off by a kill (_write)."""
+  now = time.time()
+  for dirpath, _, filenames in os.walk(dest):
+    for name in filenames:
+      path = os.path.join(dirpath, name)
+      if (name.startswith(".") and name.endswith(".tmp")
+          and now - os.path.getmtime(path) > older_than_s):
+        os.unlink(path)
+
+
+def carry(runs: str, dest: str, archive: Optional[str] = None,
+          out=None) -> dict:
+  """Packs each unfinished workdir under `runs` into `dest`.
+
+  The pack of a run that has finished since is removed once `archive`
+  (the folder `save` writes; None: no check) has the run; so is the pack
+  of a workdir deleted from a grid folder that still exists. A pack whose
+  files changed or went while it was written (a checkpoint pruned) is not
+  kept: the previous pack stays, and the next call tries again.
+  """
   out = out or sys.stdout
   runs = os.path.realpath(runs)
   counts = {"packed": 0, "unchanged": 0, "removed": 0, "MB": 0.0}
+  if os.path.isdir(dest):
+    _clean_tmp(dest)
+  packed = set()
   for rel, path in _walk(runs):
     if os.path.islink(path) or not os.path.isfile(
         os.path.join(path, "config.json")):
       continue
     pack = os.path.join(dest, rel + PACK_SUFFIX)
+    packed.add(os.path.normpath(pack))
     if is_finished(path) or os.path.exists(os.path.join(path, MARK_FILE)):
-      if os.path.isfile(pack):        # it finished: the archive has it
+      kept = archive is None or is_finished(os.path.join(archive, rel))
+      if os.path.isfile(pack) and kept:     # the archive has it now
         os.unlink(pack)
         counts["removed"] += 1
       continue
+    start = time.time()       # a file changed after this is packed again
     left_out = []
     members = _pack_members(path, left_out=left_out)
     for folder in left_out:
@@ -414,19 +451,32 @@ def carry(runs: str, dest: str, out=None) -> dict:
       counts["unchanged"] += 1
       continue
 
-    start = time.time()     # a file changed after this is packed again
-
     def write(f, members=members):
       with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
         for src, name in members:
           try:
             tar.add(src, arcname=name, recursive=False)
-          except FileNotFoundError:
-            pass                      # an old checkpoint pruned meanwhile
-    _write(pack, write)
+          except OSError as e:  # gone, or cut short while read
+            raise _Changed(f"{name}: {e}") from e
+    try:
+      _write(pack, write)
+    except _Changed as e:
+      print(f"archive.py: {rel} changed while it was packed ({e}); its "
+            "previous pack is kept, the next call packs it again", file=out)
+      continue
     os.utime(pack, (start, start))
     counts["packed"] += 1
     counts["MB"] = round(counts["MB"] + os.path.getsize(pack) / 2**20, 1)
+  # Packs of workdirs deleted from RUNS (a grid folder that is there
+  # without them): they must not come back on the next machine.
+  for dirpath, _, filenames in os.walk(dest):
+    grid_dir = os.path.join(runs, os.path.relpath(dirpath, dest))
+    for name in filenames:
+      pack = os.path.normpath(os.path.join(dirpath, name))
+      if (name.endswith(PACK_SUFFIX) and pack not in packed
+          and os.path.isdir(grid_dir)):
+        os.unlink(pack)
+        counts["removed"] += 1
   return counts
 
 
@@ -480,6 +530,8 @@ def main(argv=None) -> int:
   p.add_argument("dst", help="save: the archive; carry: the packs' folder; "
                  "restore: RUNS")
   p.add_argument("--inflight", help="restore: the packs' folder (carry's)")
+  p.add_argument("--archive", help="carry: the archive (save's folder); "
+                 "a finished run's pack is removed once it is there")
   a = p.parse_args(argv)
   if a.command in ("save", "carry") and not os.path.isdir(a.src):
     print(f"archive.py: {a.src} is not a folder", file=sys.stderr)
@@ -487,7 +539,7 @@ def main(argv=None) -> int:
   if a.command == "save":
     counts = save(a.src, a.dst)
   elif a.command == "carry":
-    counts = carry(a.src, a.dst)
+    counts = carry(a.src, a.dst, a.archive)
   else:
     counts = restore(a.src, a.dst, a.inflight)
   print(f"archive.py {a.command} {a.src} -> {a.dst}: " +

@@ -16,7 +16,7 @@ alive() { for p in "$@"; do kill -0 "$p" 2> /dev/null && return 0; done
 keep() {
   python benchmarks/archive.py save "$runs" "$dest"
   if [[ -n "${INFLIGHT:-}" ]]; then
-    python benchmarks/archive.py carry "$runs" "$INFLIGHT"
+    python benchmarks/archive.py carry "$runs" "$INFLIGHT" --archive="$dest"
   fi
 }
 while alive "$@"; do

@@ -363,3 +363,101 @@ def test_a_carried_run_resumes_to_the_same_results(straight_run, tmp_path):
   res2 = train.train_and_evaluate(c, wd)
   assert res2["best_epoch"] == res["best_epoch"]
   assert res2["valid"] == res["valid"] and res2["test"] == res["test"]
+
+
+def _cell(runs, name="y-sasrec-aug-s0"):
+  """An unfinished run with one complete latest and best save."""
+  wd = os.path.join(runs, "paper", name)
+  _run(wd, finished=False)
+  shutil.rmtree(os.path.join(wd, "ckpt"))
+  rec = os.path.join(wd, "ckpt", "recommender")
+  _save(rec, "latest", 10)
+  _save(rec, "best", 10)
+  return wd, rec
+
+
+def test_a_pack_cut_by_a_pruned_save_keeps_the_previous_one(
+    tmp_path, monkeypatch, capsys):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  wd, rec = _cell(runs)
+  archive.carry(runs, dest)
+  pack = os.path.join(dest, "paper", "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
+  before = _packed(pack)
+  # The next save (step 20) is listed, then pruned before it is read.
+  _save(rec, "latest", 20)
+  real = archive._pack_members
+
+  def prune_after_listing(*a, **k):
+    members = real(*a, **k)
+    shutil.rmtree(os.path.join(rec, "latest", "20", "state"))
+    return members
+  monkeypatch.setattr(archive, "_pack_members", prune_after_listing)
+  assert archive.carry(runs, dest)["packed"] == 0
+  assert "changed while it was packed" in capsys.readouterr().out
+  assert _packed(pack) == before
+  assert not [f for f in os.listdir(os.path.dirname(pack))
+              if f.endswith(".tmp")]
+
+
+def test_a_save_made_while_listing_is_packed_next_time(tmp_path,
+                                                       monkeypatch):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  wd, rec = _cell(runs)
+  real = archive._pack_members
+
+  def save_after_listing(*a, **k):
+    members = real(*a, **k)
+    _save(rec, "latest", 20)              # a save ends after the walk
+    return members
+  monkeypatch.setattr(archive, "_pack_members", save_after_listing)
+  archive.carry(runs, dest)
+  monkeypatch.setattr(archive, "_pack_members", real)
+  assert archive.carry(runs, dest)["packed"] == 1
+  pack = os.path.join(dest, "paper", "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
+  assert "ckpt/recommender/latest/20/diff4rec_manifest.json" in _packed(pack)
+
+
+def test_carry_removes_packs_only_once_they_are_not_needed(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  arch = str(tmp_path / "archive")
+  wd, _ = _cell(runs)
+  wd1, _ = _cell(runs, "y-sasrec-aug-s1")
+  archive.carry(runs, dest, arch)
+  pack = os.path.join(dest, "paper", "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
+  pack1 = os.path.join(dest, "paper", "y-sasrec-aug-s1" + archive.PACK_SUFFIX)
+  # Finished, but not yet in the archive: the pack stays until it is.
+  _write(os.path.join(wd, "results.json"),
+         json.dumps({"valid": {"NDCG@10": 0.1}, "test": {"NDCG@10": 0.1}}))
+  assert archive.carry(runs, dest, arch)["removed"] == 0
+  assert os.path.isfile(pack)
+  archive.save(runs, arch)
+  assert archive.carry(runs, dest, arch)["removed"] == 1
+  assert not os.path.exists(pack)
+  # A RUNS without this grid folder removes nothing; a workdir deleted
+  # from the grid folder takes its pack with it.
+  assert archive.carry(str(tmp_path / "other"), dest, arch)["removed"] == 0
+  assert os.path.isfile(pack1)
+  shutil.rmtree(wd1)
+  assert archive.carry(runs, dest, arch)["removed"] == 1
+  assert not os.path.exists(pack1)
+
+
+def test_a_finished_phase_left_out_is_packed_as_unfinished(tmp_path):
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  wd, _ = _cell(runs)
+  warm = os.path.join(wd, "warmup")
+  _write(os.path.join(warm, "results.json"), "{}")
+  _write(os.path.join(warm, "metrics.jsonl"), "{}\n")
+  _save(os.path.join(warm, "ckpt", "recommender"), "best", 8,
+        size=archive.MAX_CKPT_MB * 2**20 + 1)
+  # A pack cut off by a kill an hour ago: its temporary file goes.
+  stale = os.path.join(dest, "paper", ".y.tar.gz.abc.tmp")
+  _write(stale)
+  os.utime(stale, (0, 0))
+  archive.carry(runs, dest)
+  names = _packed(os.path.join(dest, "paper",
+                               "y-sasrec-aug-s0" + archive.PACK_SUFFIX))
+  assert "warmup/metrics.jsonl" in names
+  assert "warmup/results.json" not in names      # so the warm-up reruns
+  assert not [n for n in names if n.startswith("warmup/ckpt")]
+  assert not os.path.exists(stale)
