@@ -28,9 +28,14 @@
 # benchmarks/grid_status.py --runs=$RUNS`. Hours left, per grid: `DRY_RUN=1
 # bash benchmarks/strong_queue.sh $RUNS` and the same for paper_queue.sh.
 # Reports: each root's REPORT.md; `python benchmarks/tune_summary.py
-# $RUNS/tune_beauty`.
+# $RUNS/tune_beauty`; results/REPRODUCTION*.md: benchmarks/reports.sh.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+if ! python -c "import jax, flax, optax, orbax.checkpoint" 2> /dev/null; then
+  echo "experiments.sh: the project's requirements are not installed on" \
+       "this machine (a fresh one?): pip install -r $REPO/requirements.txt"
+  exit 1
+fi
 RUNS=${RUNS:-/work/runs}
 COMMIT=$(git -C "$REPO" rev-parse --short "${1:-HEAD}")
 WT="$RUNS/wt-$COMMIT"

@@ -141,3 +141,23 @@ def test_paper_queue_tunes_and_chooses_before_the_grid_starts(tmp_path):
   assert (runs / "paper" / "augmentation_overrides.txt").read_text() == (
       "--config.augment.ratio=0.1")
   assert len(calls) == 7 + 1 + 10
+
+
+def test_experiments_sh_on_a_machine_without_the_requirements(tmp_path):
+  """A fresh machine lacks jax: experiments.sh says what to install and
+  starts nothing (no worktree, no RUNS)."""
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "python").write_text(
+      "#!/usr/bin/env bash\n"
+      "echo \"ModuleNotFoundError: No module named 'jax'\" >&2; exit 1\n")
+  (bin_dir / "python").chmod(0o755)
+  runs = tmp_path / "runs"
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+             RUNS=str(runs), DIFF4REC_DATA_DIR=str(tmp_path))
+  out = subprocess.run(
+      ["bash", os.path.join(REPO, "benchmarks", "experiments.sh")],
+      env=env, capture_output=True, text=True, timeout=60)
+  assert out.returncode == 1
+  assert "pip install -r" in out.stdout and "requirements.txt" in out.stdout
+  assert not runs.exists()
