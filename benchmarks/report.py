@@ -234,8 +234,10 @@ def build_report(states: Sequence[grid.CellState], datasets: Sequence[str],
   L = []
   L.append("# Diff4Rec reproduction: our grid beside the paper\n")
   L.append(f"Generated {grid.now()} by `benchmarks/reproduce.py` from the "
-           f"finished cells under `{root}` ({n_done} of {len(states)} grid "
-           "cells finished). Only finished cells are counted; every number "
+           f"finished cells under `{root}` ({n_done} finished of the "
+           f"{len(states)} cells that the command's datasets x models x "
+           "modes x seeds name; the queues need not run them all). Only "
+           "finished cells are counted; every number "
            "below comes from a `results.json` of a finished run or from the "
            "paper (Wu et al., ACM MM 2023, Tables 2-4).\n")
   L.append("## How this was made\n")
