@@ -40,7 +40,9 @@ and the next one may start on a fresh machine: a cell not finished by then
 was started over, and a cell longer than a session (a full-CE ML-1M cell
 is about 2 hours here) could never finish. `carry` packs each unfinished
 workdir under RUNS into DEST/<workdir>.tar.gz (40 MB for a paper-setting
-Yelp cell): its copies and candidates, and of each checkpoint folder the
+Yelp cell, 110 MB for a strong-setting Beauty one): its copies (once they
+are made, the generator and warm-up that made them are not read again and
+only their metrics files are packed), and of each checkpoint folder the
 saves a resume reads, the newest complete latest save and the newest best
 save at or before it (of a finished phase such as warmup/ or generator/,
 its best save alone); not its event files nor its lock; not a checkpoint
@@ -78,6 +80,7 @@ if REPO not in sys.path:
 from benchmarks import grid  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import checkpointing  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import generator  # pylint: disable=g-import-not-at-top
+from diff4rec_jax import pool  # pylint: disable=g-import-not-at-top
 from diff4rec_jax import rundir  # pylint: disable=g-import-not-at-top
 
 RUN_FILES = ("results.json", "config.json", "metrics.jsonl",
@@ -98,9 +101,11 @@ _UNPACKED = ("tb", "run.lock")
 _ORBAX_TMP = ".orbax-checkpoint-tmp"
 # A checkpoint folder whose kept saves are larger is left out of a pack,
 # and its phase starts over: the generator of a strong-setting Beauty cell
-# saves 200 MB (VAE and Adam state over 12,101 items) and trains in about
-# 10 minutes; a SASRec save is 12 MB.
-MAX_CKPT_MB = 60
+# saves 200 MB (VAE and Adam state) and trains in about 10 minutes; its
+# SASRec saves 39 MB (54,543 items), a paper-setting Yelp SASRec 12 MB.
+MAX_CKPT_MB = 100
+# The phases that make a run's copies (pool.AUGMENTED_FILE).
+_POOL_PHASES = ("generator", "warmup")
 
 
 def is_finished(workdir: str) -> bool:
@@ -347,17 +352,29 @@ def _size(ckpt: str, steps: dict) -> int:
   return total
 
 
-def _pack_members(workdir: str, max_ckpt_mb: float = MAX_CKPT_MB,
+def _pack_members(workdir: str, max_ckpt_mb: Optional[float] = None,
                   left_out: Optional[list] = None) -> list:
   """(path, name in the pack) of every file of `workdir` that a pack
   keeps, in a stable order. Checkpoint folders whose kept saves exceed
   `max_ckpt_mb` are left out (named in `left_out`)."""
   left_out = [] if left_out is None else left_out
+  max_ckpt_mb = MAX_CKPT_MB if max_ckpt_mb is None else max_ckpt_mb
   members = []
   finished = []                   # phases (warmup/...) with results.json
   unfinish = []                   # ... whose checkpoint is left out
   kept = {}                       # a checkpointer's folder -> _kept_steps
+  # Once the copies are made (train.py reads the cached pool before any
+  # phase), the phases that made them are not read again: only their
+  # metrics files are packed.
+  has_pool = os.path.isfile(os.path.join(workdir, pool.AUGMENTED_FILE))
   for dirpath, dirnames, filenames in os.walk(workdir):
+    rel_dir = os.path.relpath(dirpath, workdir).split(os.sep)
+    if has_pool and rel_dir[0] in _POOL_PHASES:
+      dirnames[:] = []
+      members.extend((os.path.join(dirpath, n), os.path.relpath(
+          os.path.join(dirpath, n), workdir)) for n in sorted(filenames)
+                     if n.endswith(".jsonl"))
+      continue
     if dirpath != workdir and ({"results.json", generator.TOPM_FILE}
                                & set(filenames)):
       finished.append(dirpath + os.sep)

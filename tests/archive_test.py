@@ -243,11 +243,13 @@ def _packed(pack):
     return sorted(tar.getnames())
 
 
-def test_carry_packs_what_a_resume_reads(tmp_path, capsys):
+def test_carry_packs_what_a_resume_reads(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(archive, "MAX_CKPT_MB", 0.01)
   runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
   wd = os.path.join(runs, "paper", "y-sasrec-aug-s0")
   _run(wd, finished=False)
   shutil.rmtree(os.path.join(wd, "ckpt"))
+  os.unlink(os.path.join(wd, "augmented.npz"))   # the copies: not yet made
   rec = os.path.join(wd, "ckpt", "recommender")
   _save(rec, "latest", 10)
   _save(rec, "latest", 20)
@@ -264,8 +266,7 @@ def test_carry_packs_what_a_resume_reads(tmp_path, capsys):
   _save(os.path.join(warm, "ckpt", "recommender"), "best", 8)
   # A generator still training whose saves are too big to carry.
   gen = os.path.join(wd, "generator")
-  _save(os.path.join(gen, "ckpt", "generator"), "latest", 3,
-        size=archive.MAX_CKPT_MB * 2**20 + 1)
+  _save(os.path.join(gen, "ckpt", "generator"), "latest", 3, size=20000)
   _write(os.path.join(wd, "tb", "events"), "e")
   _write(os.path.join(wd, "run.lock"), "pid")
   _run(os.path.join(runs, "paper", "y-sasrec-aug-s1"))      # finished
@@ -276,7 +277,7 @@ def test_carry_packs_what_a_resume_reads(tmp_path, capsys):
       "y-sasrec-aug-s0" + archive.PACK_SUFFIX]
   pack = os.path.join(dest, "paper", "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
   assert _packed(pack) == sorted([
-      "augmented.npz", "config.json", "metrics.jsonl",
+      "config.json", "metrics.jsonl",
       "generator/generator_metrics.jsonl",
       "ckpt/recommender/latest/20/state/data",
       "ckpt/recommender/latest/20/diff4rec_manifest.json",
@@ -285,6 +286,18 @@ def test_carry_packs_what_a_resume_reads(tmp_path, capsys):
       "warmup/results.json",
       "warmup/ckpt/recommender/best/8/state/data",
       "warmup/ckpt/recommender/best/8/diff4rec_manifest.json"])
+  # Once the copies are made, the phases that made them are not read:
+  # only their metrics are packed.
+  _write(os.path.join(wd, "augmented.npz"), "0" * 1000)
+  _write(os.path.join(warm, "metrics.jsonl"), "{}\n")
+  assert archive.carry(runs, dest)["packed"] == 1
+  assert _packed(pack) == sorted([
+      "augmented.npz", "config.json", "metrics.jsonl",
+      "generator/generator_metrics.jsonl", "warmup/metrics.jsonl",
+      "ckpt/recommender/latest/20/state/data",
+      "ckpt/recommender/latest/20/diff4rec_manifest.json",
+      "ckpt/recommender/best/15/state/data",
+      "ckpt/recommender/best/15/diff4rec_manifest.json"])
   # Unchanged: not packed again; changed: packed again; finished: the
   # archive has it, and its pack goes.
   assert archive.carry(runs, dest)["unchanged"] == 1
@@ -442,14 +455,16 @@ def test_carry_removes_packs_only_once_they_are_not_needed(tmp_path):
   assert not os.path.exists(pack1)
 
 
-def test_a_finished_phase_left_out_is_packed_as_unfinished(tmp_path):
+def test_a_finished_phase_left_out_is_packed_as_unfinished(tmp_path,
+                                                         monkeypatch):
+  monkeypatch.setattr(archive, "MAX_CKPT_MB", 0.01)
   runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
   wd, _ = _cell(runs)
+  os.unlink(os.path.join(wd, "augmented.npz"))   # the copies: not yet made
   warm = os.path.join(wd, "warmup")
   _write(os.path.join(warm, "results.json"), "{}")
   _write(os.path.join(warm, "metrics.jsonl"), "{}\n")
-  _save(os.path.join(warm, "ckpt", "recommender"), "best", 8,
-        size=archive.MAX_CKPT_MB * 2**20 + 1)
+  _save(os.path.join(warm, "ckpt", "recommender"), "best", 8, size=20000)
   # A pack cut off by a kill an hour ago: its temporary file goes.
   stale = os.path.join(dest, "paper", ".y.tar.gz.abc.tmp")
   _write(stale)

@@ -93,3 +93,33 @@ def test_rescoring_resumes_exactly(pipeline_run, tmp_path):
   assert not np.array_equal(o1, initial)     # the model's view changed it
   lines = [json.loads(l) for l in open(d / "metrics.jsonl")]
   assert [l["epoch"] for l in lines if "train_loss" in l] == [1, 2]
+
+
+def test_a_carried_augmented_run_resumes_from_its_copies(pipeline_run,
+                                                         tmp_path):
+  """benchmarks/archive.py carry: a diff4rec run packed mid-training (its
+  generator and warm-up left behind, the copies kept) ends on a new
+  machine as the uninterrupted run."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tarfile  # pylint: disable=g-import-not-at-top
+  from benchmarks import archive  # pylint: disable=g-import-not-at-top
+  c, wd, res = pipeline_run
+  runs, inflight = tmp_path / "runs", tmp_path / "inflight"
+  cell = runs / "paper" / "tiny-sasrec-diff4rec-s0"
+  cell.mkdir(parents=True)
+  shutil.copy(os.path.join(wd, pool_lib.AUGMENTED_FILE), cell)
+  for phase in ("generator", "warmup"):
+    shutil.copytree(os.path.join(wd, phase), cell / phase)
+  with pytest.raises(runlog.Interrupted):
+    train.train_and_evaluate(c, str(cell), stop_after_epochs=1)
+  assert archive.carry(str(runs), str(inflight))["packed"] == 1
+  with tarfile.open(inflight / "paper" / (cell.name + archive.PACK_SUFFIX)) as t:
+    names = t.getnames()
+  assert "generator/generator_metrics.jsonl" in names
+  assert not [n for n in names if n.startswith(("generator/ckpt",
+                                                "warmup/ckpt"))
+              or n.endswith("generator_topm.npz")]
+  shutil.rmtree(runs)                          # the machine is gone
+  archive.restore(str(tmp_path / "no_archive"), str(runs), str(inflight))
+  res2 = train.train_and_evaluate(c, str(cell))
+  assert res2["valid"] == res["valid"] and res2["test"] == res["test"]
