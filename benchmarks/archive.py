@@ -39,8 +39,9 @@ that `restore` put back (the archive has them).
 and the next one may start on a fresh machine: a cell not finished by then
 was started over, and a cell longer than a session (a full-CE ML-1M cell
 is about 2 hours here) could never finish. `carry` packs each unfinished
-workdir under RUNS into DEST/<workdir>.tar.gz (40 MB for a paper-setting
-Yelp cell, 110 MB for a strong-setting Beauty one): its copies (once they
+workdir under RUNS into a .tar.gz kept as DEST/<workdir>.pack.json and its
+parts of at most PART_MB (30 MB for a paper-setting Yelp cell, 90 MB for
+a strong-setting Beauty one): its copies (once they
 are made, the generator and warm-up that made them are not read again and
 only their metrics files are packed), and of each checkpoint folder the
 saves a resume reads, the newest complete latest save and the newest best
@@ -64,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -94,7 +96,12 @@ MARK_FILE = rundir.ARCHIVED_FILE
 # Folders under RUNS that hold no runs: pinned worktrees, the XLA cache.
 _SKIP_PREFIXES = ("wt-", "jit_cache")
 _PARTIAL = ".restoring"      # a restore's folder before it is complete
-PACK_SUFFIX = ".tar.gz"
+# A pack is a listing (<workdir>.pack.json: its parts, bytes, SHA-256)
+# and the parts of one .tar.gz, each at most PART_MB: files of that size
+# travel where a 100 MB one might not.
+PACK_SUFFIX = ".pack.json"
+_PART_SUFFIX = ".tgz-part"
+PART_MB = 40
 # Left out of a pack: the event files and the lock of the process that
 # was running, and Orbax's checkpoints still being written.
 _UNPACKED = ("tb", "run.lock")
@@ -418,14 +425,99 @@ class _Changed(Exception):
   """A file of a pack changed or went while it was being packed."""
 
 
+def _read_listing(listing: str) -> Optional[dict]:
+  try:
+    with open(listing) as f:
+      d = json.load(f)
+    return d if isinstance(d, dict) and isinstance(d.get("parts"),
+                                                   list) else None
+  except (OSError, ValueError):
+    return None
+
+
+def _remove_pack(listing: str) -> None:
+  """Removes a pack: its listing first (the pack is gone), then its parts."""
+  d = _read_listing(listing) or {"parts": []}
+  if os.path.exists(listing):
+    os.unlink(listing)
+  for part in d["parts"]:
+    path = os.path.join(os.path.dirname(listing), part)
+    if os.path.isfile(path):
+      os.unlink(path)
+
+
+def _store_pack(listing: str, write) -> int:
+  """Writes a pack (`write(f)` writes its .tar.gz bytes) as parts of at
+  most PART_MB beside `listing`, then the listing (the pack is complete
+  once it is written), then removes the previous pack's parts. Returns
+  the pack's bytes."""
+  folder = os.path.dirname(listing)
+  base = os.path.basename(listing)[:-len(PACK_SUFFIX)]
+  os.makedirs(folder, exist_ok=True)
+  old = _read_listing(listing)
+  gen = f"{time.time_ns():x}"
+  parts, digest, total = [], hashlib.sha256(), 0
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w+b") as f:
+      write(f)
+      f.seek(0)
+      while True:
+        chunk = f.read(int(PART_MB * 2**20))
+        if not chunk:
+          break
+        name = f"{base}.{gen}.{len(parts):03d}{_PART_SUFFIX}"
+        _write(os.path.join(folder, name), lambda out, c=chunk: out.write(c))
+        parts.append(name)
+        digest.update(chunk)
+        total += len(chunk)
+  except BaseException:
+    for name in parts:
+      os.unlink(os.path.join(folder, name))
+    raise
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  text = json.dumps({"parts": parts, "bytes": total,
+                     "sha256": digest.hexdigest()}, indent=1) + "\n"
+  _write(listing, lambda out: out.write(text.encode()))
+  for name in (old or {"parts": []})["parts"]:
+    if name not in parts and os.path.isfile(os.path.join(folder, name)):
+      os.unlink(os.path.join(folder, name))
+  return total
+
+
+def _join_pack(listing: str, out_path: str) -> None:
+  """Writes the pack of `listing` to `out_path`, checking it whole."""
+  d = _read_listing(listing)
+  if d is None:
+    raise ValueError("its listing cannot be read")
+  digest = hashlib.sha256()
+  with open(out_path, "wb") as out:
+    for name in d["parts"]:
+      with open(os.path.join(os.path.dirname(listing), name), "rb") as f:
+        data = f.read()
+      digest.update(data)
+      out.write(data)
+  if digest.hexdigest() != d.get("sha256"):
+    raise ValueError("its parts do not match its listing's checksum")
+
+
 def _clean_tmp(dest: str, older_than_s: float = 3600) -> None:
-  """Removes the temporary files of packs cut off by a kill (_write)."""
+  """Removes what a kill mid-pack left: temporary files, and parts that no
+  listing names (an hour old or more, so not a pack being written)."""
   now = time.time()
   for dirpath, _, filenames in os.walk(dest):
+    named = set()
+    for name in filenames:
+      if name.endswith(PACK_SUFFIX):
+        named.update((_read_listing(os.path.join(dirpath, name)) or
+                      {"parts": []})["parts"])
     for name in filenames:
       path = os.path.join(dirpath, name)
-      if (name.startswith(".") and name.endswith(".tmp")
-          and now - os.path.getmtime(path) > older_than_s):
+      stale = ((name.startswith(".") and name.endswith(".tmp"))
+               or (name.endswith(_PART_SUFFIX) and name not in named))
+      if stale and now - os.path.getmtime(path) > older_than_s:
         os.unlink(path)
 
 
@@ -449,12 +541,12 @@ def carry(runs: str, dest: str, archive: Optional[str] = None,
     if os.path.islink(path) or not os.path.isfile(
         os.path.join(path, "config.json")):
       continue
-    pack = os.path.join(dest, rel + PACK_SUFFIX)
-    packed.add(os.path.normpath(pack))
+    listing = os.path.join(dest, rel + PACK_SUFFIX)
+    packed.add(os.path.normpath(listing))
     if is_finished(path) or os.path.exists(os.path.join(path, MARK_FILE)):
       kept = archive is None or is_finished(os.path.join(archive, rel))
-      if os.path.isfile(pack) and kept:     # the archive has it now
-        os.unlink(pack)
+      if os.path.isfile(listing) and kept:     # the archive has it now
+        _remove_pack(listing)
         counts["removed"] += 1
       continue
     start = time.time()       # a file changed after this is packed again
@@ -463,8 +555,8 @@ def carry(runs: str, dest: str, archive: Optional[str] = None,
     for folder in left_out:
       print(f"archive.py: {rel}/{folder} left out of the pack (its saves "
             f"exceed {MAX_CKPT_MB} MB): that phase starts over", file=out)
-    if (os.path.isfile(pack)
-        and os.path.getmtime(pack) >= _newest(members)):
+    if (os.path.isfile(listing)
+        and os.path.getmtime(listing) >= _newest(members)):
       counts["unchanged"] += 1
       continue
 
@@ -476,40 +568,46 @@ def carry(runs: str, dest: str, archive: Optional[str] = None,
           except OSError as e:  # gone, or cut short while read
             raise _Changed(f"{name}: {e}") from e
     try:
-      _write(pack, write)
+      size = _store_pack(listing, write)
     except _Changed as e:
       print(f"archive.py: {rel} changed while it was packed ({e}); its "
             "previous pack is kept, the next call packs it again", file=out)
       continue
-    os.utime(pack, (start, start))
+    os.utime(listing, (start, start))
     counts["packed"] += 1
-    counts["MB"] = round(counts["MB"] + os.path.getsize(pack) / 2**20, 1)
+    counts["MB"] = round(counts["MB"] + size / 2**20, 1)
   # Packs of workdirs deleted from RUNS (a grid folder that is there
   # without them): they must not come back on the next machine.
   for dirpath, _, filenames in os.walk(dest):
     grid_dir = os.path.join(runs, os.path.relpath(dirpath, dest))
     for name in filenames:
-      pack = os.path.normpath(os.path.join(dirpath, name))
-      if (name.endswith(PACK_SUFFIX) and pack not in packed
+      listing = os.path.normpath(os.path.join(dirpath, name))
+      if (name.endswith(PACK_SUFFIX) and listing not in packed
           and os.path.isdir(grid_dir)):
-        os.unlink(pack)
+        _remove_pack(listing)
         counts["removed"] += 1
   return counts
 
 
-def _unpack(pack: str, dst: str) -> None:
-  """Unpacks `pack` into the new workdir `dst`, all at once."""
+def _unpack(listing: str, dst: str) -> None:
+  """Unpacks the pack of `listing` into the new workdir `dst`, at once."""
   tmp = dst + _PARTIAL
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
-  with tarfile.open(pack, "r:gz") as tar:
-    if hasattr(tarfile, "data_filter"):
-      tar.extractall(tmp, filter="data")
-    else:                             # Python < 3.11.4: names checked here
-      for m in tar.getmembers():
-        if os.path.isabs(m.name) or os.pardir in m.name.split("/"):
-          raise ValueError(f"{pack}: {m.name} is outside the workdir")
-      tar.extractall(tmp)               # nosec: names checked above
+  joined = tmp + ".tar.gz"
+  try:
+    _join_pack(listing, joined)
+    with tarfile.open(joined, "r:gz") as tar:
+      if hasattr(tarfile, "data_filter"):
+        tar.extractall(tmp, filter="data")
+      else:                           # Python < 3.11.4: names checked here
+        for m in tar.getmembers():
+          if os.path.isabs(m.name) or os.pardir in m.name.split("/"):
+            raise ValueError(f"{m.name} is outside the workdir")
+        tar.extractall(tmp)             # nosec: names checked above
+  finally:
+    if os.path.exists(joined):
+      os.unlink(joined)
   os.replace(tmp, dst)
 
 

@@ -122,7 +122,7 @@ def test_loop_saves_while_a_queue_runs_and_once_after(tmp_path):
   assert len(saves) >= 2          # at least one while running, one after
   assert archive.is_finished(
       os.path.join(dest, "strong", "ml-1m-sasrec-base-s0"))
-  assert os.listdir(os.path.join(inflight, "strong")) == [
+  assert _listings(os.path.join(inflight, "strong")) == [
       "ml-1m-sasrec-base-s1" + archive.PACK_SUFFIX]
 
 
@@ -237,10 +237,21 @@ def _save(ckpt, kind, step, size=100, manifest=True):
     _write(os.path.join(folder, "diff4rec_manifest.json"), "{}")
 
 
-def _packed(pack):
+def _packed(listing):
+  """The file names in the pack of `listing`, its parts joined."""
   import tarfile  # pylint: disable=g-import-not-at-top
-  with tarfile.open(pack) as tar:
-    return sorted(tar.getnames())
+  joined = listing + ".joined"
+  archive._join_pack(listing, joined)  # pylint: disable=protected-access
+  try:
+    with tarfile.open(joined) as tar:
+      return sorted(tar.getnames())
+  finally:
+    os.unlink(joined)
+
+
+def _listings(folder):
+  return sorted(f for f in os.listdir(folder)
+                if f.endswith(archive.PACK_SUFFIX))
 
 
 def test_carry_packs_what_a_resume_reads(tmp_path, monkeypatch, capsys):
@@ -273,7 +284,7 @@ def test_carry_packs_what_a_resume_reads(tmp_path, monkeypatch, capsys):
   counts = archive.carry(runs, dest)
   assert counts["packed"] == 1 and counts["removed"] == 0
   assert "generator/ckpt/generator left out" in capsys.readouterr().out
-  assert os.listdir(os.path.join(dest, "paper")) == [
+  assert _listings(os.path.join(dest, "paper")) == [
       "y-sasrec-aug-s0" + archive.PACK_SUFFIX]
   pack = os.path.join(dest, "paper", "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
   assert _packed(pack) == sorted([
@@ -331,7 +342,7 @@ def test_restore_unpacks_unfinished_runs_after_finished_ones(tmp_path,
   new = str(tmp_path / "new")
   _run(os.path.join(new, "paper", "y-sasrec-aug-s0"), finished=False)
   counts = archive.restore(arch, new, inflight)
-  assert "y-sasrec-aug-s1.tar.gz could not be unpacked" in (
+  assert "y-sasrec-aug-s1.pack.json could not be unpacked" in (
       capsys.readouterr().out)
   assert counts["runs"] == 1 and counts["unfinished runs"] == 0
   assert archive.is_finished(os.path.join(new, "paper", "y-sasrec-aug-s2"))
@@ -341,8 +352,8 @@ def test_restore_unpacks_unfinished_runs_after_finished_ones(tmp_path,
   # With a good pack, the unfinished run comes back as it was, with the
   # lost machine's attempts of it in the log (its time so far).
   shutil.rmtree(new)
-  os.unlink(os.path.join(inflight, "paper",
-                         "y-sasrec-aug-s1" + archive.PACK_SUFFIX))
+  archive._remove_pack(os.path.join(  # pylint: disable=protected-access
+      inflight, "paper", "y-sasrec-aug-s1" + archive.PACK_SUFFIX))
   archive.carry(runs, inflight)
   counts = archive.restore(arch, new, inflight)
   assert counts["unfinished runs"] == 2 and counts["runs"] == 1
@@ -410,6 +421,8 @@ def test_a_pack_cut_by_a_pruned_save_keeps_the_previous_one(
   assert _packed(pack) == before
   assert not [f for f in os.listdir(os.path.dirname(pack))
               if f.endswith(".tmp")]
+  assert len([f for f in os.listdir(os.path.dirname(pack))
+              if f.endswith(archive._PART_SUFFIX)]) == 1  # pylint: disable=protected-access
 
 
 def test_a_save_made_while_listing_is_packed_next_time(tmp_path,
@@ -465,14 +478,55 @@ def test_a_finished_phase_left_out_is_packed_as_unfinished(tmp_path,
   _write(os.path.join(warm, "results.json"), "{}")
   _write(os.path.join(warm, "metrics.jsonl"), "{}\n")
   _save(os.path.join(warm, "ckpt", "recommender"), "best", 8, size=20000)
-  # A pack cut off by a kill an hour ago: its temporary file goes.
-  stale = os.path.join(dest, "paper", ".y.tar.gz.abc.tmp")
-  _write(stale)
-  os.utime(stale, (0, 0))
+  # A pack cut off by a kill an hour ago: its temporary file and the parts
+  # that no listing names go.
+  stale = os.path.join(dest, "paper", ".y.abc.tmp")
+  orphan = os.path.join(dest, "paper", "y.1a.000" + archive._PART_SUFFIX)  # pylint: disable=protected-access
+  for path in (stale, orphan):
+    _write(path)
+    os.utime(path, (0, 0))
   archive.carry(runs, dest)
   names = _packed(os.path.join(dest, "paper",
                                "y-sasrec-aug-s0" + archive.PACK_SUFFIX))
   assert "warmup/metrics.jsonl" in names
   assert "warmup/results.json" not in names      # so the warm-up reruns
   assert not [n for n in names if n.startswith("warmup/ckpt")]
-  assert not os.path.exists(stale)
+  assert not os.path.exists(stale) and not os.path.exists(orphan)
+
+
+def test_a_big_pack_travels_in_parts(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(archive, "PART_MB", 0.001)        # 1 KiB parts
+  runs, dest = str(tmp_path / "runs"), str(tmp_path / "inflight")
+  wd, rec = _cell(runs)
+  with open(os.path.join(wd, "augmented.npz"), "wb") as f:
+    f.write(os.urandom(5000))                 # does not compress
+  archive.carry(runs, dest)
+  folder = os.path.join(dest, "paper")
+  listing = os.path.join(folder, "y-sasrec-aug-s0" + archive.PACK_SUFFIX)
+  with open(listing) as f:
+    first = json.load(f)["parts"]
+  assert len(first) > 4 and sorted(first) == sorted(
+      f for f in os.listdir(folder) if f.endswith(archive._PART_SUFFIX))  # pylint: disable=protected-access
+  # Packed again: the new parts replace the old ones.
+  _save(rec, "latest", 20)
+  archive.carry(runs, dest)
+  with open(listing) as f:
+    second = json.load(f)["parts"]
+  assert not set(first) & set(second)
+  assert sorted(second) == sorted(
+      f for f in os.listdir(folder) if f.endswith(archive._PART_SUFFIX))  # pylint: disable=protected-access
+  new = str(tmp_path / "new")
+  assert archive.restore(str(tmp_path / "none"), new,
+                         dest)["unfinished runs"] == 1
+  with open(os.path.join(new, "paper", "y-sasrec-aug-s0",
+                         "augmented.npz"), "rb") as f, open(
+                             os.path.join(wd, "augmented.npz"), "rb") as g:
+    assert f.read() == g.read()
+  # A part that did not travel whole: the cell starts over, with a line.
+  with open(os.path.join(folder, second[1]), "ab") as f:
+    f.write(b"x")
+  shutil.rmtree(new)
+  assert archive.restore(str(tmp_path / "none"), new,
+                         dest)["unfinished runs"] == 0
+  assert "do not match its listing's checksum" in capsys.readouterr().out
+  assert not os.path.exists(os.path.join(new, "paper", "y-sasrec-aug-s0"))
