@@ -106,6 +106,8 @@ PART_MB = 40
 # was running, and Orbax's checkpoints still being written.
 _UNPACKED = ("tb", "run.lock")
 _ORBAX_TMP = ".orbax-checkpoint-tmp"
+# Files being written: pool.py's copies, runner.py's links, atomic writes.
+_TEMP_ENDINGS = (".tmp", ".tmp.npz", ".link")
 # A checkpoint folder whose kept saves are larger is left out of a pack,
 # and its phase starts over: the generator of a strong-setting Beauty cell
 # saves 200 MB (VAE and Adam state) and trains in about 10 minutes; its
@@ -144,8 +146,9 @@ def _walk(runs: str) -> Iterator[tuple]:
     dirnames[:] = keep
 
 
-def _write(dst: str, write) -> None:
-  """Writes `dst` through a temporary file of its own, atomically."""
+def _write(dst: str, write, mtime: Optional[float] = None) -> None:
+  """Writes `dst` through a temporary file of its own, atomically (with
+  the modification time `mtime`, if given, from its first moment)."""
   os.makedirs(os.path.dirname(dst), exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst),
                              prefix="." + os.path.basename(dst), suffix=".tmp")
@@ -153,6 +156,8 @@ def _write(dst: str, write) -> None:
     with os.fdopen(fd, "wb") as f:
       write(f)
     os.chmod(tmp, 0o644)           # mkstemp's 0600 is for secrets
+    if mtime is not None:
+      os.utime(tmp, (mtime, mtime))
     os.replace(tmp, dst)
   except BaseException:
     if os.path.exists(tmp):
@@ -372,7 +377,12 @@ def _pack_members(workdir: str, max_ckpt_mb: Optional[float] = None,
   kept = {}                       # a checkpointer's folder -> _kept_steps
   # Once the copies are made (train.py reads the cached pool before any
   # phase), the phases that made them are not read again: only their
-  # metrics files are packed.
+  # metrics files are packed. (Should the pool's hash ever stop matching,
+  # the resumed run makes them again: their results.json stays out, so
+  # neither phase reads as finished without its checkpoint.) A sibling
+  # cell that would have shared this generator's top-M trains its own,
+  # as after a restore of finished runs: 32 MB for strong Beauty against
+  # 10 minutes.
   has_pool = os.path.isfile(os.path.join(workdir, pool.AUGMENTED_FILE))
   for dirpath, dirnames, filenames in os.walk(workdir):
     rel_dir = os.path.relpath(dirpath, workdir).split(os.sep)
@@ -400,8 +410,9 @@ def _pack_members(workdir: str, max_ckpt_mb: Optional[float] = None,
         and (keep_steps is None or not d.isdigit()
              or int(d) in keep_steps))
     for name in sorted(filenames):
-      if name in _UNPACKED or _ORBAX_TMP in name:
-        continue
+      if (name in _UNPACKED or _ORBAX_TMP in name or name.startswith(".")
+          or name.endswith(_TEMP_ENDINGS)):
+        continue                  # a file being written (atomic writes)
       path = os.path.join(dirpath, name)
       if os.path.isfile(path) and not os.path.islink(path):
         members.append((path, os.path.relpath(path, workdir)))
@@ -435,22 +446,27 @@ def _read_listing(listing: str) -> Optional[dict]:
     return None
 
 
+def _unlink(path: str) -> None:
+  """Removes `path` if it is there (another carry may remove it first)."""
+  try:
+    os.unlink(path)
+  except FileNotFoundError:
+    pass
+
+
 def _remove_pack(listing: str) -> None:
   """Removes a pack: its listing first (the pack is gone), then its parts."""
   d = _read_listing(listing) or {"parts": []}
-  if os.path.exists(listing):
-    os.unlink(listing)
+  _unlink(listing)
   for part in d["parts"]:
-    path = os.path.join(os.path.dirname(listing), part)
-    if os.path.isfile(path):
-      os.unlink(path)
+    _unlink(os.path.join(os.path.dirname(listing), part))
 
 
-def _store_pack(listing: str, write) -> int:
+def _store_pack(listing: str, write, mtime: float) -> int:
   """Writes a pack (`write(f)` writes its .tar.gz bytes) as parts of at
-  most PART_MB beside `listing`, then the listing (the pack is complete
-  once it is written), then removes the previous pack's parts. Returns
-  the pack's bytes."""
+  most PART_MB beside `listing`, then the listing with the modification
+  time `mtime` (the pack is complete once it is written), then removes
+  the previous pack's parts. Returns the pack's bytes."""
   folder = os.path.dirname(listing)
   base = os.path.basename(listing)[:-len(PACK_SUFFIX)]
   os.makedirs(folder, exist_ok=True)
@@ -480,10 +496,10 @@ def _store_pack(listing: str, write) -> int:
       os.unlink(tmp)
   text = json.dumps({"parts": parts, "bytes": total,
                      "sha256": digest.hexdigest()}, indent=1) + "\n"
-  _write(listing, lambda out: out.write(text.encode()))
+  _write(listing, lambda out: out.write(text.encode()), mtime=mtime)
   for name in (old or {"parts": []})["parts"]:
-    if name not in parts and os.path.isfile(os.path.join(folder, name)):
-      os.unlink(os.path.join(folder, name))
+    if name not in parts:
+      _unlink(os.path.join(folder, name))
   return total
 
 
@@ -517,8 +533,11 @@ def _clean_tmp(dest: str, older_than_s: float = 3600) -> None:
       path = os.path.join(dirpath, name)
       stale = ((name.startswith(".") and name.endswith(".tmp"))
                or (name.endswith(_PART_SUFFIX) and name not in named))
-      if stale and now - os.path.getmtime(path) > older_than_s:
-        os.unlink(path)
+      try:
+        if stale and now - os.path.getmtime(path) > older_than_s:
+          os.unlink(path)
+      except FileNotFoundError:
+        pass                      # renamed or removed by another carry
 
 
 def carry(runs: str, dest: str, archive: Optional[str] = None,
@@ -568,12 +587,11 @@ def carry(runs: str, dest: str, archive: Optional[str] = None,
           except OSError as e:  # gone, or cut short while read
             raise _Changed(f"{name}: {e}") from e
     try:
-      size = _store_pack(listing, write)
+      size = _store_pack(listing, write, mtime=start)
     except _Changed as e:
       print(f"archive.py: {rel} changed while it was packed ({e}); its "
             "previous pack is kept, the next call packs it again", file=out)
       continue
-    os.utime(listing, (start, start))
     counts["packed"] += 1
     counts["MB"] = round(counts["MB"] + size / 2**20, 1)
   # Packs of workdirs deleted from RUNS (a grid folder that is there

@@ -280,6 +280,10 @@ def test_carry_packs_what_a_resume_reads(tmp_path, monkeypatch, capsys):
   _save(os.path.join(gen, "ckpt", "generator"), "latest", 3, size=20000)
   _write(os.path.join(wd, "tb", "events"), "e")
   _write(os.path.join(wd, "run.lock"), "pid")
+  # Files being written (pool.py, runner.py, atomic writes) stay out.
+  for name in ("augmented.npz.tmp.npz", "augmented.npz.link",
+               ".pool_order_e3.npy", ".metrics.jsonl.x.tmp"):
+    _write(os.path.join(wd, name))
   _run(os.path.join(runs, "paper", "y-sasrec-aug-s1"))      # finished
   counts = archive.carry(runs, dest)
   assert counts["packed"] == 1 and counts["removed"] == 0
