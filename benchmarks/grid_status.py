@@ -8,22 +8,27 @@ of this machine; their progress comes from the log the grid runner keeps
 beside each workdir (`<root>/<cell>.log`): the phase, the last epoch line
 (its time and the ETA to the epoch cap; early stopping may end it sooner)
 and the last validation NDCG@10. A grid root is any folder under --runs, up
-to two levels down, with a `grid_log.jsonl`. Reads only; runs nothing.
+to two levels down, with a `grid_log.jsonl`. Then the packs of unfinished
+runs made for the next machine (--inflight, benchmarks/archive.py carry)
+and how old each is. Reads only; runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from typing import Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
+from benchmarks import archive  # pylint: disable=g-import-not-at-top
 from benchmarks import grid  # pylint: disable=g-import-not-at-top
 
 _ONE_OF = lambda names: "(" + "|".join(map(re.escape, names)) + ")"
@@ -105,7 +110,31 @@ def root_counts(root: str) -> tuple:
   return status.count("done"), status.count("partial")
 
 
-def status(runs: str, ps_lines: Sequence[str]) -> str:
+def packs(inflight: str, now: Optional[float] = None) -> list:
+  """'<workdir>: as of <time> (<n> min ago), <MB> MB' of every pack of an
+  unfinished run in `inflight` (benchmarks/archive.py carry), by workdir."""
+  now = time.time() if now is None else now
+  out = []
+  for dirpath, _, files in sorted(os.walk(inflight)):
+    for name in sorted(files):
+      if not name.endswith(archive.PACK_SUFFIX):
+        continue
+      path = os.path.join(dirpath, name)
+      rel = os.path.relpath(path, inflight)[:-len(archive.PACK_SUFFIX)]
+      try:
+        with open(path) as f:
+          mb = json.load(f)["bytes"] / 2**20
+      except (OSError, ValueError, KeyError, TypeError):
+        out.append(f"{rel}: unreadable listing")
+        continue
+      made = os.path.getmtime(path)
+      out.append(f"{rel}: as of {time.strftime('%H:%M', time.localtime(made))}"
+                 f" ({(now - made) / 60:.0f} min ago), {mb:.0f} MB")
+  return out
+
+
+def status(runs: str, ps_lines: Sequence[str],
+           inflight: Optional[str] = None) -> str:
   lines = ["running:"]
   cells = running_workdirs(ps_lines)
   for wd in cells:
@@ -116,18 +145,24 @@ def status(runs: str, ps_lines: Sequence[str]) -> str:
   for root in grid_roots(runs):
     done, partial = root_counts(root)
     lines.append(f"  {os.path.relpath(root, runs)}: {done} / {partial}")
+  if inflight and os.path.isdir(inflight):
+    lines.append(f"packed for the next machine ({inflight}):")
+    lines.extend("  " + l for l in packs(inflight) or ["nothing"])
   return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--runs", default="/work/runs")
+  p.add_argument("--inflight", default=os.path.join(REPO, "results",
+                                                    "inflight"),
+                 help="the packs of unfinished runs (archive.py carry)")
   args = p.parse_args(argv)
   if not os.path.isdir(args.runs):
     raise SystemExit(f"--runs: {args.runs} is not a folder")
   ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
                       check=False).stdout.splitlines()
-  print(status(args.runs, ps))
+  print(status(args.runs, ps, args.inflight))
   return 0
 
 

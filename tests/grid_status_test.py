@@ -3,6 +3,7 @@ runner's logs and the grid roots' counts (hand-made files in tmp_path)."""
 
 import json
 import os
+import time
 
 from benchmarks import grid_status
 
@@ -68,3 +69,25 @@ def test_a_new_phase_forgets_the_last_ones_epochs(tmp_path):
     f.write(LOG.split("phase: recommender")[0] + "phase: generator\n")
   assert grid_status.progress(wd) == "phase generator"
   assert grid_status.status(str(tmp_path), []).splitlines()[1] == "  nothing"
+
+
+def test_status_lists_the_packs_for_the_next_machine(tmp_path):
+  from benchmarks import archive  # pylint: disable=g-import-not-at-top
+  runs, inflight = tmp_path / "runs", tmp_path / "inflight"
+  _cell(str(runs / "paper"), "yelp-sasrec-aug-s0", done=False)
+  (runs / "paper" / "grid_log.jsonl").write_text("")
+  with open(runs / "paper" / "yelp-sasrec-aug-s0" / "augmented.npz",
+            "wb") as f:
+    f.write(os.urandom(3 * 2**20))            # 3 MB that do not compress
+  archive.carry(str(runs), str(inflight))
+  listing = inflight / "paper" / ("yelp-sasrec-aug-s0" + archive.PACK_SUFFIX)
+  os.utime(listing, (1000.0, 1000.0))
+  made = time.strftime("%H:%M", time.localtime(1000.0))
+  assert grid_status.packs(str(inflight), now=1000.0 + 25 * 60) == [
+      f"paper/yelp-sasrec-aug-s0: as of {made} (25 min ago), 3 MB"]
+  text = grid_status.status(str(runs), [], str(inflight))
+  assert text.splitlines()[-2] == f"packed for the next machine ({inflight}):"
+  assert text.splitlines()[-1].startswith("  paper/yelp-sasrec-aug-s0: as of")
+  listing.write_text("{")
+  assert grid_status.packs(str(inflight)) == [
+      "paper/yelp-sasrec-aug-s0: unreadable listing"]
