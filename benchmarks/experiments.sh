@@ -84,7 +84,8 @@ then
   A=(env "$ONE" taskset -c 0) B=(env "$ONE" taskset -c 1)
   echo "2 cores: queue A on core 0, queue B on core 1, one XLA thread each"
 fi
-# setsid: each queue is its own process group (its pid), stoppable as one.
+# setsid: each queue is its own process group (its pid); its cells run in
+# sessions of their own (runner.py): benchmarks/pause_runs.sh stops both.
 nohup setsid ${A[@]+"${A[@]}"} bash benchmarks/strong_queue.sh "$RUNS" \
   >> "$RUNS/queue_a.out" 2>&1 &
 PA=$!

@@ -161,3 +161,42 @@ def test_experiments_sh_on_a_machine_without_the_requirements(tmp_path):
   assert out.returncode == 1
   assert "pip install -r" in out.stdout and "requirements.txt" in out.stdout
   assert not runs.exists()
+
+
+def test_pause_runs_stops_the_queues_and_their_cells(tmp_path):
+  """A cell runs in a session of its own (runner.py): stopping the queue's
+  group alone would leave it running."""
+  runs = str(tmp_path / "runs")
+  fake = tmp_path / "diff4rec_jax.main"
+  fake.write_text("sleep 60\n")
+  cell = subprocess.Popen(
+      ["bash", str(fake), "--config=x", f"--workdir={runs}/paper/c-s0"],
+      start_new_session=True)
+  # Its argv must read like a trainer's for pgrep: bash FILE ARGS shows
+  # as 'bash .../diff4rec_jax.main --config=x --workdir=...'.
+  other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+
+  def state(pid, want=None):
+    """The process state letter, after up to 5 s for `want`."""
+    import time  # pylint: disable=g-import-not-at-top
+    for _ in range(50):
+      with open(f"/proc/{pid}/stat") as f:
+        s = f.read().rsplit(")", 1)[1].split()[0]
+      if want is None or s == want:
+        break
+      time.sleep(0.1)
+    return s
+  script = os.path.join(REPO, "benchmarks", "pause_runs.sh")
+  try:
+    out = subprocess.run(["bash", script, "stop", runs], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "1 process groups" in out.stdout
+    assert state(cell.pid, "T") == "T" and state(other.pid) != "T"
+    subprocess.run(["bash", script, "cont", runs], check=True, timeout=30,
+                   capture_output=True)
+    assert state(cell.pid, "S") != "T"
+  finally:
+    for p in (cell, other):
+      p.kill()
+      p.wait()
