@@ -37,28 +37,34 @@ that `restore` put back (the archive has them).
 
 `carry` is for the cells still running. A session stops at a fixed time,
 and the next one may start on a fresh machine: a cell not finished by then
-was started over, and a cell longer than a session (a full-CE ML-1M cell
-is about 2 hours here) could never finish. `carry` packs each unfinished
-workdir under RUNS into a .tar.gz kept as DEST/<workdir>.pack.json and its
-parts of at most PART_MB (30 MB for a paper-setting Yelp cell, 90 MB for
-a strong-setting Beauty one): its copies (once they
-are made, the generator and warm-up that made them are not read again and
-only their metrics files are packed), and of each checkpoint folder the
-saves a resume reads, the newest complete latest save and the newest best
-save at or before it (of a finished phase such as warmup/ or generator/,
-its best save alone); not its event files nor its lock; not a checkpoint
-folder over MAX_CKPT_MB, whose phase starts over. A workdir unchanged since
-its pack is not packed again; a pack cut by a file that changed while it
-was written is dropped and the previous one kept; the pack of a cell that
-has finished is removed once the archive (--archive) has the cell, and
-the pack of a workdir deleted from RUNS is removed.
+started over, and a cell longer than a session (a full-CE ML-1M cell is
+about 2 hours here) could never finish. `carry` packs each unfinished
+workdir under RUNS as a .tar.gz split into parts of at most PART_MB, named
+by DEST/<workdir>.pack.json (30 MB for a paper-setting Yelp cell, 90 MB
+for a strong-setting Beauty one). A pack holds what a resume reads:
+
+  * of each checkpoint folder, the newest complete latest save and the
+    newest best save at or before it; of a finished phase (warmup/,
+    generator/), its best save alone; a folder over MAX_CKPT_MB stays out
+    and its phase starts over;
+  * the copies (augmented.npz); once they exist, the generator and warm-up
+    that made them are not read again, and only their metrics go in;
+  * the run's small files; not its event files, its lock, nor files being
+    written.
+
+A workdir unchanged since its pack is not packed again. A pack cut by a
+file that changed while it was read is dropped, and the previous one
+kept. The pack of a finished cell is removed once the archive (--archive)
+has the cell; that of a workdir deleted from RUNS is removed.
+
 Packs go into the main checkout's working tree and are never committed:
 they are what an earlier session's uncommitted work brings to the next
 one, where a machine's files do not. `restore --inflight=DEST` unpacks
 each where RUNS has no such workdir, after the finished runs are put back
-(a cell finished after its last pack is the archive's), and merges its
-grid-log records like theirs; the cell then resumes from its last good
-checkpoint (checkpointing.py checks each against its manifest).
+(a cell finished after its last pack is the archive's), checking its
+parts against the listing's SHA-256, and merges its grid-log records like
+theirs; the cell then resumes from its last good checkpoint
+(checkpointing.py checks each save against its manifest).
 """
 
 from __future__ import annotations
