@@ -9,6 +9,8 @@ a run, small text files, under `results/runs/` in the same layout:
 
   python benchmarks/archive.py save /work/runs results/runs     # then commit
   python benchmarks/archive.py carry /work/runs results/inflight  # never commit
+  python benchmarks/archive.py save /work/runs results/runs \
+      --inflight=results/inflight                 # both (archive_loop.sh)
   python benchmarks/archive.py restore results/runs /work/runs \
       --inflight=results/inflight
 
@@ -668,7 +670,9 @@ def main(argv=None) -> int:
   p.add_argument("src", help="save, carry: RUNS; restore: the archive")
   p.add_argument("dst", help="save: the archive; carry: the packs' folder; "
                  "restore: RUNS")
-  p.add_argument("--inflight", help="restore: the packs' folder (carry's)")
+  p.add_argument("--inflight", help="restore: the packs' folder (carry's) "
+                 "to unpack; save: also pack the unfinished runs there "
+                 "(carry, with the archive as --archive)")
   p.add_argument("--archive", help="carry: the archive (save's folder); "
                  "a finished run's pack is removed once it is there")
   a = p.parse_args(argv)
@@ -677,6 +681,12 @@ def main(argv=None) -> int:
     return 2
   if a.command == "save":
     counts = save(a.src, a.dst)
+    if a.inflight:                      # one process for both: the loop's
+      print(f"archive.py save {a.src} -> {a.dst}: " +
+            ", ".join(f"{v} {k}" for k, v in counts.items()))
+      a.command, a.dst = "carry", a.inflight
+      counts = carry(a.src, a.inflight, a.dst if a.archive is None
+                     else a.archive)
   elif a.command == "carry":
     counts = carry(a.src, a.dst, a.archive)
   else:

@@ -14,10 +14,8 @@ cd "$(dirname "$0")/.."
 alive() { for p in "$@"; do kill -0 "$p" 2> /dev/null && return 0; done
           return 1; }
 keep() {
-  python benchmarks/archive.py save "$runs" "$dest"
-  if [[ -n "${INFLIGHT:-}" ]]; then
-    python benchmarks/archive.py carry "$runs" "$INFLIGHT" --archive="$dest"
-  fi
+  python benchmarks/archive.py save "$runs" "$dest" \
+    ${INFLIGHT:+"--inflight=$INFLIGHT"}
 }
 while alive "$@"; do
   sleep "${ARCHIVE_EVERY_S:-600}"
