@@ -684,9 +684,9 @@ def main(argv=None) -> int:
     if a.inflight:                      # one process for both: the loop's
       print(f"archive.py save {a.src} -> {a.dst}: " +
             ", ".join(f"{v} {k}" for k, v in counts.items()))
+      archive = a.dst if a.archive is None else a.archive
       a.command, a.dst = "carry", a.inflight
-      counts = carry(a.src, a.inflight, a.dst if a.archive is None
-                     else a.archive)
+      counts = carry(a.src, a.inflight, archive)
   elif a.command == "carry":
     counts = carry(a.src, a.dst, a.archive)
   else:

@@ -534,3 +534,21 @@ def test_a_big_pack_travels_in_parts(tmp_path, monkeypatch, capsys):
                          dest)["unfinished runs"] == 0
   assert "do not match its listing's checksum" in capsys.readouterr().out
   assert not os.path.exists(os.path.join(new, "paper", "y-sasrec-aug-s0"))
+
+
+def test_save_with_inflight_packs_and_removes_finished_packs(tmp_path):
+  """archive_loop.sh's one command: save, then carry with the archive as
+  the proof that a finished run's pack may go."""
+  runs, arch = str(tmp_path / "runs"), str(tmp_path / "archive")
+  inflight = str(tmp_path / "inflight")
+  wd, _ = _cell(runs)
+  args = ["save", runs, arch, f"--inflight={inflight}"]
+  assert archive.main(args) == 0
+  assert _listings(os.path.join(inflight, "paper")) == [
+      "y-sasrec-aug-s0" + archive.PACK_SUFFIX]
+  _write(os.path.join(wd, "results.json"),
+         json.dumps({"valid": {"NDCG@10": 0.1}, "test": {"NDCG@10": 0.1}}))
+  assert archive.main(args) == 0
+  assert archive.is_finished(os.path.join(arch, "paper", "y-sasrec-aug-s0"))
+  assert _listings(os.path.join(inflight, "paper")) == []
+  assert not os.listdir(os.path.join(inflight, "paper"))
